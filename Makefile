@@ -1,0 +1,46 @@
+# ws2kafka developer commands. `make help` lists them.
+#
+# Everything is installed by these targets into places the repository controls: the virtualenv
+# in .venv, and the Kafka jars and Go-built binaries in the ws2kafka cache
+# (${WS2KAFKA_CACHE:-~/.cache/ws2kafka}). The first run on a machine builds them; later runs reuse them.
+
+PYTHON ?= python3
+# Never put the working directory on sys.path: the folder `operator/` would shadow the
+# standard library module `operator`.
+export PYTHONSAFEPATH := 1
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help test lint unit stack demo bench crds clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet -e ".[dev]" --config-settings editable_mode=strict
+	touch $(STAMP)
+
+venv: $(STAMP)
+	@# strict editable installs link files one by one: relink so new modules are importable
+	@$(BIN)/pip install --quiet --no-deps -e . --config-settings editable_mode=strict
+
+stack: venv  ## build/fetch and cache Kafka and the Kubernetes control plane (first run: minutes)
+	$(BIN)/ws2kafka-devstack prepare
+
+lint: venv  ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy -p ws2kafka.bridge -p ws2kafka.operator -p ws2kafka.devstack
+	$(BIN)/mypy tests
+
+test: lint stack  ## the whole suite: lint, then pytest against a real Kafka broker and API server
+	$(BIN)/pytest
+
+unit: venv  ## only the tests that need no broker and no API server
+	$(BIN)/pytest tests/unit
+
+clean:  ## remove the virtualenv and build leftovers (the component cache stays)
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

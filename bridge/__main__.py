@@ -1,0 +1,192 @@
+"""``ws2kafka-bridge``: run one WebSocket source into Kafka from a config file.
+
+This is the only module that configures logging and signal handling; everything else is the
+library that the operator's inline mode, the tests and the benchmarks use directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+from .config import WebSocketSourceSpec, parse_spec
+from .errors import ConfigError
+from .health import HealthServer
+from .metrics import BridgeCollector
+from .service import Bridge, ExitCode
+
+log = logging.getLogger("ws2kafka.bridge")
+
+DESCRIPTION = """\
+Stream one WebSocket feed into a Kafka topic.
+
+The config file has the shape of the `spec` of a WebSocketSource resource (camelCase keys);
+a whole resource (`kind: WebSocketSource`) is accepted too, its metadata.name being the
+source name. Secrets may be given inline (`value`), from an environment variable (`env`) or
+from a file (`file`); they are never logged.
+
+Minimal config:
+  url: wss://stream.binance.com:9443/ws
+  subscribe: ['{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}']
+  kafka: {bootstrapServers: 127.0.0.1:9092, topic: binance-trades}
+
+On SIGTERM or SIGINT the bridge closes the socket (1001), delivers everything it received
+(up to drainTimeoutSeconds), logs a final summary and exits. A second signal exits at once.
+"""
+
+EPILOG = """\
+exit codes:
+  0  stopped, everything received was delivered
+  1  stopped, some received frames could not be delivered (see the final summary)
+  2  invalid configuration (one line per problem, naming the field)
+  3  gave up reconnecting after reconnect.maxAttempts failures
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ws2kafka-bridge",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", "-c", required=True, type=Path, help="YAML or JSON config file (a spec)"
+    )
+    parser.add_argument(
+        "--name",
+        help="source name, used in logs, metrics and record headers "
+        "(default: metadata.name of a resource file, else the file's stem)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9400,
+        help="port of /metrics, /healthz and /readyz; 0 picks a free one, -1 disables "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-host", default="0.0.0.0", help="address to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="text",
+        choices=["text", "json"],
+        help="json writes one object per line (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--summary-interval",
+        type=float,
+        default=30.0,
+        help="seconds between summary log lines, written even when idle (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="validate the config file, print nothing else, exit"
+    )
+    return parser
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log pipelines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def load_config(path: Path, name: str | None) -> tuple[WebSocketSourceSpec, str]:
+    """Read and validate the config file; raises ConfigError for every user mistake."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"]) from None
+    if not isinstance(document, dict):
+        raise ConfigError([f"{path}: must be a mapping (the spec of a WebSocketSource)"])
+    default_name = path.stem
+    if document.get("kind") == "WebSocketSource":
+        default_name = str((document.get("metadata") or {}).get("name") or default_name)
+        document = document.get("spec") or {}
+    return parse_spec(document), name or default_name
+
+
+async def serve(spec: WebSocketSourceSpec, name: str, args: argparse.Namespace) -> int:
+    """Run the bridge with signal handling and the health endpoint until it stops."""
+    bridge = Bridge(spec, name=name, summary_interval=args.summary_interval)
+    loop = asyncio.get_running_loop()
+    stops = 0
+
+    def on_signal() -> None:
+        nonlocal stops
+        stops += 1
+        if stops > 1:
+            log.error("second signal: exiting without draining")
+            raise SystemExit(ExitCode.UNDELIVERED)
+        bridge.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    health: HealthServer | None = None
+    if args.metrics_port >= 0:
+        registry = CollectorRegistry()
+        registry.register(BridgeCollector(lambda: [(bridge.name, bridge.stats)]))
+        health = HealthServer(registry, lambda: bridge.ready, args.metrics_host, args.metrics_port)
+        await health.start()
+    try:
+        summary = await bridge.run()
+    finally:
+        if health is not None:
+            await health.close()
+    return summary.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    try:
+        spec, name = load_config(args.config, args.name)
+        if args.check:
+            return ExitCode.OK
+        return asyncio.run(serve(spec, name, args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"ws2kafka-bridge: {problem}", file=sys.stderr)
+        return ExitCode.CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

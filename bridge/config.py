@@ -1,0 +1,402 @@
+"""The one configuration model: a bridge config file and a WebSocketSource ``spec`` are the same.
+
+Fields are snake_case in Python and camelCase in YAML and in the CRD (an alias generator maps
+them), so a file that runs ``ws2kafka-bridge --config`` locally is a valid resource ``spec``
+and vice versa. Every field carries its description: the CRD's schema and the docs are
+generated from it. Defaults follow the Java connector where they make sense (reconnect on,
+5 s initial interval, queue of 10,000 messages, 30 s connect timeout).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from .errors import ConfigError
+
+#: JSON pointers (RFC 6901) address a field of a JSON frame: "" is the whole document.
+JsonPointer = Annotated[
+    str,
+    Field(pattern=r"^(/([^~/]|~[01])*)*$", max_length=256, examples=["/s", "/data/sequence"]),
+]
+
+
+class Model(BaseModel):
+    """Base of every config model: camelCase aliases, unknown fields rejected, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class SecretKeyRef(Model):
+    """A key of a Kubernetes Secret in the resource's namespace."""
+
+    name: str = Field(min_length=1, max_length=253)
+    """Name of the Secret."""
+    key: str = Field(min_length=1, max_length=253)
+    """Key inside the Secret."""
+
+
+class SecretValue(Model):
+    """A secret string, given by exactly one of its sources. It is never logged or echoed.
+
+    In a WebSocketSource resource only ``secretKeyRef`` is allowed: the operator hands the Secret
+    to the bridge pod as an environment variable. A local config file may also use ``value``,
+    ``env`` or ``file``.
+    """
+
+    value: SecretStr | None = Field(default=None, json_schema_extra={"x-ws2kafka-local": True})
+    """The secret itself (local config files only)."""
+    env: str | None = Field(default=None, json_schema_extra={"x-ws2kafka-local": True})
+    """Name of an environment variable that holds the secret."""
+    file: Path | None = Field(default=None, json_schema_extra={"x-ws2kafka-local": True})
+    """Path of a file that holds the secret (a trailing newline is removed)."""
+    secret_key_ref: SecretKeyRef | None = None
+    """A key of a Kubernetes Secret (resources only; the operator resolves it)."""
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Self:
+        given = [
+            name
+            for name in ("value", "env", "file", "secret_key_ref")
+            if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError("give exactly one of value, env, file or secretKeyRef")
+        return self
+
+    def resolve(self) -> str:
+        """Read the secret from its source; raises ConfigError naming the missing source."""
+        if self.value is not None:
+            return self.value.get_secret_value()
+        if self.env is not None:
+            if self.env not in os.environ:
+                raise ConfigError([f"environment variable {self.env} is not set"])
+            return os.environ[self.env]
+        if self.file is not None:
+            try:
+                return self.file.read_text().removesuffix("\n")
+            except OSError as exc:
+                raise ConfigError(
+                    [f"cannot read secret file {self.file}: {exc.strerror}"]
+                ) from None
+        raise ConfigError(["secretKeyRef is resolved by the operator; locally use value/env/file"])
+
+
+class Header(Model):
+    """One HTTP header of the WebSocket handshake. Values may contain commas and colons."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+    """Header name, e.g. ``User-Agent``."""
+    value: str | None = Field(default=None, max_length=8192)
+    """Plain value (not secret)."""
+    value_from: SecretValue | None = None
+    """Secret value, e.g. an API key."""
+
+    @model_validator(mode="after")
+    def _one_value(self) -> Self:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError("give exactly one of value or valueFrom")
+        return self
+
+
+class BasicAuth(Model):
+    """HTTP basic authentication for the handshake."""
+
+    username: str = Field(min_length=1, max_length=256)
+    """User name."""
+    password: SecretValue
+    """Password."""
+
+
+class AuthSpec(Model):
+    """Handshake authentication. A bearer token and basic auth cannot both be set."""
+
+    bearer_token: SecretValue | None = None
+    """Sent as ``Authorization: Bearer <token>``."""
+    basic: BasicAuth | None = None
+    """Sent as ``Authorization: Basic ...``."""
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> Self:
+        if self.bearer_token is not None and self.basic is not None:
+            raise ValueError("set bearerToken or basic, not both")
+        return self
+
+
+class TlsSpec(Model):
+    """TLS for ``wss://`` URLs. Certificates are verified unless ``insecureSkipVerify``."""
+
+    ca_file: Path | None = None
+    """PEM bundle of CAs to trust instead of the system's."""
+    client_cert_file: Path | None = None
+    """PEM client certificate for mutual TLS."""
+    client_key_file: Path | None = None
+    """PEM private key of the client certificate."""
+    insecure_skip_verify: bool = False
+    """Accept any server certificate. Logs a warning at every connect; never for production."""
+
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> Self:
+        if (self.client_cert_file is None) != (self.client_key_file is None):
+            raise ValueError("clientCertFile and clientKeyFile go together")
+        return self
+
+
+class ReconnectSpec(Model):
+    """Reconnection after a failed connect or a lost connection."""
+
+    enabled: bool = True
+    """Reconnect at all. When false the bridge exits after the first connection ends."""
+    initial_delay_seconds: float = Field(default=5.0, gt=0, le=3600)
+    """Upper bound of the first delay (full jitter: the delay is random in [0, bound])."""
+    max_delay_seconds: float = Field(default=300.0, gt=0, le=86400)
+    """The bound doubles per failed attempt up to this cap."""
+    max_attempts: int = Field(default=0, ge=0, le=1_000_000)
+    """Consecutive failed attempts before giving up (0 = never give up)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max_delay_seconds < self.initial_delay_seconds:
+            raise ValueError("maxDelaySeconds must be >= initialDelaySeconds")
+        return self
+
+
+class HeartbeatSpec(Model):
+    """An application-level message sent periodically, for feeds that need one (OKX: "ping")."""
+
+    message: str = Field(min_length=1, max_length=65536)
+    """The text frame to send."""
+    interval_seconds: float = Field(default=25.0, gt=0, le=3600)
+    """Seconds between two heartbeats."""
+
+
+class Inflate(StrEnum):
+    """Decompression of binary frames before they are produced."""
+
+    NONE = "none"
+    GZIP = "gzip"
+    ZLIB = "zlib"
+
+
+class ConnectionSpec(Model):
+    """How the WebSocket connection is opened and kept alive."""
+
+    connect_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    """Timeout of TCP connect + TLS + handshake."""
+    subprotocols: list[str] = Field(default_factory=list, max_length=16)
+    """Subprotocols offered in ``Sec-WebSocket-Protocol``."""
+    compression: bool = True
+    """Offer permessage-deflate."""
+    max_frame_bytes: int = Field(default=1_048_576, ge=1024, le=256 * 1_048_576)
+    """Largest message accepted; a larger one closes the connection with 1009."""
+    ping_interval_seconds: float = Field(default=20.0, ge=0, le=3600)
+    """Protocol ping interval (0 = no pings)."""
+    ping_timeout_seconds: float = Field(default=20.0, gt=0, le=3600)
+    """A pong not received within this time drops the connection."""
+    stale_after_seconds: float = Field(default=0.0, ge=0, le=86400)
+    """No data frame for this long drops the connection and reconnects (0 = off)."""
+    heartbeat: HeartbeatSpec | None = None
+    """Optional application heartbeat."""
+    inflate: Inflate = Inflate.NONE
+    """Decompress binary frames (gzip or zlib) before producing them."""
+
+
+class KeySource(StrEnum):
+    """Where a record's key comes from."""
+
+    NONE = "none"
+    STATIC = "static"
+    JSON_POINTER = "jsonPointer"
+
+
+class KeySpec(Model):
+    """The record key."""
+
+    source: KeySource = KeySource.NONE
+    """``none``, ``static`` (the ``value``) or ``jsonPointer`` (a field of the JSON frame)."""
+    value: str | None = Field(default=None, max_length=4096)
+    """The key for ``static``."""
+    pointer: JsonPointer | None = None
+    """The field for ``jsonPointer``, e.g. ``/s``. Frames without it get no key."""
+
+    @model_validator(mode="after")
+    def _matching_fields(self) -> Self:
+        if self.source is KeySource.STATIC and self.value is None:
+            raise ValueError("source static needs value")
+        if self.source is KeySource.JSON_POINTER and self.pointer is None:
+            raise ValueError("source jsonPointer needs pointer")
+        return self
+
+
+class TimestampSource(StrEnum):
+    """Where a record's timestamp comes from."""
+
+    RECEIVE_TIME = "receiveTime"
+    JSON_POINTER = "jsonPointer"
+
+
+class TimestampUnit(StrEnum):
+    """Unit of a numeric timestamp field."""
+
+    SECONDS = "s"
+    MILLISECONDS = "ms"
+    MICROSECONDS = "us"
+    NANOSECONDS = "ns"
+
+
+class TimestampSpec(Model):
+    """The record timestamp: the time the bridge received the frame, or a field of the frame."""
+
+    source: TimestampSource = TimestampSource.RECEIVE_TIME
+    """``receiveTime`` or ``jsonPointer``; frames without the field fall back to receive time."""
+    pointer: JsonPointer | None = None
+    """The numeric epoch field for ``jsonPointer``, e.g. ``/T``."""
+    unit: TimestampUnit = TimestampUnit.MILLISECONDS
+    """Unit of that field."""
+
+    @model_validator(mode="after")
+    def _pointer_given(self) -> Self:
+        if self.source is TimestampSource.JSON_POINTER and self.pointer is None:
+            raise ValueError("source jsonPointer needs pointer")
+        return self
+
+
+class RecordHeadersSpec(Model):
+    """Kafka headers added to every record (``ws2kafka.*``); each can be switched off."""
+
+    source: bool = True
+    """``ws2kafka.source``: the source's name."""
+    connection_id: bool = True
+    """``ws2kafka.connection``: id of the WebSocket connection the frame came on."""
+    sequence: bool = True
+    """``ws2kafka.seq``: 1-based position of the frame within its connection."""
+    received_at: bool = True
+    """``ws2kafka.received``: receive time, epoch microseconds."""
+    frame_type: bool = True
+    """``ws2kafka.type``: ``text`` or ``binary``."""
+
+
+class KafkaSinkSpec(Model):
+    """Where and how records are produced."""
+
+    bootstrap_servers: str = Field(min_length=1, max_length=4096)
+    """Kafka bootstrap servers, ``host:port[,host:port...]``."""
+    topic: str = Field(min_length=1, max_length=249, pattern=r"^[a-zA-Z0-9._-]+$")
+    """Target topic."""
+    key: KeySpec = Field(default_factory=KeySpec)
+    """Record key."""
+    timestamp: TimestampSpec = Field(default_factory=TimestampSpec)
+    """Record timestamp."""
+    headers: RecordHeadersSpec = Field(default_factory=RecordHeadersSpec)
+    """Record headers."""
+    properties: dict[str, str] = Field(default_factory=dict, max_length=200)
+    """librdkafka producer properties, passed through (``compression.type``, ``linger.ms``...).
+    Defaults: ``acks=all``, ``enable.idempotence=true``."""
+    secret_properties: dict[str, SecretValue] = Field(default_factory=dict, max_length=50)
+    """librdkafka properties whose values are secret (``sasl.password``, ``ssl.key.password``)."""
+
+    @field_validator("properties")
+    @classmethod
+    def _no_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = {"bootstrap.servers", "on_delivery", "error_cb", "stats_cb"} & value.keys()
+        if reserved:
+            raise ValueError(f"set {', '.join(sorted(reserved))} through its own field")
+        return value
+
+
+class Overflow(StrEnum):
+    """What happens when the buffer between the socket and Kafka is full."""
+
+    BLOCK = "block"
+    DROP_OLDEST = "dropOldest"
+    DROP_NEWEST = "dropNewest"
+
+
+class BufferSpec(Model):
+    """The bounded buffer between the socket and Kafka's delivery acknowledgements."""
+
+    max_messages: int = Field(default=10_000, ge=1, le=10_000_000)
+    """Frames received but not yet acknowledged by Kafka, at most."""
+    max_bytes: int = Field(default=64 * 1_048_576, ge=1024, le=16 * 1024 * 1_048_576)
+    """Their payload bytes, at most."""
+    overflow: Overflow = Overflow.BLOCK
+    """``block`` stops reading the socket (TCP pushes back; pings still flow), ``dropOldest``
+    and ``dropNewest`` discard frames and count them."""
+
+
+class WebSocketSourceSpec(Model):
+    """A WebSocket feed streamed into a Kafka topic: the ``spec`` of a WebSocketSource."""
+
+    url: str = Field(min_length=6, max_length=2048)
+    """The feed, ``ws://`` or ``wss://``."""
+    subscribe: list[str] = Field(default_factory=list, max_length=1000)
+    """Messages sent in order after every successful (re)connect, e.g. a JSON subscription."""
+    headers: list[Header] = Field(default_factory=list, max_length=64)
+    """Extra handshake headers."""
+    auth: AuthSpec = Field(default_factory=AuthSpec)
+    """Handshake authentication."""
+    tls: TlsSpec = Field(default_factory=TlsSpec)
+    """TLS settings for ``wss://``."""
+    connection: ConnectionSpec = Field(default_factory=ConnectionSpec)
+    """Connection behaviour: timeouts, pings, watchdog, heartbeat, frame limits."""
+    reconnect: ReconnectSpec = Field(default_factory=ReconnectSpec)
+    """Reconnect policy."""
+    kafka: KafkaSinkSpec
+    """The Kafka side."""
+    buffer: BufferSpec = Field(default_factory=BufferSpec)
+    """Bounded buffer and overflow policy."""
+    drain_timeout_seconds: float = Field(default=25.0, gt=0, le=3600)
+    """On shutdown, how long to wait for Kafka to acknowledge what was received."""
+    suspend: bool = False
+    """Stop the bridge without deleting the resource (the operator scales it to zero)."""
+
+    @field_validator("url")
+    @classmethod
+    def _websocket_scheme(cls, url: str) -> str:
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return url
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """``("kafka", "topic")`` -> ``spec.kafka.topic``, with camelCase names."""
+    parts = ["spec"]
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+        else:
+            parts.append(to_camel(item) if "_" in item else item)
+    return ".".join(parts)
+
+
+def _message(error: Any) -> str:
+    message: str = error["msg"]
+    return message.removeprefix("Value error, ")
+
+
+def parse_spec(data: object) -> WebSocketSourceSpec:
+    """Validate a spec; raises ConfigError with one ``spec.field: problem`` line per problem."""
+    try:
+        return WebSocketSourceSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = [f"{_location(err['loc'])}: {_message(err)}" for err in exc.errors()]
+        raise ConfigError(problems) from None

@@ -1,0 +1,92 @@
+"""The bounded buffer between the socket and Kafka, and its overflow policy, without I/O.
+
+A record is *held* from the moment it is admitted until Kafka acknowledges it (or its delivery
+fails for good, or the overflow policy drops it). Held records are bounded in count and bytes.
+
+- ``block``: the reader stops taking frames while the buffer is full (``must_pause``) and
+  resumes below the low watermark, so TCP pushes back on the server.
+- ``dropNewest``: a frame arriving at a full buffer is discarded and counted.
+- ``dropOldest``: the oldest record not yet handed to the producer is discarded and counted.
+  To keep such records droppable, only a window of the buffer is handed to the producer at a
+  time; records inside librdkafka cannot be taken back.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from .config import BufferSpec, Overflow
+from .framing import Record
+from .stats import BridgeStats
+
+#: Reading resumes once the buffer has drained below this fraction of its bounds.
+LOW_WATERMARK = 0.9
+#: Under ``dropOldest``, the fraction of the buffer that may sit inside the producer.
+DROP_OLDEST_WINDOW = 0.1
+
+
+class FlowControl:
+    """Admission, overflow and hand-over decisions for one bridge (event-loop thread only)."""
+
+    def __init__(self, spec: BufferSpec, stats: BridgeStats) -> None:
+        self._spec = spec
+        self._stats = stats
+        self._pending: deque[Record] = deque()
+        if spec.overflow is Overflow.DROP_OLDEST:
+            self.window = max(1, int(spec.max_messages * DROP_OLDEST_WINDOW))
+        else:
+            self.window = spec.max_messages
+        self._resume_messages = max(0, int(spec.max_messages * LOW_WATERMARK) - 1)
+        self._resume_bytes = int(spec.max_bytes * LOW_WATERMARK)
+
+    @property
+    def pending(self) -> int:
+        """Records admitted but not yet handed to the producer."""
+        return len(self._pending)
+
+    def full(self) -> bool:
+        stats = self._stats
+        return stats.held >= self._spec.max_messages or stats.held_bytes >= self._spec.max_bytes
+
+    def must_pause(self) -> bool:
+        """Under ``block``: stop reading the socket now."""
+        return self._spec.overflow is Overflow.BLOCK and self.full()
+
+    def may_resume(self) -> bool:
+        """Under ``block``: the buffer has drained enough to read again."""
+        stats = self._stats
+        return stats.held <= self._resume_messages and stats.held_bytes <= self._resume_bytes
+
+    def admit(self, record: Record) -> None:
+        """Take a new record into the buffer, applying the overflow policy when it is full."""
+        stats = self._stats
+        if self.full():
+            policy = self._spec.overflow
+            if policy is Overflow.DROP_OLDEST and self._pending:
+                self._drop_oldest()
+            elif policy is not Overflow.BLOCK:
+                stats.dropped_newest += 1
+                return
+            # under block the frame was read before the buffer filled: keep it, the reader
+            # pauses before the next one.
+        stats.admitted += 1
+        stats.admitted_bytes += len(record.value)
+        self._pending.append(record)
+
+    def take(self) -> list[Record]:
+        """Records to hand to the producer now, oldest first, within the window."""
+        room = self.window - self._stats.in_producer
+        if room <= 0 or not self._pending:
+            return []
+        if room >= len(self._pending):
+            batch = list(self._pending)
+            self._pending.clear()
+        else:
+            batch = [self._pending.popleft() for _ in range(room)]
+        self._stats.handed += len(batch)
+        return batch
+
+    def _drop_oldest(self) -> None:
+        oldest = self._pending.popleft()
+        self._stats.dropped_oldest += 1
+        self._stats.dropped_bytes += len(oldest.value)

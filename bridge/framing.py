@@ -1,0 +1,177 @@
+"""Turning a received WebSocket frame into a Kafka record, without I/O.
+
+The payload is produced byte for byte as it arrived (text frames as their UTF-8 bytes, binary
+frames unchanged, or inflated when configured). JSON is parsed only when a key or timestamp
+must be extracted from the frame, so plain pass-through pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from .config import (
+    Inflate,
+    KafkaSinkSpec,
+    KeySource,
+    RecordHeadersSpec,
+    TimestampSource,
+    TimestampUnit,
+)
+
+HEADER_SOURCE = "ws2kafka.source"
+HEADER_CONNECTION = "ws2kafka.connection"
+HEADER_SEQUENCE = "ws2kafka.seq"
+HEADER_RECEIVED = "ws2kafka.received"
+HEADER_TYPE = "ws2kafka.type"
+
+_UNIT_TO_MS = {
+    TimestampUnit.SECONDS: 1000.0,
+    TimestampUnit.MILLISECONDS: 1.0,
+    TimestampUnit.MICROSECONDS: 0.001,
+    TimestampUnit.NANOSECONDS: 0.000001,
+}
+
+Headers = list[tuple[str, str | bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A data frame as the bridge received it."""
+
+    payload: bytes
+    binary: bool
+    received_us: int
+    """Receive time, epoch microseconds (taken when the frame was read, not when produced)."""
+    sequence: int
+    """1-based position of the frame within its connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What is handed to the producer."""
+
+    value: bytes
+    key: bytes | None
+    timestamp_ms: int
+    headers: Headers | None
+
+
+class FrameRejected(ValueError):
+    """The frame cannot become a record (e.g. corrupt compressed data); it is counted."""
+
+
+def resolve_pointer(document: Any, pointer: str) -> Any:
+    """The value at an RFC 6901 JSON pointer, or None when the path does not exist."""
+    if pointer == "":
+        return document
+    node = document
+    for raw in pointer[1:].split("/"):
+        token = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict):
+            if token not in node:
+                return None
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node
+
+
+def scalar_to_bytes(value: Any) -> bytes | None:
+    """A key from a JSON value: strings as UTF-8, numbers/bools/objects as compact JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+def inflate(payload: bytes, method: Inflate) -> bytes:
+    """Decompress a binary frame; raises FrameRejected on corrupt data."""
+    try:
+        if method is Inflate.GZIP:
+            return gzip.decompress(payload)
+        return zlib.decompress(payload)
+    except (OSError, zlib.error, EOFError) as exc:
+        raise FrameRejected(f"cannot {method.value}-inflate frame: {exc}") from None
+
+
+class RecordBuilder:
+    """Builds records for one connection; constant headers are encoded once per connection."""
+
+    def __init__(
+        self, spec: KafkaSinkSpec, *, source: str, connection_id: str, inflate: Inflate
+    ) -> None:
+        self._key_spec = spec.key
+        self._static_key = spec.key.value.encode() if spec.key.value is not None else None
+        self._timestamp_spec = spec.timestamp
+        self._headers_spec = spec.headers
+        self._inflate = inflate
+        self._needs_json = (
+            spec.key.source is KeySource.JSON_POINTER
+            or spec.timestamp.source is TimestampSource.JSON_POINTER
+        )
+        self._fixed_headers = _fixed_headers(spec.headers, source, connection_id)
+
+    def build(self, frame: Frame) -> Record:
+        payload = frame.payload
+        if frame.binary and self._inflate is not Inflate.NONE:
+            payload = inflate(payload, self._inflate)
+        document = _parse_json(payload) if self._needs_json else None
+        return Record(
+            value=payload,
+            key=self._key(document),
+            timestamp_ms=self._timestamp_ms(frame, document),
+            headers=self._headers(frame),
+        )
+
+    def _key(self, document: Any) -> bytes | None:
+        source = self._key_spec.source
+        if source is KeySource.NONE:
+            return None
+        if source is KeySource.STATIC:
+            return self._static_key
+        assert self._key_spec.pointer is not None
+        return scalar_to_bytes(resolve_pointer(document, self._key_spec.pointer))
+
+    def _timestamp_ms(self, frame: Frame, document: Any) -> int:
+        spec = self._timestamp_spec
+        if spec.source is TimestampSource.JSON_POINTER:
+            assert spec.pointer is not None
+            value = resolve_pointer(document, spec.pointer)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                return int(value * _UNIT_TO_MS[spec.unit])
+        return frame.received_us // 1000
+
+    def _headers(self, frame: Frame) -> Headers | None:
+        spec = self._headers_spec
+        headers = list(self._fixed_headers)
+        if spec.sequence:
+            headers.append((HEADER_SEQUENCE, str(frame.sequence).encode()))
+        if spec.received_at:
+            headers.append((HEADER_RECEIVED, str(frame.received_us).encode()))
+        if spec.frame_type:
+            headers.append((HEADER_TYPE, b"binary" if frame.binary else b"text"))
+        return headers or None
+
+
+def _fixed_headers(spec: RecordHeadersSpec, source: str, connection_id: str) -> Headers:
+    headers: Headers = []
+    if spec.source:
+        headers.append((HEADER_SOURCE, source.encode()))
+    if spec.connection_id:
+        headers.append((HEADER_CONNECTION, connection_id.encode()))
+    return headers
+
+
+def _parse_json(payload: bytes) -> Any:
+    """The frame as JSON, or None when it is not JSON (such frames get no extracted fields)."""
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return None

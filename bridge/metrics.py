@@ -1,0 +1,117 @@
+"""Prometheus metrics of one or more bridges, read from their counters at scrape time.
+
+A custom collector instead of per-message Counter objects: the hot path only increments plain
+integers, and one process (the operator's inline mode) can expose many bridges, labelled by
+``source``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from .stats import LATENCY_BUCKETS, BridgeStats, ConnectionState
+
+Sources = Callable[[], Iterable[tuple[str, BridgeStats]]]
+
+
+class BridgeCollector(Collector):
+    """Exposes ``ws2kafka_*`` metrics for every (name, stats) pair ``sources()`` returns."""
+
+    def __init__(self, sources: Sources) -> None:
+        self._sources = sources
+
+    def collect(self) -> Iterator[Metric]:
+        counters = {
+            "received": CounterMetricFamily(
+                "ws2kafka_frames_received",
+                "Data frames read from the WebSocket.",
+                labels=["source"],
+            ),
+            "received_bytes": CounterMetricFamily(
+                "ws2kafka_frames_received_bytes", "Payload bytes received.", labels=["source"]
+            ),
+            "delivered": CounterMetricFamily(
+                "ws2kafka_records_produced", "Records acknowledged by Kafka.", labels=["source"]
+            ),
+            "failed": CounterMetricFamily(
+                "ws2kafka_delivery_failures", "Records whose delivery failed.", labels=["source"]
+            ),
+            "reconnects": CounterMetricFamily(
+                "ws2kafka_reconnects", "Connections opened after the first.", labels=["source"]
+            ),
+            "connect_failures": CounterMetricFamily(
+                "ws2kafka_connect_failures", "Failed connection attempts.", labels=["source"]
+            ),
+        }
+        dropped = CounterMetricFamily(
+            "ws2kafka_frames_dropped",
+            "Frames discarded, by reason.",
+            labels=["source", "reason"],
+        )
+        errors = CounterMetricFamily(
+            "ws2kafka_connection_errors",
+            "Failed attempts and lost connections, by error.",
+            labels=["source", "error"],
+        )
+        closes = CounterMetricFamily(
+            "ws2kafka_close_codes", "Connections closed, by close code.", labels=["source", "code"]
+        )
+        depth = GaugeMetricFamily(
+            "ws2kafka_buffer_records", "Records received and not yet settled.", labels=["source"]
+        )
+        depth_bytes = GaugeMetricFamily(
+            "ws2kafka_buffer_bytes", "Bytes of those records.", labels=["source"]
+        )
+        state = GaugeMetricFamily(
+            "ws2kafka_connection_state",
+            "1 for the current connection state.",
+            labels=["source", "state"],
+        )
+        silence = GaugeMetricFamily(
+            "ws2kafka_seconds_since_last_frame",
+            "Seconds since the last data frame (since start when none arrived).",
+            labels=["source"],
+        )
+        latency = HistogramMetricFamily(
+            "ws2kafka_produce_latency_seconds",
+            "Time from produce() to Kafka's acknowledgement.",
+            labels=["source"],
+        )
+        now = time.time()
+        for name, stats in self._sources():
+            for attr, family in counters.items():
+                family.add_metric([name], getattr(stats, attr))
+            dropped.add_metric([name, "overflowOldest"], stats.dropped_oldest)
+            dropped.add_metric([name, "overflowNewest"], stats.dropped_newest)
+            dropped.add_metric([name, "rejected"], stats.rejected)
+            for error, count in sorted(stats.errors.items()):
+                errors.add_metric([name, error], count)
+            for code, count in sorted(stats.close_codes.items()):
+                closes.add_metric([name, str(code)], count)
+            depth.add_metric([name], stats.held)
+            depth_bytes.add_metric([name], stats.held_bytes)
+            for candidate in ConnectionState:
+                state.add_metric([name, candidate.value], float(candidate is stats.state))
+            last = stats.last_frame_at if stats.last_frame_at is not None else stats.started_at
+            silence.add_metric([name], max(0.0, now - last))
+            latency.add_metric([name], _buckets(stats), stats.latency.total)
+        yield from counters.values()
+        yield from (dropped, errors, closes, depth, depth_bytes, state, silence, latency)
+
+
+def _buckets(stats: BridgeStats) -> list[tuple[str, float]]:
+    cumulative = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), stats.latency.counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    return buckets

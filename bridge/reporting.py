@@ -1,0 +1,87 @@
+"""The state-reporting hook: how a bridge tells the outside world what it is doing.
+
+The operator implements :class:`StateReporter` to merge-patch a WebSocketSource's status; the
+CLI uses :class:`NullReporter`. The bridge calls ``report`` at once on every state change and
+otherwise at most every ``interval`` seconds, so the API server is not flooded with counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from .stats import BridgeStats, ConnectionState
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """The facts a status report carries (camelCase keys in :meth:`to_status`)."""
+
+    state: ConnectionState
+    since: float
+    last_message_time: float | None
+    messages_received: int
+    messages_produced: int
+    messages_dropped: int
+    messages_failed: int
+    reconnects: int
+    last_error: str | None
+    connection_id: str | None
+    reported_at: float
+
+    @classmethod
+    def of(cls, stats: BridgeStats, connection_id: str | None, now: float) -> StatusSnapshot:
+        return cls(
+            state=stats.state,
+            since=stats.state_since,
+            last_message_time=stats.last_frame_at,
+            messages_received=stats.received,
+            messages_produced=stats.delivered,
+            messages_dropped=stats.dropped + stats.rejected,
+            messages_failed=stats.failed,
+            reconnects=stats.reconnects,
+            last_error=stats.last_error,
+            connection_id=connection_id,
+            reported_at=now,
+        )
+
+    def to_status(self) -> dict[str, object]:
+        """The ``status.connection`` block of a WebSocketSource."""
+        return {
+            "state": self.state.value,
+            "since": rfc3339(self.since),
+            "lastMessageTime": rfc3339(self.last_message_time),
+            "messagesReceived": self.messages_received,
+            "messagesProduced": self.messages_produced,
+            "messagesDropped": self.messages_dropped,
+            "messagesFailed": self.messages_failed,
+            "reconnects": self.reconnects,
+            "lastError": self.last_error,
+            "connectionId": self.connection_id,
+            "heartbeatTime": rfc3339(self.reported_at),
+        }
+
+
+def rfc3339(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class StateReporter(Protocol):
+    """Receives status snapshots; implementations must not raise for transient failures."""
+
+    interval: float
+    """Seconds between two routine reports (state changes are reported at once)."""
+
+    async def report(self, snapshot: StatusSnapshot) -> None: ...
+
+
+class NullReporter:
+    """Reports nothing: the CLI's default."""
+
+    interval = 3600.0
+
+    async def report(self, snapshot: StatusSnapshot) -> None:
+        return None

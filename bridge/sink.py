@@ -1,0 +1,147 @@
+"""The Kafka side: a confluent-kafka ``Producer`` whose polling and flushing stay off the loop.
+
+``produce()`` only appends to librdkafka's queue (~1.2 µs) and is called on the event loop.
+Delivery reports arrive in a dedicated poll thread, which updates the counters and wakes the
+loop once per poll round (not once per message) when records settle. ``flush()`` runs in a
+worker thread. A slow or absent broker therefore never stops the WebSocket's reads and pongs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+
+from .config import KafkaSinkSpec
+from .framing import Record
+from .ratelog import RateLimitedLog
+from .stats import BridgeStats
+
+log = logging.getLogger(__name__)
+
+#: Producer settings ws2kafka chooses; ``spec.kafka.properties`` may override any of them.
+DEFAULT_PROPERTIES: dict[str, str] = {
+    "acks": "all",
+    "enable.idempotence": "true",
+    # Never expire a record while the broker is away: the buffer's overflow policy decides
+    # what happens when Kafka cannot keep up, and nothing times out silently.
+    "message.timeout.ms": "0",
+    "linger.ms": "5",
+    "compression.type": "lz4",
+}
+
+_POLL_SECONDS = 0.05
+
+
+def producer_config(
+    spec: KafkaSinkSpec, *, window: int, max_bytes: int, client_id: str
+) -> dict[str, Any]:
+    """The librdkafka configuration: defaults, then the user's properties, then secrets."""
+    config: dict[str, Any] = {"client.id": client_id, **DEFAULT_PROPERTIES}
+    config["queue.buffering.max.messages"] = str(max(window, 1000) + 1000)
+    config["queue.buffering.max.kbytes"] = str(max_bytes // 1024 + 1024)
+    config.update(spec.properties)
+    config.update({name: secret.resolve() for name, secret in spec.secret_properties.items()})
+    config["bootstrap.servers"] = spec.bootstrap_servers
+    return config
+
+
+class KafkaSink:
+    """Produces records and tracks their delivery; see the module docstring for threading."""
+
+    def __init__(
+        self,
+        spec: KafkaSinkSpec,
+        stats: BridgeStats,
+        *,
+        window: int,
+        max_bytes: int,
+        client_id: str,
+        on_settled: Callable[[], None],
+    ) -> None:
+        self._topic = spec.topic
+        self._stats = stats
+        self._on_settled = on_settled
+        self._failures = RateLimitedLog(log, "delivery failures")
+        config = producer_config(spec, window=window, max_bytes=max_bytes, client_id=client_id)
+        config["on_delivery"] = self._on_delivery
+        config["error_cb"] = self._on_error
+        config["logger"] = logging.getLogger("ws2kafka.librdkafka")
+        self._producer = Producer(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.fatal_error: str | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the poll thread; ``on_settled`` is called on ``loop``."""
+        self._loop = loop
+        self._thread = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
+        self._thread.start()
+
+    def produce(self, records: list[Record]) -> None:
+        """Hand records to librdkafka (event-loop thread; never blocks)."""
+        produce = self._producer.produce
+        topic = self._topic
+        for record in records:
+            produce(
+                topic,
+                record.value,
+                record.key,
+                timestamp=record.timestamp_ms,
+                headers=record.headers,
+            )
+
+    async def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for every handed record to settle; returns how many did not."""
+        remaining: int = await asyncio.to_thread(self._producer.flush, timeout)
+        return remaining
+
+    def close(self) -> None:
+        """Stop the poll thread (after :meth:`flush`)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _poll_forever(self) -> None:
+        last_settled = self._stats.settled
+        while not self._stopping.is_set():
+            self._producer.poll(_POLL_SECONDS)
+            settled = self._stats.settled
+            if settled != last_settled:
+                last_settled = settled
+                self._wake_loop()
+            self._failures.flush()
+
+    def _wake_loop(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed since the check
+                loop.call_soon_threadsafe(self._on_settled)
+
+    def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
+        stats = self._stats
+        stats.settled_bytes += len(msg)
+        latency = msg.latency()
+        if latency is not None:
+            stats.latency.observe(latency)
+        if err is None:
+            stats.delivered += 1
+            return
+        stats.failed += 1
+        stats.count_error(f"Delivery{err.name()}")
+        self._failures.add(err.str())
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.fatal_error = err.str()
+            log.error("kafka producer fatal error: %s", err.str())
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
+            log.warning("kafka: all brokers are down; records wait in the buffer")
+        else:
+            log.debug("kafka: %s", err.str())

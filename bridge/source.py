@@ -1,0 +1,123 @@
+"""The WebSocket side: how a connection is opened, and what a failure means for the next try.
+
+Written against the ``websockets`` asyncio client API, so an implementation with the same API
+(e.g. ``picows.websockets``) can be swapped in through ``connect``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from .config import ConnectionSpec, TlsSpec, WebSocketSourceSpec
+from .errors import AuthenticationFailed, HandshakeFailed
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "ws2kafka/0.1 (+https://ws2kafka.dev)"
+
+
+def build_ssl_context(tls: TlsSpec) -> ssl.SSLContext:
+    """The TLS context for ``wss://``: system CAs unless a bundle is given; mTLS if configured."""
+    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+    if tls.client_cert_file is not None and tls.client_key_file is not None:
+        context.load_cert_chain(str(tls.client_cert_file), str(tls.client_key_file))
+    if tls.insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def build_headers(spec: WebSocketSourceSpec) -> list[tuple[str, str]]:
+    """Handshake headers, secrets resolved. A list of pairs, so values may hold commas."""
+    headers = [
+        (header.name, header.value_from.resolve() if header.value_from else header.value or "")
+        for header in spec.headers
+    ]
+    auth = spec.auth
+    if auth.bearer_token is not None:
+        headers.append(("Authorization", f"Bearer {auth.bearer_token.resolve()}"))
+    elif auth.basic is not None:
+        pair = f"{auth.basic.username}:{auth.basic.password.resolve()}".encode()
+        headers.append(("Authorization", f"Basic {base64.b64encode(pair).decode()}"))
+    return headers
+
+
+def build_connect_kwargs(spec: WebSocketSourceSpec) -> dict[str, Any]:
+    """Keyword arguments for ``websockets.asyncio.client.connect``."""
+    conn: ConnectionSpec = spec.connection
+    kwargs: dict[str, Any] = {
+        "additional_headers": build_headers(spec),
+        "user_agent_header": USER_AGENT,
+        "open_timeout": conn.connect_timeout_seconds,
+        "max_size": conn.max_frame_bytes,
+        "compression": "deflate" if conn.compression else None,
+        # Keepalive pings are sent by the bridge itself, so that they can be suspended while
+        # the overflow policy deliberately stops reading (see Bridge._keepalive).
+        "ping_interval": None,
+        "close_timeout": 5,
+        "max_queue": 64,
+    }
+    if conn.subprotocols:
+        kwargs["subprotocols"] = list(conn.subprotocols)
+    if spec.url.startswith("wss://"):
+        kwargs["ssl"] = build_ssl_context(spec.tls)
+    return kwargs
+
+
+async def open_connection(spec: WebSocketSourceSpec, kwargs: dict[str, Any]) -> ClientConnection:
+    """Open one connection; a rejected handshake becomes HandshakeFailed/AuthenticationFailed."""
+    try:
+        return await connect(spec.url, **kwargs)
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        retry_after = _retry_after(exc.response.headers.get("Retry-After"))
+        if status in (401, 403):
+            raise AuthenticationFailed(status) from None
+        raise HandshakeFailed(status, retry_after) from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare for WebSocket endpoints, backoff applies instead
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a connection attempt failed or a connection ended, as counted and reported."""
+
+    reason: str
+    """Exception class name (the status condition's reason)."""
+    message: str
+    close_code: int | None = None
+    retry_after: float | None = None
+    authentication: bool = False
+
+
+def describe_failure(exc: BaseException) -> Failure:
+    """Classify an exception from connecting or reading."""
+    if isinstance(exc, HandshakeFailed):
+        return Failure(
+            type(exc).__name__,
+            str(exc),
+            retry_after=exc.retry_after,
+            authentication=isinstance(exc, AuthenticationFailed),
+        )
+    if isinstance(exc, ConnectionClosed):
+        frame = exc.rcvd
+        code = frame.code if frame is not None else 1006
+        reason = frame.reason if frame is not None else "no close frame received"
+        return Failure(type(exc).__name__, f"closed with {code} {reason}".strip(), code)
+    if isinstance(exc, TimeoutError):
+        return Failure("ConnectTimeout", "timed out")
+    return Failure(type(exc).__name__, str(exc) or type(exc).__name__)

@@ -1,0 +1,146 @@
+"""Counters of one bridge, readable at any time by metrics, status reports and logs.
+
+Each counter is written by exactly one thread (the event loop, or the producer's poll thread)
+and only read by others, so the hot path takes no lock: a plain attribute increment costs
+nanoseconds, where a Prometheus counter's lock costs about a microsecond per message. The
+Prometheus collector reads these values at scrape time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ConnectionState(StrEnum):
+    """The bridge's connection state, as shown in status and metrics."""
+
+    STARTING = "Starting"
+    CONNECTING = "Connecting"
+    CONNECTED = "Connected"
+    BACKOFF = "Backoff"
+    AUTH_FAILED = "AuthenticationFailed"
+    GAVE_UP = "GaveUp"
+    DRAINING = "Draining"
+    STOPPED = "Stopped"
+
+
+#: Produce latency histogram bucket bounds, seconds.
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+@dataclass
+class LatencyHistogram:
+    """Cumulative-at-read histogram written by the poll thread only."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        index = 0
+        for bound in LATENCY_BUCKETS:
+            if seconds <= bound:
+                break
+            index += 1
+        self.counts[index] += 1
+        self.total += seconds
+
+
+@dataclass
+class BridgeStats:
+    """Everything the bridge counts. Written by the loop unless marked (poll thread)."""
+
+    received: int = 0
+    """Data frames read from the socket."""
+    received_bytes: int = 0
+    """Their payload bytes, as received."""
+    rejected: int = 0
+    """Frames that could not become records (corrupt compressed data)."""
+    dropped_newest: int = 0
+    """Frames discarded on arrival because the buffer was full."""
+    dropped_oldest: int = 0
+    """Buffered records discarded to make room for newer ones."""
+    admitted: int = 0
+    """Records that entered the buffer."""
+    admitted_bytes: int = 0
+    dropped_bytes: int = 0
+    """Value bytes of the records dropped from the buffer."""
+    handed: int = 0
+    """Records handed to the producer."""
+    delivered: int = 0
+    """(poll thread) Records acknowledged by Kafka."""
+    failed: int = 0
+    """(poll thread) Records whose delivery failed for good."""
+    settled_bytes: int = 0
+    """(poll thread) Value bytes of the records delivered or failed."""
+    connects: int = 0
+    connect_failures: int = 0
+    auth_failures: int = 0
+    reconnects: int = 0
+    close_codes: dict[int, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    """Failed attempts and lost connections by exception class name."""
+    state: ConnectionState = ConnectionState.STARTING
+    state_since: float = field(default_factory=time.time)
+    started_at: float = field(default_factory=time.time)
+    last_frame_at: float | None = None
+    """Wall-clock time of the last data frame."""
+    last_error: str | None = None
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    """(poll thread) produce() to acknowledgement."""
+
+    @property
+    def dropped(self) -> int:
+        return self.dropped_oldest + self.dropped_newest
+
+    @property
+    def settled(self) -> int:
+        """Records that left the producer, one way or the other."""
+        return self.delivered + self.failed
+
+    @property
+    def held(self) -> int:
+        """Records in the buffer: admitted and not yet dropped, delivered or failed."""
+        return self.admitted - self.dropped_oldest - self.settled
+
+    @property
+    def held_bytes(self) -> int:
+        return self.admitted_bytes - self.dropped_bytes - self.settled_bytes
+
+    @property
+    def in_producer(self) -> int:
+        """Records handed to the producer and not yet settled."""
+        return self.handed - self.settled
+
+    def set_state(self, state: ConnectionState, error: str | None = None) -> bool:
+        """Change the state; returns whether it changed (callers report changes at once)."""
+        if error is not None:
+            self.last_error = error
+        if state is self.state:
+            return False
+        self.state = state
+        self.state_since = time.time()
+        return True
+
+    def count_error(self, name: str) -> None:
+        self.errors[name] = self.errors.get(name, 0) + 1
+
+    def count_close(self, code: int) -> None:
+        self.close_codes[code] = self.close_codes.get(code, 0) + 1

@@ -1,0 +1,77 @@
+"""``ws2kafka-devstack``: build, cache and run the local stack (Kafka + Kubernetes API server)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .kafka import KafkaBroker, assemble_kafka
+from .kube import ControlPlane, build_control_plane
+from .paths import cache_dir
+from .processes import StackError
+
+log = logging.getLogger("ws2kafka.devstack")
+
+
+def prepare() -> None:
+    """Fetch Kafka's jars and build the control-plane binaries, or find them cached."""
+    started = time.monotonic()
+    log.info("cache: %s", cache_dir())
+    log.info("kafka: libraries in %s", assemble_kafka())
+    log.info("kubernetes: binaries in %s", build_control_plane())
+    log.info("stack ready in %.0f s", time.monotonic() - started)
+
+
+def up(workdir: Path, kafka_port: int) -> None:
+    """Run a broker and an API server until Ctrl-C or SIGTERM, printing how to reach them."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with (
+        KafkaBroker.start(workdir / "kafka", port=kafka_port) as broker,
+        ControlPlane.start(workdir / "kube") as kube,
+    ):
+        print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}")
+        print(f"KUBECONFIG={kube.kubeconfig}")
+        print("logs:", broker.log_path, *kube.log_paths.values(), flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            log.info("stopping the stack")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="ws2kafka-devstack",
+        description="The local stack ws2kafka's tests, demo and benchmarks run against: "
+        "a Kafka broker (KRaft) from Maven Central and etcd + kube-apiserver + "
+        "kube-controller-manager built from the Go module proxy, cached after the first run.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser(
+        "prepare", help="fetch/build and cache every component (first run: minutes)"
+    )
+    run = commands.add_parser("up", help="start Kafka and the API server until Ctrl-C")
+    run.add_argument("--workdir", type=Path, help="data and logs (default: a temporary folder)")
+    run.add_argument(
+        "--kafka-port", type=int, default=9092, help="Kafka's port on 127.0.0.1 (default: 9092)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        if args.command == "prepare":
+            prepare()
+        else:
+            up(args.workdir or Path(tempfile.mkdtemp(prefix="ws2kafka-stack-")), args.kafka_port)
+    except StackError as exc:
+        print(f"ws2kafka-devstack: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

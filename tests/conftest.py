@@ -1,0 +1,63 @@
+"""Session fixtures: the real Kafka broker and the real Kubernetes API server.
+
+Both start lazily, the first time a test asks for them, and stop at the end of the session.
+If one cannot start, every test that needs it fails with the reason and the log path: the
+suite never skips a test because a component is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from ws2kafka.devstack.kafka import KafkaBroker
+from ws2kafka.devstack.kube import ControlPlane
+
+_LOG_PATHS_KEY = pytest.StashKey[dict[str, Path]]()
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for this session's broker and control-plane data and logs."""
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def kafka(stack_dir: Path, request: pytest.FixtureRequest) -> Iterator[KafkaBroker]:
+    """A single-node KRaft broker on a free loopback port."""
+    with KafkaBroker.start(stack_dir / "kafka") as broker:
+        request.config.stash.setdefault(_LOG_PATHS_KEY, {})["kafka broker"] = broker.log_path
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kube(stack_dir: Path, request: pytest.FixtureRequest) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver + kube-controller-manager on free loopback ports."""
+    with ControlPlane.start(stack_dir / "kube") as control_plane:
+        request.config.stash.setdefault(_LOG_PATHS_KEY, {}).update(control_plane.log_paths)
+        yield control_plane
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Point a failing test that used a stack component at that component's log."""
+    report = yield
+    if report.failed:
+        _add_log_paths(item, report)
+    return report
+
+
+def _add_log_paths(item: pytest.Item, report: pytest.TestReport) -> None:
+    used = set(getattr(item, "fixturenames", ()))
+    logs = item.config.stash.get(_LOG_PATHS_KEY, {})
+    lines = [f"{name}: {path}" for name, path in logs.items() if _fixture_for(name) in used]
+    if lines:
+        report.sections.append(("stack logs", "\n".join(lines)))
+
+
+def _fixture_for(log_name: str) -> str:
+    return "kafka" if log_name.startswith("kafka") else "kube"

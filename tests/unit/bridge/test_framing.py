@@ -1,0 +1,84 @@
+"""Frames to records: bytes unchanged, keys, timestamps and headers."""
+
+import gzip
+import zlib
+
+import pytest
+
+from ws2kafka.bridge.config import Inflate, KafkaSinkSpec
+from ws2kafka.bridge.framing import Frame, FrameRejected, RecordBuilder, resolve_pointer
+
+
+def builder(inflate: Inflate = Inflate.NONE, **kafka: object) -> RecordBuilder:
+    spec = KafkaSinkSpec.model_validate({"bootstrapServers": "k", "topic": "t", **kafka})
+    return RecordBuilder(spec, source="src", connection_id="c1", inflate=inflate)
+
+
+def frame(payload: bytes, *, binary: bool = False, seq: int = 7) -> Frame:
+    return Frame(payload, binary, received_us=1_700_000_000_123_456, sequence=seq)
+
+
+def test_payload_bytes_are_unchanged_and_timestamp_is_receive_time() -> None:
+    payload = '{"p": "caf\u00e9"}'.encode()
+    record = builder().build(frame(payload))
+    assert record.value == payload
+    assert record.key is None
+    assert record.timestamp_ms == 1_700_000_000_123
+
+
+def test_default_headers() -> None:
+    record = builder().build(frame(b"\x00\xff", binary=True))
+    assert record.headers == [
+        ("ws2kafka.source", b"src"),
+        ("ws2kafka.connection", b"c1"),
+        ("ws2kafka.seq", b"7"),
+        ("ws2kafka.received", b"1700000000123456"),
+        ("ws2kafka.type", b"binary"),
+    ]
+
+
+def test_headers_can_be_switched_off() -> None:
+    off = {
+        "source": False,
+        "connectionId": False,
+        "sequence": False,
+        "receivedAt": False,
+        "frameType": False,
+    }
+    assert builder(headers=off).build(frame(b"x")).headers is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "key"),
+    [(b'{"s":"BTCUSDT"}', b"BTCUSDT"), (b'{"s":42}', b"42"), (b'{"x":1}', None), (b"nojson", None)],
+)
+def test_key_from_json_pointer(payload: bytes, key: bytes | None) -> None:
+    record = builder(key={"source": "jsonPointer", "pointer": "/s"}).build(frame(payload))
+    assert record.key == key
+    assert record.value == payload
+
+
+def test_static_key() -> None:
+    assert builder(key={"source": "static", "value": "k1"}).build(frame(b"x")).key == b"k1"
+
+
+def test_timestamp_from_json_pointer_with_unit_and_fallback() -> None:
+    spec = {"source": "jsonPointer", "pointer": "/T", "unit": "s"}
+    b = builder(timestamp=spec)
+    assert b.build(frame(b'{"T": 1700000001.5}')).timestamp_ms == 1_700_000_001_500
+    assert b.build(frame(b'{"T": "soon"}')).timestamp_ms == 1_700_000_000_123
+
+
+def test_inflate_gzip_and_zlib_binary_frames_only() -> None:
+    assert builder(Inflate.GZIP).build(frame(gzip.compress(b"hi"), binary=True)).value == b"hi"
+    assert builder(Inflate.ZLIB).build(frame(zlib.compress(b"hi"), binary=True)).value == b"hi"
+    assert builder(Inflate.GZIP).build(frame(b"text")).value == b"text"
+    with pytest.raises(FrameRejected):
+        builder(Inflate.GZIP).build(frame(b"garbage", binary=True))
+
+
+def test_resolve_pointer_escapes_and_arrays() -> None:
+    doc = {"a/b": {"m~n": [10, 20]}}
+    assert resolve_pointer(doc, "/a~1b/m~0n/1") == 20
+    assert resolve_pointer(doc, "/a~1b/m~0n/9") is None
+    assert resolve_pointer(doc, "") == doc
