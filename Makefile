@@ -30,11 +30,18 @@ venv: $(STAMP)
 stack: venv  ## build/fetch and cache Kafka and the Kubernetes control plane (first run: minutes)
 	$(BIN)/ws2kafka-devstack prepare
 
-lint: venv  ## ruff and mypy --strict
+demo: stack  ## the local demo: Kafka, API server, inline operator, a demo feed, data flowing
+	$(BIN)/ws2kafka-devstack demo
+
+crds: venv  ## regenerate crds/websocketsource.yaml from bridge/config.py
+	$(BIN)/ws2kafka crds --write
+
+lint: venv  ## ruff, mypy --strict, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p ws2kafka.bridge -p ws2kafka.operator -p ws2kafka.devstack
 	$(BIN)/mypy tests
+	$(BIN)/hadolint Dockerfile
 
 test: lint stack  ## the whole suite: lint, then pytest against a real Kafka broker and API server
 	$(BIN)/pytest

@@ -23,6 +23,7 @@ from .config import WebSocketSourceSpec, parse_spec
 from .errors import ConfigError
 from .health import HealthServer
 from .metrics import BridgeCollector
+from .reporting import StateReporter
 from .service import Bridge, ExitCode
 
 log = logging.getLogger("ws2kafka.bridge")
@@ -144,9 +145,17 @@ def load_config(path: Path, name: str | None) -> tuple[WebSocketSourceSpec, str]
     return parse_spec(document), name or default_name
 
 
-async def serve(spec: WebSocketSourceSpec, name: str, args: argparse.Namespace) -> int:
-    """Run the bridge with signal handling and the health endpoint until it stops."""
-    bridge = Bridge(spec, name=name, summary_interval=args.summary_interval)
+async def serve(
+    spec: WebSocketSourceSpec,
+    name: str,
+    args: argparse.Namespace,
+    reporter: StateReporter | None = None,
+) -> int:
+    """Run the bridge with signal handling and the health endpoint until it stops.
+
+    ``reporter`` is the state-reporting hook (the operator's bridge pods pass theirs).
+    """
+    bridge = Bridge(spec, name=name, reporter=reporter, summary_interval=args.summary_interval)
     loop = asyncio.get_running_loop()
     stops = 0
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Final, Self
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,11 @@ JsonPointer = Annotated[
     str,
     Field(pattern=r"^(/([^~/]|~[01])*)*$", max_length=256, examples=["/s", "/data/sequence"]),
 ]
+
+
+#: librdkafka properties that ``kafka.properties`` must not set: the bridge sets them itself
+#: (the CRD generator turns this set into the API server's CEL rule as well).
+RESERVED_PROPERTIES: Final = frozenset({"bootstrap.servers", "on_delivery", "error_cb", "stats_cb"})
 
 
 class Model(BaseModel):
@@ -317,7 +322,7 @@ class KafkaSinkSpec(Model):
     @field_validator("properties")
     @classmethod
     def _no_reserved(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = {"bootstrap.servers", "on_delivery", "error_cb", "stats_cb"} & value.keys()
+        reserved = RESERVED_PROPERTIES & value.keys()
         if reserved:
             raise ValueError(f"set {', '.join(sorted(reserved))} through its own field")
         return value
@@ -339,7 +344,8 @@ class BufferSpec(Model):
     max_bytes: int = Field(default=64 * 1_048_576, ge=1024, le=16 * 1024 * 1_048_576)
     """Their payload bytes, at most."""
     overflow: Overflow = Overflow.BLOCK
-    """``block`` stops reading the socket (TCP pushes back; pings still flow), ``dropOldest``
+    """``block`` stops reading the socket (TCP pushes back on the server; its pings are answered
+    once reading resumes, and the bridge's own keepalive is suspended meanwhile), ``dropOldest``
     and ``dropNewest`` discard frames and count them."""
 
 

@@ -86,6 +86,15 @@ class FlowControl:
         self._stats.handed += len(batch)
         return batch
 
+    def give_back(self, records: list[Record]) -> None:
+        """Return taken records that the producer had no room for, to the front, in order.
+
+        They are handed again by a later :meth:`take`, once deliveries have made room; until
+        then they stay in the buffer (and ``dropOldest`` may still drop them).
+        """
+        self._pending.extendleft(reversed(records))
+        self._stats.handed -= len(records)
+
     def _drop_oldest(self) -> None:
         oldest = self._pending.popleft()
         self._stats.dropped_oldest += 1

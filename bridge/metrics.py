@@ -92,7 +92,8 @@ class BridgeCollector(Collector):
                 family.add_metric([name], getattr(stats, attr))
             dropped.add_metric([name, "overflowOldest"], stats.dropped_oldest)
             dropped.add_metric([name, "overflowNewest"], stats.dropped_newest)
-            dropped.add_metric([name, "rejected"], stats.rejected)
+            dropped.add_metric([name, "rejected"], stats.rejected_frames)
+            dropped.add_metric([name, "refused"], stats.refused)
             for error, count in sorted(stats.errors.items()):
                 errors.add_metric([name, error], count)
             for code, count in sorted(stats.close_codes.items()):

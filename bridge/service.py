@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two summary log lines (the Java connector's 30 s status log, but always).
 SUMMARY_INTERVAL = 30.0
+#: Seconds between two looks at the drop and rejection counts (each logs at most every 10 s).
+RATE_LOG_TICK = 1.0
 
 Opener = Callable[[WebSocketSourceSpec, dict[str, Any]], Awaitable[ClientConnection]]
 
@@ -97,6 +99,9 @@ class Bridge:
         self._connect_kwargs = build_connect_kwargs(spec)  # resolves secrets: fails early
         self._summary_interval = summary_interval
         self._flow = FlowControl(spec.buffer, self.stats)
+        self._rejections = RateLimitedLog(log, "frames rejected", prefix=f"{name}: ")
+        self._drops = RateLimitedLog(log, "frames dropped", prefix=f"{name}: ")
+        self._drops_logged = 0
         self._sink = KafkaSink(
             spec.kafka,
             self.stats,
@@ -104,15 +109,16 @@ class Bridge:
             max_bytes=spec.buffer.max_bytes,
             client_id=f"ws2kafka-{name}",
             on_settled=self._on_settled,
+            on_refused=self._rejections.add,
         )
         self._stopping = asyncio.Event()
         self._settled = asyncio.Event()
         self._state_changed = asyncio.Event()
         self._paused = False
+        self._resumed_monotonic = 0.0
         self._ws: ClientConnection | None = None
         self._end: Failure | None = None
         self._last_frame_monotonic = time.monotonic()
-        self._rejections = RateLimitedLog(log, "frames rejected")
         self._gave_up: GaveUp | None = None
         self._closing: asyncio.Task[None] | None = None
 
@@ -149,6 +155,7 @@ class Bridge:
         background = [
             asyncio.create_task(self._report_forever(), name="report"),
             asyncio.create_task(self._summarize_forever(), name="summary"),
+            asyncio.create_task(self._log_rates_forever(), name="rate-logs"),
         ]
         try:
             await self._connect_forever()
@@ -158,23 +165,18 @@ class Bridge:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._report_now()
-            self._sink.close()
         return summary
 
     # -- connecting ---------------------------------------------------------------------
 
     async def _connect_forever(self) -> None:
         spec = self.spec
-        if spec.tls.insecure_skip_verify and spec.url.startswith("wss://"):
-            log.warning(
-                "%s: TLS certificate verification is DISABLED (insecureSkipVerify)", self.name
-            )
         failures = 0
         connected_before = False
         while not self._stopping.is_set():
             self._set_state(ConnectionState.CONNECTING)
             try:
-                ws = await self._opener(spec, self._connect_kwargs)
+                ws = await self._open()
             except Exception as exc:  # every failure is classified, counted and retried
                 failures += 1
                 failure = describe_failure(exc)
@@ -182,6 +184,8 @@ class Bridge:
                 if not await self._back_off(failures, failure):
                     return
                 continue
+            if ws is None:
+                return
             failures = 0
             if connected_before:
                 self.stats.reconnects += 1
@@ -196,6 +200,31 @@ class Bridge:
                 return
             if not await self._back_off(1, failure):
                 return
+
+    async def _open(self) -> ClientConnection | None:
+        """The next connection, or None when :meth:`stop` comes first.
+
+        A handshake may take up to ``connectTimeoutSeconds``, and :meth:`stop` cannot close a
+        connection that does not exist yet: without this race, a stop during the handshake
+        would wait for it, and a connection opened after the stop would be read forever.
+        """
+        opening: asyncio.Future[ClientConnection] = asyncio.ensure_future(
+            self._opener(self.spec, self._connect_kwargs)
+        )
+        stopped = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait((opening, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            opening.cancel()  # no-op once it finished
+            stopped.cancel()
+            await asyncio.wait((opening, stopped))
+        if opening.cancelled():
+            return None
+        ws = opening.result()  # a failed attempt raises here, for the caller to classify
+        if self._stopping.is_set():
+            await ws.close(1001, "ws2kafka shutting down")
+            return None
+        return ws
 
     async def _back_off(self, attempt: int, failure: Failure) -> bool:
         """Sleep before the next attempt; False when the bridge gives up or is stopping."""
@@ -261,9 +290,7 @@ class Bridge:
             for message in self.spec.subscribe:
                 await ws.send(message)
             self._set_state(ConnectionState.CONNECTED)
-            log.info(
-                "%s: connected to %s (connection %s)", self.name, self.spec.url, self.connection_id
-            )
+            self._log_connected(ws)
             helpers = self._start_helpers(ws)
             await self._read(ws, builder)
         except ConnectionClosed as exc:
@@ -274,6 +301,23 @@ class Bridge:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
         return self._end or Failure("ConnectionEnded", "connection ended")
+
+    def _log_connected(self, ws: ClientConnection) -> None:
+        """One line per connection; an unverified one is flagged every time, not only once."""
+        log.info(
+            "%s: connected to %s (connection %s, subprotocol %s)",
+            self.name,
+            self.spec.url,
+            self.connection_id,
+            ws.subprotocol or "none",
+        )
+        if self.spec.tls.insecure_skip_verify and self.spec.url.startswith("wss://"):
+            log.warning(
+                "%s: connection %s is NOT verified: TLS certificate checks are disabled "
+                "(insecureSkipVerify)",
+                self.name,
+                self.connection_id,
+            )
 
     def _start_helpers(self, ws: ClientConnection) -> list[asyncio.Task[None]]:
         conn = self.spec.connection
@@ -291,6 +335,7 @@ class Bridge:
         stats = self.stats
         flow = self._flow
         produce = self._sink.produce
+        give_back = flow.give_back
         recv = ws.recv
         sequence = 0
         while True:
@@ -312,13 +357,15 @@ class Bridge:
             try:
                 record = builder.build(Frame(payload, binary, received_ns // 1000, sequence))
             except FrameRejected as exc:
-                stats.rejected += 1
+                stats.rejected_frames += 1
                 self._rejections.add(str(exc))
                 continue
             flow.admit(record)
             batch = flow.take()
             if batch:
-                produce(batch)
+                taken = produce(batch)
+                if taken < len(batch):
+                    give_back(batch[taken:])
 
     async def _wait_for_room(self) -> None:
         """Overflow policy ``block``: stop reading until the buffer drains below the watermark."""
@@ -329,31 +376,48 @@ class Bridge:
                 await self._settled.wait()
         finally:
             self._paused = False
+            self._resumed_monotonic = time.monotonic()
 
     def _on_settled(self) -> None:
         """Called on the loop by the poll thread when records were acknowledged."""
         batch = self._flow.take()
         if batch:
-            self._sink.produce(batch)
+            taken = self._sink.produce(batch)
+            if taken < len(batch):
+                self._flow.give_back(batch[taken:])
         self._settled.set()
+
+    def _alive_since(self, moment: float) -> bool:
+        """Whether silence since ``moment`` proves nothing about the peer.
+
+        While reading is paused (overflow ``block``), neither pongs nor frames can be read, and
+        just after a resume they wait behind the backlog; a data frame proves the peer alive.
+        """
+        return (
+            self._paused
+            or self._resumed_monotonic >= moment
+            or self._last_frame_monotonic >= moment
+        )
 
     async def _keepalive(self, ws: ClientConnection) -> None:
         """Protocol pings; a missing pong drops the connection (half-open detection).
 
         Suspended while the overflow policy pauses reading: the pong cannot be read then, and
-        a deliberate pause is not a dead peer.
+        a deliberate pause is not a dead peer. A pong late behind a backlog does not count
+        either (see :meth:`_alive_since`).
         """
         conn = self.spec.connection
         while True:
             await asyncio.sleep(conn.ping_interval_seconds)
             if self.paused():
                 continue
+            sent_at = time.monotonic()
             pong = await ws.ping()
             try:
                 async with asyncio.timeout(conn.ping_timeout_seconds):
                     await asyncio.shield(pong)
             except TimeoutError:
-                if self.paused():
+                if self._alive_since(sent_at):
                     continue
                 self._end = Failure(
                     "PingTimeout", f"no pong within {conn.ping_timeout_seconds:g} s", 1006
@@ -366,7 +430,7 @@ class Bridge:
         stale_after = self.spec.connection.stale_after_seconds
         while True:
             await asyncio.sleep(min(stale_after / 4, 5.0))
-            silent = time.monotonic() - self._last_frame_monotonic
+            silent = time.monotonic() - max(self._last_frame_monotonic, self._resumed_monotonic)
             if silent >= stale_after and not self.paused():
                 self._end = Failure("StaleData", f"no data frame for {silent:.1f} s")
                 ws.transport.abort()
@@ -387,13 +451,14 @@ class Bridge:
             self._set_state(ConnectionState.DRAINING)
         stats = self.stats
         deadline = time.monotonic() + self.spec.drain_timeout_seconds
-        self._flow.window = max(self._flow.window, stats.held)
+        # The producer window stays as it is: librdkafka's queue is sized for it, and every
+        # settlement hands over the next records (``_on_settled``) until the buffer is empty.
         self._on_settled()
         while stats.held and time.monotonic() < deadline:
             self._settled.clear()
             await wait_event(self._settled, deadline - time.monotonic())
-        await self._sink.flush(max(0.0, deadline - time.monotonic()))
-        self._rejections.flush(force=True)
+        await self._sink.close()
+        self._log_rates(force=True)
         undelivered = stats.held
         exit_code = ExitCode.OK
         if self._gave_up is not None:
@@ -444,13 +509,32 @@ class Bridge:
             await self._report_now()
             await wait_event(self._state_changed, self._reporter.interval)
 
+    async def _log_rates_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RATE_LOG_TICK)
+            self._log_rates()
+
+    def _log_rates(self, *, force: bool = False) -> None:
+        """Drops and rejections as rate lines: at most one per kind every 10 s, never per frame.
+
+        Drops are counted by the sans-I/O flow control; the new ones since the last look are
+        added here, off the hot path.
+        """
+        dropped = self.stats.dropped
+        if dropped > self._drops_logged:
+            buffer = self.spec.buffer
+            detail = f"buffer full, overflow {buffer.overflow.value}, max {buffer.max_messages}"
+            self._drops.add(detail, dropped - self._drops_logged)
+            self._drops_logged = dropped
+        self._drops.flush(force=force)
+        self._rejections.flush(force=force)
+
     async def _summarize_forever(self) -> None:
         """The periodic summary line, written whether data flows or not."""
         stats = self.stats
         previous = 0
         while True:
             await asyncio.sleep(self._summary_interval)
-            self._rejections.flush()
             last = (
                 f"{time.time() - stats.last_frame_at:.1f} s ago" if stats.last_frame_at else "never"
             )

@@ -2,8 +2,9 @@
 
 ``produce()`` only appends to librdkafka's queue (~1.2 µs) and is called on the event loop.
 Delivery reports arrive in a dedicated poll thread, which updates the counters and wakes the
-loop once per poll round (not once per message) when records settle. ``flush()`` runs in a
-worker thread. A slow or absent broker therefore never stops the WebSocket's reads and pongs.
+loop once per poll round (not once per message) when records settle; it is the only thread
+that serves librdkafka's callbacks, so each counter keeps a single writer. A slow or absent
+broker therefore never stops the WebSocket's reads and pongs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from .config import KafkaSinkSpec
 from .framing import Record
@@ -63,11 +64,13 @@ class KafkaSink:
         max_bytes: int,
         client_id: str,
         on_settled: Callable[[], None],
+        on_refused: Callable[[str], None],
     ) -> None:
         self._topic = spec.topic
         self._stats = stats
         self._on_settled = on_settled
-        self._failures = RateLimitedLog(log, "delivery failures")
+        self._on_refused = on_refused
+        self._failures = RateLimitedLog(log, "delivery failures", prefix=f"{client_id}: ")
         config = producer_config(spec, window=window, max_bytes=max_bytes, client_id=client_id)
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error
@@ -84,29 +87,52 @@ class KafkaSink:
         self._thread = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
         self._thread.start()
 
-    def produce(self, records: list[Record]) -> None:
-        """Hand records to librdkafka (event-loop thread; never blocks)."""
+    def produce(self, records: list[Record]) -> int:
+        """Hand records to librdkafka, in order (event-loop thread; never blocks).
+
+        Returns how many it took. The rest found librdkafka's queue full (its bounds are
+        properties a user may lower) and must be handed again once deliveries make room. A
+        record librdkafka refuses outright, such as one larger than ``message.max.bytes``,
+        counts as taken and as refused: it can never be produced, and the bridge goes on. Only
+        a fatal producer error (the producer must be recreated) propagates.
+        """
         produce = self._producer.produce
         topic = self._topic
-        for record in records:
-            produce(
-                topic,
-                record.value,
-                record.key,
-                timestamp=record.timestamp_ms,
-                headers=record.headers,
-            )
+        for index, record in enumerate(records):
+            try:
+                produce(
+                    topic,
+                    record.value,
+                    record.key,
+                    timestamp=record.timestamp_ms,
+                    headers=record.headers,
+                )
+            except BufferError:
+                return index
+            except KafkaException as exc:
+                self._refuse(record, exc)
+        return len(records)
 
-    async def flush(self, timeout: float) -> int:
-        """Wait up to ``timeout`` for every handed record to settle; returns how many did not."""
-        remaining: int = await asyncio.to_thread(self._producer.flush, timeout)
-        return remaining
+    async def close(self) -> None:
+        """Stop polling, then purge what librdkafka still holds.
 
-    def close(self) -> None:
-        """Stop the poll thread (after :meth:`flush`)."""
+        No callback runs afterwards, so the caller counts what is left as undelivered; without
+        the purge, a producer left behind (in the operator's process) would keep retrying
+        those records in the background and deliver some after the summary was written.
+        """
         self._stopping.set()
         if self._thread is not None:
-            self._thread.join()
+            await asyncio.to_thread(self._thread.join)
+        self._failures.flush(force=True)
+        self._producer.purge()
+
+    def _refuse(self, record: Record, exc: KafkaException) -> None:
+        error: KafkaError = exc.args[0]
+        if error.fatal():
+            raise exc
+        self._stats.refused += 1
+        self._stats.refused_bytes += len(record.value)
+        self._on_refused(f"Kafka refused a record of {len(record.value)} bytes: {error.str()}")
 
     def _poll_forever(self) -> None:
         last_settled = self._stats.settled

@@ -14,6 +14,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Close
 
 from .config import ConnectionSpec, TlsSpec, WebSocketSourceSpec
 from .errors import AuthenticationFailed, HandshakeFailed
@@ -114,10 +115,21 @@ def describe_failure(exc: BaseException) -> Failure:
             authentication=isinstance(exc, AuthenticationFailed),
         )
     if isinstance(exc, ConnectionClosed):
-        frame = exc.rcvd
+        frame = _initiating_close(exc)
         code = frame.code if frame is not None else 1006
         reason = frame.reason if frame is not None else "no close frame received"
         return Failure(type(exc).__name__, f"closed with {code} {reason}".strip(), code)
     if isinstance(exc, TimeoutError):
         return Failure("ConnectTimeout", "timed out")
     return Failure(type(exc).__name__, str(exc) or type(exc).__name__)
+
+
+def _initiating_close(exc: ConnectionClosed) -> Close | None:
+    """The close frame of the side that closed first: that code says why the connection ended.
+
+    When the bridge itself fails the connection (1009 frame too big, 1007 invalid UTF-8), no
+    close frame is received at all; only the one sent carries the reason.
+    """
+    if exc.rcvd is not None and (exc.sent is None or exc.rcvd_then_sent):
+        return exc.rcvd
+    return exc.sent

@@ -71,7 +71,7 @@ class BridgeStats:
     """Data frames read from the socket."""
     received_bytes: int = 0
     """Their payload bytes, as received."""
-    rejected: int = 0
+    rejected_frames: int = 0
     """Frames that could not become records (corrupt compressed data)."""
     dropped_newest: int = 0
     """Frames discarded on arrival because the buffer was full."""
@@ -84,6 +84,9 @@ class BridgeStats:
     """Value bytes of the records dropped from the buffer."""
     handed: int = 0
     """Records handed to the producer."""
+    refused: int = 0
+    """Handed records that librdkafka refused outright (e.g. larger than message.max.bytes)."""
+    refused_bytes: int = 0
     delivered: int = 0
     """(poll thread) Records acknowledged by Kafka."""
     failed: int = 0
@@ -111,18 +114,23 @@ class BridgeStats:
         return self.dropped_oldest + self.dropped_newest
 
     @property
+    def rejected(self) -> int:
+        """Frames that never became Kafka records: unreadable, or refused by the producer."""
+        return self.rejected_frames + self.refused
+
+    @property
     def settled(self) -> int:
-        """Records that left the producer, one way or the other."""
-        return self.delivered + self.failed
+        """Handed records that left the producer, one way or the other."""
+        return self.delivered + self.failed + self.refused
 
     @property
     def held(self) -> int:
-        """Records in the buffer: admitted and not yet dropped, delivered or failed."""
+        """Records in the buffer: admitted and not yet dropped, delivered, failed or refused."""
         return self.admitted - self.dropped_oldest - self.settled
 
     @property
     def held_bytes(self) -> int:
-        return self.admitted_bytes - self.dropped_bytes - self.settled_bytes
+        return self.admitted_bytes - self.dropped_bytes - self.settled_bytes - self.refused_bytes
 
     @property
     def in_producer(self) -> int:

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .demo import main as demo_main
 from .kafka import KafkaBroker, assemble_kafka
 from .kube import ControlPlane, build_control_plane
 from .paths import cache_dir
@@ -60,13 +61,27 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--kafka-port", type=int, default=9092, help="Kafka's port on 127.0.0.1 (default: 9092)"
     )
+    demo = commands.add_parser(
+        "demo", help="Kafka + API server + inline operator + a demo feed, data flowing"
+    )
+    demo.add_argument("--workdir", type=Path, help="data and logs (default: a temporary folder)")
+    demo.add_argument(
+        "--kafka-port", type=int, default=9092, help="Kafka's port; 0 picks a free one"
+    )
+    demo.add_argument("--feed-port", type=int, default=8765, help="the demo feed's port")
+    demo.add_argument(
+        "--duration", type=float, default=float("inf"), help="stop after this many seconds"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         if args.command == "prepare":
             prepare()
-        else:
-            up(args.workdir or Path(tempfile.mkdtemp(prefix="ws2kafka-stack-")), args.kafka_port)
+            return 0
+        workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ws2kafka-stack-"))
+        if args.command == "demo":
+            return demo_main(workdir, args.kafka_port or None, args.feed_port, args.duration)
+        up(workdir, args.kafka_port)
     except StackError as exc:
         print(f"ws2kafka-devstack: {exc}", file=sys.stderr)
         return 1

@@ -2,7 +2,8 @@
 
 :class:`SequenceFeed` sends JSON frames numbered 1, 2, 3... (``{"seq": n, ...}``), so a test
 can check exactly which frames reached Kafka: none lost, none duplicated. It records what
-every connection sent it (subscriptions, headers), and can close connections on cue.
+every connection sent it (subscriptions, headers) and what its handshake negotiated, can close
+connections on cue, serve ``wss://`` (pass ``ssl=``), and ping its clients to count their pongs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ class FeedConnection:
     """Frames the feed sent on this connection."""
     spoke: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the client sent its first message."""
+    subprotocol: str | None = None
+    """The subprotocol the handshake negotiated."""
+    extensions: str | None = None
+    """The ``Sec-WebSocket-Extensions`` header the feed answered with (None: no extension)."""
+    pongs: int = 0
+    """Pongs the client returned to the feed's pings (see ``ping_every``)."""
+    close_code: int | None = None
+    """The close code of the connection, once it is closed."""
 
 
 class SequenceFeed:
@@ -41,6 +50,10 @@ class SequenceFeed:
         binary: send binary frames instead of text frames.
         pad: bytes of padding in each frame.
         close_after: close each connection after this many frames, with ``close_code``.
+        ping_every: ping each client this often (seconds), counting its pongs; the next ping
+            goes out once the previous one was answered.
+        serve_kwargs: passed to ``websockets.asyncio.server.serve`` (``ssl``, ``subprotocols``,
+            ``compression``...).
     """
 
     def __init__(
@@ -53,6 +66,7 @@ class SequenceFeed:
         pad: int = 0,
         close_after: int | None = None,
         close_code: int = 1000,
+        ping_every: float | None = None,
         **serve_kwargs: Any,
     ) -> None:
         self.count = count
@@ -62,10 +76,13 @@ class SequenceFeed:
         self.padding = "x" * pad
         self.close_after = close_after
         self.close_code = close_code
+        self.ping_every = ping_every
         self.connections: list[FeedConnection] = []
         self.next_seq = 1
         self._serve_kwargs = serve_kwargs
         self._server: Server | None = None
+        self._up_to: int | None = None
+        self._raised = asyncio.Event()
 
     @property
     def sent(self) -> int:
@@ -76,13 +93,24 @@ class SequenceFeed:
     def url(self) -> str:
         assert self._server is not None
         port = self._server.sockets[0].getsockname()[1]
-        return f"ws://127.0.0.1:{port}/feed"
+        scheme = "wss" if self._serve_kwargs.get("ssl") else "ws"
+        return f"{scheme}://127.0.0.1:{port}/feed"
+
+    def send_up_to(self, last: int | None) -> None:
+        """Send no frame numbered above ``last`` (None: no such limit), over all connections.
+
+        Senders hold at the limit until it is raised, so a test can let an exact number of
+        frames out, change the world (stop Kafka), and let the next ones out.
+        """
+        self._up_to = last
+        self._raised.set()
 
     async def start(self) -> SequenceFeed:
         self._server = await serve(self._handle, "127.0.0.1", 0, **self._serve_kwargs)
         return self
 
     async def stop(self) -> None:
+        self.send_up_to(None)  # a holding sender notices the closed connection and ends
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -99,9 +127,18 @@ class SequenceFeed:
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
-        conn = FeedConnection(headers=dict(ws.request.headers.raw_items()), path=ws.request.path)
+        assert ws.response is not None
+        conn = FeedConnection(
+            headers=dict(ws.request.headers.raw_items()),
+            path=ws.request.path,
+            subprotocol=ws.subprotocol,
+            extensions=ws.response.headers.get("Sec-WebSocket-Extensions"),
+        )
         self.connections.append(conn)
         listener = asyncio.create_task(self._listen(ws, conn))
+        helpers = [listener]
+        if self.ping_every:
+            helpers.append(asyncio.create_task(self._ping(ws, conn, self.ping_every)))
         try:
             if self.wait_for_subscribe:
                 await conn.spoke.wait()
@@ -112,14 +149,18 @@ class SequenceFeed:
         except ConnectionClosed:
             pass
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            conn.close_code = ws.close_code
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
 
     async def _send_frames(self, ws: ServerConnection, conn: FeedConnection) -> None:
         interval = 1.0 / self.rate if self.rate else 0.0
         limit = self.count if self.close_after is None else self.close_after
         while limit is None or conn.sent < limit:
+            while self._up_to is not None and self.next_seq > self._up_to:
+                self._raised.clear()
+                await self._raised.wait()
             await ws.send(self.frame(self.next_seq))
             self.next_seq += 1
             conn.sent += 1
@@ -133,3 +174,11 @@ class SequenceFeed:
             async for message in ws:
                 conn.messages.append(message)
                 conn.spoke.set()
+
+    async def _ping(self, ws: ServerConnection, conn: FeedConnection, every: float) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(every)
+                pong = await ws.ping()
+                await pong
+                conn.pongs += 1

@@ -127,8 +127,15 @@ def _java() -> str:
 
 
 def _cluster_id() -> str:
-    """A cluster id in Kafka's own format: a random UUID, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A cluster id in Kafka's own format: a random UUID, URL-safe base64 without padding.
+
+    Like Kafka's ``Uuid.randomUuid()``, never one that starts with ``-``: the storage tool
+    would read it as an option (one session start in 64 failed that way).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaBroker:

@@ -247,6 +247,10 @@ class ControlPlane:
         return self.workdir / "pki" / "apiserver.crt"
 
     def _write_kubeconfig(self) -> None:
+        self.write_kubeconfig(self.kubeconfig, self.token)
+
+    def write_kubeconfig(self, path: Path, token: str) -> Path:
+        """A kubeconfig that authenticates with ``token`` (e.g. a ServiceAccount's)."""
         ca_data = base64.b64encode(self._ca_path.read_bytes()).decode()
         kubeconfig = {
             "apiVersion": "v1",
@@ -257,12 +261,13 @@ class ControlPlane:
                     "cluster": {"server": self.server, "certificate-authority-data": ca_data},
                 }
             ],
-            "users": [{"name": "admin", "user": {"token": self.token}}],
-            "contexts": [{"name": "devstack", "context": {"cluster": "devstack", "user": "admin"}}],
+            "users": [{"name": "user", "user": {"token": token}}],
+            "contexts": [{"name": "devstack", "context": {"cluster": "devstack", "user": "user"}}],
             "current-context": "devstack",
         }
-        self.kubeconfig.write_text(yaml.safe_dump(kubeconfig))
-        self.kubeconfig.chmod(0o600)
+        path.write_text(yaml.safe_dump(kubeconfig))
+        path.chmod(0o600)
+        return path
 
     def _start_controller_manager(self) -> None:
         """Its own HTTPS endpoint is off (port 0): readiness is judged by its work instead, the
@@ -348,8 +353,7 @@ class ControlPlane:
     def api_client(self) -> client.ApiClient:
         """A synchronous client that authenticates as admin and verifies the apiserver's TLS."""
         configuration = client.Configuration()
-        # kubernetes.config ships without annotations, unlike kubernetes.client.
-        config.load_kube_config(  # type: ignore[no-untyped-call]
+        config.load_kube_config(
             config_file=str(self.kubeconfig), client_configuration=configuration
         )
         configuration.proxy = None  # one from the environment cannot reach this loopback server

@@ -7,85 +7,35 @@ import base64
 import gzip
 import json
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
-from ws2kafka.bridge.service import Bridge, ExitCode, Summary
+from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.feeds import SequenceFeed
+from ws2kafka.devstack.harness import (
+    bridge_spec,
+    headers_of,
+    new_topic,
+    run_until,
+    seqs,
+    value_of,
+)
 from ws2kafka.devstack.kafka import KafkaBroker
+from ws2kafka.devstack.waiting import until
 
 pytestmark = pytest.mark.kafka
-
-
-def make_spec(broker: KafkaBroker, url: str, topic: str, **fields: Any) -> WebSocketSourceSpec:
-    kafka_fields = fields.pop("kafka", {})
-    return parse_spec(
-        {
-            "url": url,
-            "kafka": {"bootstrapServers": broker.bootstrap_servers, "topic": topic, **kafka_fields},
-            "reconnect": {"initialDelaySeconds": 0.05, "maxDelaySeconds": 0.2},
-            "drainTimeoutSeconds": 20,
-            **fields,
-        }
-    )
-
-
-def new_topic(kafka: KafkaBroker) -> str:
-    topic = f"bridge-{uuid.uuid4().hex[:10]}"
-    kafka.create_topic(topic)
-    return topic
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def run_until(
-    bridge: Bridge, condition: Callable[[], bool], what: str, timeout: float = 30.0
-) -> Summary:
-    """Run the bridge until ``condition``, then stop it gracefully and return its summary."""
-    task = asyncio.create_task(bridge.run())
-    try:
-        await wait_for(lambda: condition() or task.done(), timeout, what)
-    finally:
-        bridge.stop()
-    return await asyncio.wait_for(task, 60)
-
-
-def value_of(message: Message) -> bytes:
-    value = message.value()
-    assert isinstance(value, bytes)
-    return value
-
-
-def headers_of(message: Message) -> dict[str, bytes]:
-    headers = message.headers()
-    assert isinstance(headers, list)
-    return {name: value for name, value in headers if isinstance(value, bytes)}
-
-
-def seqs(kafka: KafkaBroker, topic: str, expected: int) -> list[int]:
-    messages = kafka.consume_all(topic, expected=expected)
-    return [json.loads(value_of(m))["seq"] for m in messages]
 
 
 async def test_every_frame_reaches_kafka_once_in_order_with_headers(kafka: KafkaBroker) -> None:
     topic = new_topic(kafka)
     async with SequenceFeed(count=500) as feed:
-        bridge = Bridge(make_spec(kafka, feed.url, topic), name="seq")
+        bridge = Bridge(bridge_spec(kafka, feed.url, topic), name="seq")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 500, "500 records")
     assert summary.exit_code == ExitCode.OK
     assert (summary.received, summary.delivered, summary.undelivered) == (500, 500, 0)
@@ -110,7 +60,7 @@ async def test_binary_frames_are_produced_unchanged_and_inflated(kafka: KafkaBro
 
     async with serve(handler, "127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        raw = Bridge(make_spec(kafka, url, topic), name="raw")
+        raw = Bridge(bridge_spec(kafka, url, topic), name="raw")
         await run_until(raw, lambda: raw.stats.delivered >= 3, "3 binary records")
     messages = kafka.consume_all(topic, expected=3)
     assert [value_of(m) for m in messages] == payloads
@@ -128,7 +78,7 @@ async def test_gzip_inflation_and_rejected_frames_are_counted(kafka: KafkaBroker
 
     async with serve(handler, "127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        spec = make_spec(kafka, url, topic, connection={"inflate": "gzip"})
+        spec = bridge_spec(kafka, url, topic, connection={"inflate": "gzip"})
         bridge = Bridge(spec, name="gz")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 2, "2 records")
     assert (summary.received, summary.delivered, summary.rejected) == (3, 2, 1)
@@ -139,7 +89,7 @@ async def test_subscriptions_are_resent_in_order_after_every_reconnect(kafka: Ka
     topic = new_topic(kafka)
     subscribe = ['{"op":"subscribe","ch":"a"}', '{"op":"subscribe","ch":"b"}']
     async with SequenceFeed(wait_for_subscribe=True, close_after=50, close_code=1001) as feed:
-        bridge = Bridge(make_spec(kafka, feed.url, topic, subscribe=subscribe), name="resub")
+        bridge = Bridge(bridge_spec(kafka, feed.url, topic, subscribe=subscribe), name="resub")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 150, "3 connections")
     assert len(feed.connections) >= 3
     for conn in feed.connections:
@@ -154,7 +104,7 @@ async def test_subscriptions_are_resent_in_order_after_every_reconnect(kafka: Ka
 async def test_graceful_stop_under_load_loses_nothing(kafka: KafkaBroker) -> None:
     topic = new_topic(kafka)
     async with SequenceFeed(pad=200) as feed:  # unbounded, as fast as possible
-        bridge = Bridge(make_spec(kafka, feed.url, topic), name="stop")
+        bridge = Bridge(bridge_spec(kafka, feed.url, topic), name="stop")
         summary = await run_until(bridge, lambda: bridge.stats.received >= 20_000, "load")
     assert summary.exit_code == ExitCode.OK
     assert summary.undelivered == 0
@@ -172,7 +122,7 @@ async def test_handshake_headers_bearer_token_and_basic_auth(
             {"name": "X-Custom", "value": "a,b:c, d"},
             {"name": "User-Agent", "value": "t/1"},
         ]
-        spec = make_spec(
+        spec = bridge_spec(
             kafka, feed.url, topic, headers=headers, auth={"bearerToken": {"env": "FEED_TOKEN"}}
         )
         bridge = Bridge(spec, name="auth")
@@ -180,7 +130,7 @@ async def test_handshake_headers_bearer_token_and_basic_auth(
         sent = feed.connections[0].headers
         assert sent["X-Custom"] == "a,b:c, d"
         assert sent["Authorization"] == "Bearer s3cr3t-token"
-        basic = make_spec(
+        basic = bridge_spec(
             kafka, feed.url, topic, auth={"basic": {"username": "u", "password": {"value": "p:w"}}}
         )
         bridge = Bridge(basic, name="basic")
@@ -207,7 +157,7 @@ async def test_401_is_an_authentication_failure_and_max_attempts_gives_up(
         lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=rejecting(401)
     ) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        spec = make_spec(
+        spec = bridge_spec(
             kafka,
             url,
             topic,
@@ -228,7 +178,7 @@ async def test_retry_after_is_honoured(kafka: KafkaBroker) -> None:
         lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=rejecting(429, "1")
     ) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        spec = make_spec(
+        spec = bridge_spec(
             kafka,
             url,
             topic,
@@ -243,7 +193,7 @@ async def test_retry_after_is_honoured(kafka: KafkaBroker) -> None:
 async def test_stale_feed_is_dropped_and_reconnected(kafka: KafkaBroker) -> None:
     topic = new_topic(kafka)
     async with SequenceFeed(count=5) as feed:  # 5 frames, then silence
-        spec = make_spec(kafka, feed.url, topic, connection={"staleAfterSeconds": 0.5})
+        spec = bridge_spec(kafka, feed.url, topic, connection={"staleAfterSeconds": 0.5})
         bridge = Bridge(spec, name="stale")
         summary = await run_until(bridge, lambda: len(feed.connections) >= 2, "a reconnect")
     assert bridge.stats.errors.get("StaleData", 0) >= 1
@@ -259,28 +209,35 @@ async def test_half_open_connection_is_detected_by_ping_timeout(kafka: KafkaBrok
         await ws.send('{"seq": 1}')
         ws.transport.pause_reading()  # never reads our pings again: a half-open peer
         await release.wait()
+        ws.transport.abort()  # it cannot read a close frame either
 
     async with serve(silent, "127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        spec = make_spec(
+        spec = bridge_spec(
             kafka,
             url,
             topic,
             connection={"pingIntervalSeconds": 0.2, "pingTimeoutSeconds": 0.5},
         )
         bridge = Bridge(spec, name="halfopen")
+        task = asyncio.create_task(bridge.run())
         started = time.monotonic()
-        await run_until(bridge, lambda: "PingTimeout" in bridge.stats.errors, "ping timeout")
-        detected_after = time.monotonic() - started
-        release.set()
-    assert detected_after < 5
-    assert bridge.stats.received == bridge.stats.delivered == 1
+        try:
+            await until(lambda: "PingTimeout" in bridge.stats.errors, 10, "ping timeout")
+            detected_after = time.monotonic() - started
+        finally:
+            bridge.stop()
+            release.set()
+        summary = await asyncio.wait_for(task, 30)
+    assert detected_after < 2  # one ping interval plus the pong timeout, not a TCP timeout
+    assert (bridge.stats.errors, bridge.stats.close_codes) == ({"PingTimeout": 1}, {1006: 1})
+    assert summary.received == summary.delivered >= 1
 
 
 async def test_application_heartbeat_is_sent(kafka: KafkaBroker) -> None:
     topic = new_topic(kafka)
     async with SequenceFeed(count=1) as feed:
-        spec = make_spec(
+        spec = bridge_spec(
             kafka,
             feed.url,
             topic,
@@ -297,7 +254,7 @@ async def test_application_heartbeat_is_sent(kafka: KafkaBroker) -> None:
 async def test_key_from_json_pointer(kafka: KafkaBroker) -> None:
     topic = new_topic(kafka)
     async with SequenceFeed(count=3) as feed:
-        spec = make_spec(
+        spec = bridge_spec(
             kafka, feed.url, topic, kafka={"key": {"source": "jsonPointer", "pointer": "/seq"}}
         )
         bridge = Bridge(spec, name="keyed")

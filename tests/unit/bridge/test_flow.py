@@ -54,3 +54,19 @@ def test_drop_oldest_keeps_the_newest_records_outside_the_producer_window() -> N
     rest = [r.value for r in control.take()]
     assert rest == [b"6"]
     assert control.pending == 8
+
+
+def test_records_given_back_are_handed_again_first_and_stay_held() -> None:
+    control, stats = flow("block", max_messages=10)
+    batch = fill(control, stats, 4)
+    assert batch == [b"0", b"1", b"2", b"3"]
+    control.give_back([record(2), record(3)])  # the producer's queue took only two
+    assert (stats.handed, stats.in_producer, stats.held, control.pending) == (2, 2, 4, 2)
+    assert [r.value for r in control.take()] == [b"2", b"3"]
+
+
+def test_refused_records_leave_the_buffer_and_the_producer_window() -> None:
+    control, stats = flow("block", max_messages=10)
+    fill(control, stats, 3)
+    stats.refused, stats.refused_bytes = 1, 1
+    assert (stats.held, stats.held_bytes, stats.in_producer, stats.rejected) == (2, 2, 2, 1)

@@ -1,0 +1,142 @@
+"""``ws2kafka-operator``: run the operator, or run one bridge as a bridge pod does."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import kopf
+from prometheus_client import CollectorRegistry
+
+from ws2kafka.bridge.__main__ import configure_logging, load_config, serve
+from ws2kafka.bridge.errors import ConfigError
+from ws2kafka.bridge.health import HealthServer
+from ws2kafka.bridge.metrics import BridgeCollector
+from ws2kafka.bridge.service import ExitCode
+
+from .inline import InlineBridges
+from .main import build_registry
+from .reporter import KubeStatusReporter
+from .settings import Mode, OperatorSettings
+
+log = logging.getLogger("ws2kafka.operator")
+
+DESCRIPTION = """\
+The ws2kafka operator: turns WebSocketSource resources into running bridges.
+
+  ws2kafka-operator run       watch resources; pod mode (a Deployment per source) or inline
+                              mode (every bridge inside this process)
+  ws2kafka-operator bridge    run one bridge that reports to its resource's status (what a
+                              bridge pod runs)
+
+Settings come from flags, or from WS2KAFKA_OPERATOR_<NAME> environment variables
+(MODE, NAMESPACES, BRIDGE_IMAGE, HEARTBEAT_TIMEOUT_SECONDS, ...). The Kubernetes API is
+reached through $KUBECONFIG / ~/.kube/config, else the pod's service account.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ws2kafka-operator",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator")
+    run.add_argument("--mode", choices=[m.value for m in Mode], help="pod (default) or inline")
+    run.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        help="watch this namespace (repeatable; default: all namespaces)",
+    )
+    run.add_argument("--bridge-image", help="image of bridge pods")
+    run.add_argument(
+        "--heartbeat-timeout", type=float, help="seconds without a bridge report before not Ready"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9401,
+        help="port of /metrics and /healthz; -1 disables (default: %(default)s)",
+    )
+    bridge = commands.add_parser("bridge", help="run one bridge that reports to a resource")
+    bridge.add_argument(
+        "--config", required=True, type=Path, help="the rendered bridge config file"
+    )
+    bridge.add_argument("--resource", required=True, help="NAMESPACE/NAME of the WebSocketSource")
+    bridge.add_argument("--metrics-port", type=int, default=9400)
+    bridge.add_argument("--metrics-host", default="0.0.0.0")
+    bridge.add_argument("--summary-interval", type=float, default=30.0)
+    bridge.add_argument("--report-interval", type=float, default=5.0)
+    return parser
+
+
+async def run_operator(settings: OperatorSettings, metrics_port: int) -> None:
+    bridges = InlineBridges()
+    registry = build_registry(settings, bridges)
+    health: HealthServer | None = None
+    if metrics_port >= 0:
+        metrics = CollectorRegistry()
+        metrics.register(BridgeCollector(bridges.stats))
+        health = HealthServer(metrics, lambda: True, "0.0.0.0", metrics_port)
+        await health.start()
+    log.info(
+        "operator starting: mode=%s namespaces=%s",
+        settings.mode.value,
+        ",".join(settings.namespaces) or "(all)",
+    )
+    try:
+        await kopf.operator(
+            registry=registry,
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+        )
+    finally:
+        if health is not None:
+            await health.close()
+
+
+def run_bridge(args: argparse.Namespace) -> int:
+    namespace, _, name = str(args.resource).partition("/")
+    if not namespace or not name:
+        print("ws2kafka-operator: --resource must be NAMESPACE/NAME", file=sys.stderr)
+        return ExitCode.CONFIG
+    try:
+        spec, _ = load_config(args.config, name)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"ws2kafka-operator: {problem}", file=sys.stderr)
+        return ExitCode.CONFIG
+    reporter = KubeStatusReporter(
+        namespace, name, pod_name=os.environ.get("POD_NAME"), interval=args.report_interval
+    )
+    return asyncio.run(serve(spec, name, args, reporter=reporter))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    if args.command == "bridge":
+        return run_bridge(args)
+    overrides: dict[str, Any] = {
+        "mode": args.mode,
+        "namespaces": args.namespaces,
+        "bridge_image": args.bridge_image,
+        "heartbeat_timeout_seconds": args.heartbeat_timeout,
+    }
+    settings = OperatorSettings.from_env(**overrides)
+    asyncio.run(run_operator(settings, args.metrics_port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Deriving a source's conditions from facts, without I/O.
+
+The bridge reports facts (``status.connection``: state, counters, heartbeat time); the
+operator turns them, with what it knows of the spec and the Deployment, into the conditions
+``Ready`` (the summary), ``Connected``, ``Progressing`` and ``Degraded``. A condition keeps its
+``lastTransitionTime`` until its status changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+CONDITION_TYPES = ("Ready", "Connected", "Progressing", "Degraded")
+
+Condition = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What is known about one source at one moment."""
+
+    generation: int
+    spec_error: str | None
+    suspended: bool
+    connection: dict[str, Any] | None
+    """``status.connection`` as the bridge last reported it."""
+    heartbeat_age: float | None
+    """Seconds since the bridge's last report (None: it never reported)."""
+    heartbeat_timeout: float
+    deployment_available: bool | None
+    """Pod mode: whether the Deployment has an available replica; inline mode: None."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    reason: str
+    message: str
+
+
+def derive(facts: Facts) -> dict[str, Verdict]:
+    """Every condition's status, reason and message for these facts."""
+    state = (facts.connection or {}).get("state")
+    reporting = facts.heartbeat_age is not None and facts.heartbeat_age <= facts.heartbeat_timeout
+    connected = reporting and state == "Connected"
+    return {
+        "Ready": _ready(facts, state, reporting),
+        "Connected": _connected(facts, state, reporting, connected),
+        "Progressing": _progressing(facts, state, reporting),
+        "Degraded": _degraded(facts, state),
+    }
+
+
+def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
+    last_error = (facts.connection or {}).get("lastError") or ""
+    if facts.spec_error:
+        return Verdict("False", "SpecInvalid", facts.spec_error)
+    if facts.suspended:
+        return Verdict("False", "Suspended", "spec.suspend is true: no bridge runs")
+    if facts.deployment_available is False:
+        return Verdict("False", "DeploymentUnavailable", "the bridge pod is not available")
+    if facts.heartbeat_age is None:
+        return Verdict("False", "BridgeStarting", "waiting for the bridge's first report")
+    if not reporting:
+        return Verdict(
+            "False",
+            "BridgeNotReporting",
+            f"no report from the bridge for {facts.heartbeat_age:.0f} s "
+            f"(limit {facts.heartbeat_timeout:.0f} s)",
+        )
+    if state != "Connected":
+        return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")
+    return Verdict("True", "Streaming", "connected and producing to Kafka")
+
+
+def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool) -> Verdict:
+    if connected:
+        since = (facts.connection or {}).get("since")
+        return Verdict("True", "Connected", f"connected since {since}")
+    if facts.suspended:
+        return Verdict("False", "Suspended", "spec.suspend is true")
+    if not reporting:
+        return Verdict("Unknown", "BridgeNotReporting", "no recent report from the bridge")
+    last_error = (facts.connection or {}).get("lastError") or ""
+    return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")
+
+
+def _progressing(facts: Facts, state: str | None, reporting: bool) -> Verdict:
+    if facts.spec_error or facts.suspended:
+        return Verdict("False", "Idle", "nothing to roll out")
+    if facts.deployment_available is False or not reporting:
+        return Verdict("True", "RollingOut", "waiting for the bridge to start and report")
+    if state in ("Starting", "Connecting", "Backoff"):
+        return Verdict("True", state, f"bridge is {state}")
+    return Verdict("False", "Stable", "the bridge runs the current spec")
+
+
+def _degraded(facts: Facts, state: str | None) -> Verdict:
+    connection = facts.connection or {}
+    if state in ("AuthenticationFailed", "GaveUp"):
+        return Verdict("True", state, connection.get("lastError") or state)
+    dropped = int(connection.get("messagesDropped") or 0)
+    failed = int(connection.get("messagesFailed") or 0)
+    if dropped or failed:
+        return Verdict(
+            "True",
+            "MessagesLost",
+            f"{dropped} frames dropped and {failed} deliveries failed since the bridge started",
+        )
+    return Verdict("False", "NoLoss", "nothing dropped, every delivery succeeded")
+
+
+def merge_conditions(
+    previous: list[Condition], verdicts: dict[str, Verdict], generation: int, now: datetime
+) -> list[Condition]:
+    """New conditions; ``lastTransitionTime`` moves only when a status changes."""
+    before = {cond.get("type"): cond for cond in previous}
+    stamp = now.isoformat(timespec="seconds").replace("+00:00", "Z")
+    merged = []
+    for kind in CONDITION_TYPES:
+        verdict = verdicts[kind]
+        old = before.get(kind)
+        changed = old is None or old.get("status") != verdict.status
+        merged.append(
+            {
+                "type": kind,
+                "status": verdict.status,
+                "reason": verdict.reason,
+                "message": verdict.message,
+                "observedGeneration": generation,
+                "lastTransitionTime": stamp
+                if changed or old is None
+                else old["lastTransitionTime"],
+            }
+        )
+    return merged

@@ -1,0 +1,30 @@
+"""Names shared by the operator's modules: the API group, labels and annotations."""
+
+GROUP = "ws2kafka.dev"
+VERSION = "v1alpha1"
+PLURAL = "websocketsources"
+KIND = "WebSocketSource"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+#: Labels on every child object, to find them and to select the bridge pods.
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+APP_NAME = "ws2kafka"
+
+#: Pod-template annotation with the hash of the rendered config: a spec change rolls the pod.
+ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
+#: kopf's own bookkeeping goes into annotations with this prefix, never into status.
+KOPF_PREFIX = GROUP
+FINALIZER = f"{GROUP}/finalizer"
+
+#: Where the bridge pod finds its config, and the port of /metrics, /healthz and /readyz.
+CONFIG_DIR = "/etc/ws2kafka"
+CONFIG_FILE = "source.yaml"
+METRICS_PORT = 9400
+
+#: Handler ids (they name kopf's progress annotations).
+HANDLER_RECONCILE = "reconcile"
+HANDLER_CONDITIONS = "conditions"
+HANDLER_INLINE = "inline-bridge"

@@ -1,0 +1,140 @@
+"""Inline mode: each source's bridge runs inside the operator process, one kopf daemon each.
+
+The same bridge library and the same status reporting as a bridge pod; Secrets are read by
+the operator and handed to the bridge in memory only. A spec change stops the bridge (it
+drains) and starts a new one; a bridge that gave up waits for the next spec change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kubernetes
+
+from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
+from ws2kafka.bridge.errors import ConfigError
+from ws2kafka.bridge.service import Bridge
+from ws2kafka.bridge.stats import BridgeStats
+
+from . import kube
+from .reporter import KubeStatusReporter
+from .settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+SecretReader = Callable[[str, str, str], str]
+#: How often a running daemon checks whether its spec changed or it must stop.
+POLL_SECONDS = 1.0
+#: How often a source that cannot start (bad spec, missing Secret) is tried again.
+RETRY_SECONDS = 10.0
+
+
+def read_secret(namespace: str, name: str, key: str) -> str:
+    """One key of a Secret, decoded."""
+    core = kubernetes.client.CoreV1Api(kube.api_client())
+    secret = core.read_namespaced_secret(name, namespace)
+    data = secret.data or {}
+    if key not in data:
+        raise ConfigError([f"Secret {namespace}/{name} has no key {key}"])
+    return base64.b64decode(data[key]).decode()
+
+
+def resolve_secrets(spec: dict[str, Any], namespace: str, reader: SecretReader) -> dict[str, Any]:
+    """A copy of the spec with every ``secretKeyRef`` replaced by the secret's value."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("secretKeyRef")
+            if isinstance(ref, dict) and len(node) == 1:
+                return {"value": reader(namespace, ref["name"], ref["key"])}
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = walk(copy.deepcopy(spec))
+    return resolved
+
+
+def spec_fingerprint(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class InlineBridges:
+    """The bridges running in this process, for the operator's /metrics."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, Bridge] = {}
+
+    def stats(self) -> list[tuple[str, BridgeStats]]:
+        return [(name, bridge.stats) for name, bridge in self.running.items()]
+
+
+async def run_inline(
+    spec: Any,
+    namespace: str,
+    name: str,
+    stopped: Any,
+    settings: OperatorSettings,
+    bridges: InlineBridges,
+    reader: SecretReader = read_secret,
+) -> None:
+    """The daemon body: (re)start the bridge whenever the spec changes, until stopped."""
+    key = f"{namespace}/{name}"
+    while not stopped.is_set():
+        current = dict(spec)
+        fingerprint = spec_fingerprint(current)
+        parsed = await _parse(current, namespace, reader)
+        if parsed is None or parsed.suspend:
+            # an invalid spec or a missing Secret may be fixed without a spec change: retry
+            await _wait_for_change(spec, fingerprint, stopped, limit=RETRY_SECONDS)
+            continue
+        reporter = KubeStatusReporter(
+            namespace, name, pod_name=None, interval=settings.report_interval_seconds
+        )
+        bridge = Bridge(parsed, name=key, reporter=reporter)
+        bridges.running[key] = bridge
+        task = asyncio.create_task(bridge.run(), name=f"bridge {key}")
+        try:
+            while not task.done() and not stopped.is_set():
+                if spec_fingerprint(dict(spec)) != fingerprint:
+                    log.info("%s: spec changed: restarting the bridge", key)
+                    break
+                await asyncio.wait({task}, timeout=POLL_SECONDS)
+        finally:
+            bridge.stop()
+            summary = await task
+            bridges.running.pop(key, None)
+        if summary.exit_code and not stopped.is_set():
+            await _wait_for_change(spec, fingerprint, stopped)
+
+
+async def _parse(
+    spec: dict[str, Any], namespace: str, reader: SecretReader
+) -> WebSocketSourceSpec | None:
+    try:
+        resolved = await asyncio.to_thread(resolve_secrets, spec, namespace, reader)
+        return parse_spec(resolved)
+    except ConfigError as exc:
+        log.error("%s: not starting the bridge: %s", namespace, "; ".join(exc.problems))
+    except kubernetes.client.exceptions.ApiException as exc:
+        log.error("%s: cannot read a Secret of the source: %s", namespace, exc.reason)
+    return None
+
+
+async def _wait_for_change(
+    spec: Any, fingerprint: str, stopped: Any, *, limit: float | None = None
+) -> None:
+    waited = 0.0
+    while not stopped.is_set() and spec_fingerprint(dict(spec)) == fingerprint:
+        if limit is not None and waited >= limit:
+            return
+        await stopped.wait(POLL_SECONDS)
+        waited += POLL_SECONDS

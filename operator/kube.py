@@ -1,0 +1,74 @@
+"""Every call the operator makes to the Kubernetes API, and nothing else.
+
+Children are written with server-side apply (field manager ``ws2kafka-operator``), which
+makes the reconcile idempotent: applying the same manifests twice changes nothing. The calls
+are synchronous (the ``kubernetes`` client); async callers run them with ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+
+from . import constants as c
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "ws2kafka-operator"
+
+Manifest = dict[str, Any]
+
+
+@functools.cache
+def api_client() -> ApiClient:
+    """A client from ``$KUBECONFIG``/``~/.kube/config``, else the pod's service account."""
+    try:
+        kubernetes.config.load_kube_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_incluster_config()
+    return ApiClient()
+
+
+@functools.cache
+def _dynamic() -> DynamicClient:
+    return DynamicClient(api_client())
+
+
+def apply(manifest: Manifest) -> None:
+    """Create or update one object to match ``manifest`` (server-side apply)."""
+    resource = _dynamic().resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+    resource.server_side_apply(
+        body=manifest,
+        name=manifest["metadata"]["name"],
+        namespace=manifest["metadata"].get("namespace"),
+        field_manager=FIELD_MANAGER,
+        force_conflicts=True,
+    )
+
+
+def deployment_available(namespace: str, name: str) -> bool | None:
+    """Whether the Deployment has an available replica; None when it does not exist."""
+    apps = kubernetes.client.AppsV1Api(api_client())
+    try:
+        deployment = apps.read_namespaced_deployment_status(name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    status = deployment.status
+    available: int = (status.available_replicas if status else None) or 0
+    return available > 0
+
+
+def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Merge-patch the status subresource of a WebSocketSource."""
+    custom = kubernetes.client.CustomObjectsApi(api_client())
+    custom.patch_namespaced_custom_object_status(
+        c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"status": status}
+    )

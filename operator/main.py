@@ -1,0 +1,117 @@
+"""The kopf handlers: thin decorators that delegate to the domain modules.
+
+Handlers are registered on a registry built for the chosen mode, so a pod-mode operator has
+no inline daemon and an inline operator creates no Deployments.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from . import constants as c
+from .events import EventLimiter
+from .inline import InlineBridges, run_inline
+from .observe import refresh_conditions
+from .reconcile import reconcile_source
+from .settings import Mode, OperatorSettings
+
+RESOURCE = (c.GROUP, c.VERSION, c.PLURAL)
+#: Time an inline bridge gets to drain after its daemon is told to stop.
+INLINE_DRAIN_SECONDS = 30.0
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """kopf's own bookkeeping stays out of the resource's status."""
+    # handler progress and the last-handled spec live in annotations under our group
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=c.KOPF_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = c.FINALIZER
+    # only warnings from kopf's own logs become Events; ours are posted explicitly
+    settings.posting.level = logging.WARNING
+    # reconnect watches regularly so a silently dropped watch cannot stall the operator
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.OperatorRegistry:
+    """The handlers for ``settings.mode``."""
+    registry = kopf.OperatorRegistry()
+    events = EventLimiter(settings.event_interval_seconds)
+
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # $KUBECONFIG / ~/.kube/config, else the pod's service account (kubernetes client)
+        info: kopf.ConnectionInfo | None = kopf.login_via_client(**kwargs)
+        return info
+
+    @kopf.timer(
+        *RESOURCE,
+        id=c.HANDLER_CONDITIONS,
+        interval=settings.condition_interval_seconds,
+        registry=registry,
+    )
+    async def conditions(
+        *,
+        body: kopf.Body,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        meta: kopf.Meta,
+        namespace: str | None,
+        name: str,
+        patch: kopf.Patch,
+        **_: Any,
+    ) -> None:
+        assert namespace is not None  # the resource is namespaced
+        await refresh_conditions(
+            body, dict(spec), dict(status), dict(meta), namespace, name, patch, settings, events
+        )
+
+    @kopf.on.delete(*RESOURCE, registry=registry, optional=True)
+    def forget(*, namespace: str | None, name: str, **_: Any) -> None:
+        events.forget(namespace or "", name)
+
+    if settings.mode is Mode.POD:
+
+        @kopf.on.resume(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-resume", registry=registry)
+        @kopf.on.create(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-create", registry=registry)
+        @kopf.on.update(
+            *RESOURCE, id=f"{c.HANDLER_RECONCILE}-update", field="spec", registry=registry
+        )
+        def reconcile(
+            *, body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, **_: Any
+        ) -> str:
+            assert namespace is not None
+            return reconcile_source(body, dict(spec), name, namespace, settings, events)
+
+    else:
+
+        @kopf.daemon(
+            *RESOURCE,
+            id=c.HANDLER_INLINE,
+            # on deletion or shutdown kopf first sets `stopped`: the bridge then drains into
+            # Kafka; only a daemon still running after the backoff is cancelled
+            cancellation_backoff=INLINE_DRAIN_SECONDS,
+            cancellation_timeout=60,
+            registry=registry,
+        )
+        async def inline(
+            *,
+            spec: kopf.Spec,
+            namespace: str | None,
+            name: str,
+            stopped: kopf.DaemonStopped,
+            **_: Any,
+        ) -> None:
+            assert namespace is not None
+            await run_inline(spec, namespace, name, stopped, settings, bridges)
+
+    return registry

@@ -1,0 +1,101 @@
+"""Keeping a source's conditions true: a level-based check run on a timer.
+
+Edge-triggered handlers cannot notice what does not happen (a bridge that stops reporting),
+so every few seconds the operator gathers the facts, derives the conditions and patches them
+when they changed, posting an Event when the connection comes up, goes down or gives up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from . import kube
+from .conditions import Facts, derive, merge_conditions
+from .events import EventLimiter
+from .reconcile import spec_problems
+from .resources import child_name
+from .settings import Mode, OperatorSettings
+
+
+def heartbeat_age(connection: dict[str, Any] | None, now: datetime) -> float | None:
+    """Seconds since the bridge's last report, from ``status.connection.heartbeatTime``."""
+    stamp = (connection or {}).get("heartbeatTime")
+    if not stamp:
+        return None
+    reported = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    return max(0.0, (now - reported).total_seconds())
+
+
+async def gather_facts(
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    meta: dict[str, Any],
+    namespace: str,
+    name: str,
+    settings: OperatorSettings,
+    now: datetime,
+) -> Facts:
+    connection = status.get("connection")
+    available = None
+    if settings.mode is Mode.POD:
+        available = await asyncio.to_thread(kube.deployment_available, namespace, child_name(name))
+    return Facts(
+        generation=int(meta.get("generation") or 0),
+        spec_error=spec_problems(spec),
+        suspended=bool(spec.get("suspend")),
+        connection=connection,
+        heartbeat_age=heartbeat_age(connection, now),
+        heartbeat_timeout=settings.heartbeat_timeout_seconds,
+        deployment_available=available,
+    )
+
+
+async def refresh_conditions(
+    body: Any,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    meta: dict[str, Any],
+    namespace: str,
+    name: str,
+    patch: Any,
+    settings: OperatorSettings,
+    events: EventLimiter,
+) -> None:
+    """Derive the conditions from the facts; patch them (and post Events) when they change."""
+    now = datetime.now(UTC)
+    facts = await gather_facts(spec, status, meta, namespace, name, settings, now)
+    previous = list(status.get("conditions") or [])
+    conditions = merge_conditions(previous, derive(facts), facts.generation, now)
+    if (
+        _without_times(conditions) == _without_times(previous)
+        and status.get("observedGeneration") == facts.generation
+    ):
+        return
+    patch.status["conditions"] = conditions
+    patch.status["observedGeneration"] = facts.generation
+    _post_transitions(body, previous, conditions, events)
+
+
+def _without_times(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in cond.items() if k != "lastTransitionTime"} for cond in conditions]
+
+
+def _post_transitions(
+    body: Any,
+    previous: list[dict[str, Any]],
+    current: list[dict[str, Any]],
+    events: EventLimiter,
+) -> None:
+    before = {cond["type"]: cond for cond in previous}
+    for cond in current:
+        old = before.get(cond["type"], {})
+        if cond["type"] != "Connected" or old.get("status") == cond["status"]:
+            continue
+        if cond["status"] == "True":
+            events.post(body, reason="Connected", message=cond["message"])
+        elif cond["reason"] == "GaveUp":
+            events.post(body, reason="GaveUp", message=cond["message"], warning=True)
+        elif old:
+            events.post(body, reason="Disconnected", message=cond["message"], warning=True)

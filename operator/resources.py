@@ -1,0 +1,221 @@
+"""Pure builders of the objects that run one WebSocketSource as a bridge pod.
+
+Nothing here talks to the API server: each function takes the resource's facts and returns
+plain dicts, so the rendering is tested without a cluster and applied by ``kube.py``.
+
+Secrets never leave their Secret: every ``secretKeyRef`` in the spec becomes an ``env``
+reference in the rendered bridge config, and the pod maps that variable to the Secret key.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from . import constants as c
+from .settings import OperatorSettings
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RenderedSource:
+    """The bridge's view of a resource: its config file and the env vars it needs."""
+
+    config_yaml: str
+    env: list[Manifest]
+    spec_hash: str
+
+
+def child_name(source: str) -> str:
+    """Name of every child object of a source (Deployment, ConfigMap, ServiceAccount...)."""
+    return f"{source}-bridge"
+
+
+def labels(source: str) -> dict[str, str]:
+    return {
+        c.LABEL_NAME: c.APP_NAME,
+        c.LABEL_INSTANCE: source,
+        c.LABEL_COMPONENT: "bridge",
+        c.LABEL_MANAGED_BY: "ws2kafka-operator",
+    }
+
+
+def render_source(spec: dict[str, Any]) -> RenderedSource:
+    """Replace secret references by env references; hash what the pod depends on."""
+    env: list[Manifest] = []
+    bridge_spec = _externalize_secrets(copy.deepcopy(spec), env)
+    bridge_spec.pop("suspend", None)
+    config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
+    digest = hashlib.sha256((config_yaml + json.dumps(env, sort_keys=True)).encode())
+    return RenderedSource(config_yaml, env, digest.hexdigest()[:16])
+
+
+def _externalize_secrets(node: Any, env: list[Manifest]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("secretKeyRef")
+        if isinstance(ref, dict) and len(node) == 1:
+            variable = f"WS2KAFKA_SECRET_{len(env)}"
+            env.append(
+                {
+                    "name": variable,
+                    "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref["key"]}},
+                }
+            )
+            return {"env": variable}
+        return {key: _externalize_secrets(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_externalize_secrets(item, env) for item in node]
+    return node
+
+
+def build_configmap(source: str, namespace: str, rendered: RenderedSource) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": child_name(source), "namespace": namespace, "labels": labels(source)},
+        "data": {c.CONFIG_FILE: rendered.config_yaml},
+    }
+
+
+def build_service_account(source: str, namespace: str) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": child_name(source), "namespace": namespace, "labels": labels(source)},
+        "automountServiceAccountToken": True,
+    }
+
+
+def build_role(source: str, namespace: str) -> Manifest:
+    """The bridge may read and patch the status of its own resource, and nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": child_name(source), "namespace": namespace, "labels": labels(source)},
+        "rules": [
+            {
+                "apiGroups": [c.GROUP],
+                "resources": [f"{c.PLURAL}/status"],
+                "resourceNames": [source],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+
+
+def build_role_binding(source: str, namespace: str) -> Manifest:
+    name = child_name(source)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels(source)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
+
+
+def build_deployment(
+    source: str,
+    namespace: str,
+    rendered: RenderedSource,
+    settings: OperatorSettings,
+    *,
+    suspended: bool,
+) -> Manifest:
+    """One replica of the bridge; a changed spec hash in the template rolls the pod."""
+    name = child_name(source)
+    pod_labels = labels(source)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": pod_labels},
+        "spec": {
+            "replicas": 0 if suspended else 1,
+            # never two bridges on one feed at once: the old pod drains before the new starts
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {c.LABEL_INSTANCE: source, c.LABEL_COMPONENT: "bridge"}},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        c.ANNOTATION_SPEC_HASH: rendered.spec_hash,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(c.METRICS_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": _pod_spec(source, namespace, rendered, settings),
+            },
+        },
+    }
+
+
+def _pod_spec(
+    source: str, namespace: str, rendered: RenderedSource, settings: OperatorSettings
+) -> Manifest:
+    name = child_name(source)
+    return {
+        "serviceAccountName": name,
+        "terminationGracePeriodSeconds": 40,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "bridge",
+                "image": settings.bridge_image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "args": [
+                    "ws2kafka-operator",
+                    "bridge",
+                    "--config",
+                    f"{c.CONFIG_DIR}/{c.CONFIG_FILE}",
+                    "--resource",
+                    f"{namespace}/{source}",
+                    "--metrics-port",
+                    str(c.METRICS_PORT),
+                ],
+                "env": [
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    *rendered.env,
+                ],
+                "ports": [{"name": "metrics", "containerPort": c.METRICS_PORT}],
+                "livenessProbe": _probe("/healthz", period=10, failures=3),
+                "readinessProbe": _probe("/readyz", period=5, failures=2),
+                "resources": {
+                    "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
+                    "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": [
+                    {"name": "config", "mountPath": c.CONFIG_DIR, "readOnly": True},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }
+        ],
+        "volumes": [
+            {"name": "config", "configMap": {"name": name}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+
+
+def _probe(path: str, *, period: int, failures: int) -> Manifest:
+    return {
+        "httpGet": {"path": path, "port": "metrics"},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+    }

@@ -1,0 +1,478 @@
+"""The operator against the real API server: children, rollouts, status, RBAC, inline mode.
+
+Two real operator processes run for this module: one in pod mode watching namespaces
+``op-pod-*`` and one in inline mode watching ``op-inline-*``. Each test has its own namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ws2kafka.devstack.feeds import SequenceFeed
+from ws2kafka.devstack.kafka import KafkaBroker
+from ws2kafka.devstack.kube import ControlPlane
+from ws2kafka.devstack.processes import ManagedProcess
+from ws2kafka.devstack.waiting import until, wait_until
+
+pytestmark = pytest.mark.k8s
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "websocketsource.yaml"
+HEARTBEAT_TIMEOUT = 4.0
+SECRET_TOKEN = "tok-3f9c1b7e-secret"
+
+
+def command(name: str) -> str:
+    """A console script of this project, next to the running interpreter."""
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else shutil.which(name) or name
+
+
+@pytest.fixture(scope="module")
+def crd(kube: ControlPlane) -> None:
+    kube.kubectl("apply", "-f", str(CRD))
+    kube.kubectl("wait", "--for=condition=Established", "crd/websocketsources.ws2kafka.dev")
+
+
+def start_operator(kube: ControlPlane, workdir: Path, mode: str, pattern: str) -> ManagedProcess:
+    process = ManagedProcess(
+        f"operator-{mode}",
+        [
+            command("ws2kafka-operator"),
+            "run",
+            "--mode",
+            mode,
+            "--namespace",
+            pattern,
+            "--heartbeat-timeout",
+            str(HEARTBEAT_TIMEOUT),
+            "--metrics-port",
+            "0",
+        ],
+        workdir / f"operator-{mode}.log",
+        env={
+            **kube.env(),
+            "WS2KAFKA_OPERATOR_CONDITION_INTERVAL_SECONDS": "1",
+            "WS2KAFKA_OPERATOR_REPORT_INTERVAL_SECONDS": "1",
+        },
+    )
+    process.wait_until(
+        lambda: "operator starting" in process.log_path.read_text(), timeout=30, what="startup"
+    )
+    return process
+
+
+def http_get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return int(response.status), response.read().decode()
+
+
+def metrics_port(process: ManagedProcess) -> int:
+    found = re.search(r"/readyz on [\d.]+:(\d+)", process.log_path.read_text())
+    assert found, "the operator logs where it serves /metrics"
+    return int(found.group(1))
+
+
+@pytest.fixture(scope="module")
+def pod_operator(
+    kube: ControlPlane, crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ManagedProcess]:
+    with start_operator(kube, tmp_path_factory.mktemp("op"), "pod", "op-pod-*") as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def inline_operator(
+    kube: ControlPlane, crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ManagedProcess]:
+    with start_operator(kube, tmp_path_factory.mktemp("op"), "inline", "op-inline-*") as process:
+        yield process
+
+
+def new_namespace(kube: ControlPlane, prefix: str) -> str:
+    namespace = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", namespace)
+    return namespace
+
+
+def source_manifest(name: str, url: str, topic: str, bootstrap: str, **spec: Any) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "ws2kafka.dev/v1alpha1",
+            "kind": "WebSocketSource",
+            "metadata": {"name": name},
+            "spec": {
+                "url": url,
+                "kafka": {"bootstrapServers": bootstrap, "topic": topic},
+                "reconnect": {"initialDelaySeconds": 0.2, "maxDelaySeconds": 1},
+                **spec,
+            },
+        }
+    )
+
+
+def get_json(kube: ControlPlane, namespace: str, *args: str) -> Any:
+    return json.loads(kube.kubectl("-n", namespace, "get", *args, "-o", "json").stdout)
+
+
+def condition(source: dict[str, Any], kind: str) -> dict[str, Any]:
+    for cond in source.get("status", {}).get("conditions", []):
+        if cond["type"] == kind:
+            return dict(cond)
+    return {}
+
+
+def test_pod_mode_renders_children_without_copying_secrets(
+    kube: ControlPlane, pod_operator: ManagedProcess
+) -> None:
+    ns = new_namespace(kube, "op-pod")
+    kube.kubectl(
+        "-n", ns, "create", "secret", "generic", "feed", f"--from-literal=token={SECRET_TOKEN}"
+    )
+    manifest = source_manifest(
+        "trades",
+        "wss://feed.example/ws",
+        "trades",
+        "kafka:9092",
+        auth={"bearerToken": {"secretKeyRef": {"name": "feed", "key": "token"}}},
+    )
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+    deployment = wait_until(
+        lambda: (
+            kube.kubectl(
+                "-n", ns, "get", "deployment", "trades-bridge", "-o", "json", check=False
+            ).stdout
+        ),
+        30,
+        "the Deployment",
+    )
+    deployment = json.loads(deployment)
+    owner = deployment["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == (
+        "WebSocketSource",
+        "trades",
+        True,
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"][:2] == ["ws2kafka-operator", "bridge"]
+    assert pod["serviceAccountName"] == "trades-bridge"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    secret_env = [e for e in container["env"] if e["name"].startswith("WS2KAFKA_SECRET_")]
+    assert secret_env == [
+        {
+            "name": "WS2KAFKA_SECRET_0",
+            "valueFrom": {"secretKeyRef": {"name": "feed", "key": "token"}},
+        }
+    ]
+    config = get_json(kube, ns, "configmap", "trades-bridge")["data"]["source.yaml"]
+    assert yaml.safe_load(config)["auth"] == {"bearerToken": {"env": "WS2KAFKA_SECRET_0"}}
+    everything = kube.kubectl(
+        "-n", ns, "get", "all,configmap,websocketsources,events", "-o", "yaml"
+    ).stdout
+    assert SECRET_TOKEN not in everything
+    for kind in ("serviceaccount", "role", "rolebinding"):
+        assert get_json(kube, ns, kind, "trades-bridge")["metadata"]["ownerReferences"]
+
+
+def test_spec_change_rolls_suspend_scales_to_zero_delete_collects(
+    kube: ControlPlane, pod_operator: ManagedProcess
+) -> None:
+    ns = new_namespace(kube, "op-pod")
+    kube.kubectl(
+        "-n",
+        ns,
+        "apply",
+        "-f",
+        "-",
+        input=source_manifest("roll", "ws://feed:1/a", "t1", "kafka:9092"),
+    )
+
+    def template_hash() -> str:
+        out = kube.kubectl(
+            "-n",
+            ns,
+            "get",
+            "deployment",
+            "roll-bridge",
+            "-o",
+            "jsonpath={.spec.template.metadata.annotations.ws2kafka\\.dev/spec-hash}",
+            check=False,
+        )
+        return out.stdout.strip()
+
+    first = wait_until(template_hash, 30, "the first rollout")
+    kube.kubectl(
+        "-n",
+        ns,
+        "patch",
+        "wss",
+        "roll",
+        "--type=merge",
+        "-p",
+        '{"spec": {"kafka": {"topic": "t2"}}}',
+    )
+    wait_until(lambda: template_hash() not in ("", first), 30, "a new spec hash")
+    wait_until(
+        lambda: "t2" in get_json(kube, ns, "configmap", "roll-bridge")["data"]["source.yaml"],
+        10,
+        "the new config",
+    )
+    # the controller-manager turns the Deployment into a ReplicaSet and a Pod object
+    wait_until(lambda: get_json(kube, ns, "pods")["items"], 30, "a bridge Pod object")
+    kube.kubectl(
+        "-n", ns, "patch", "wss", "roll", "--type=merge", "-p", '{"spec": {"suspend": true}}'
+    )
+    wait_until(
+        lambda: get_json(kube, ns, "deployment", "roll-bridge")["spec"]["replicas"] == 0,
+        30,
+        "replicas 0",
+    )
+    wait_until(
+        lambda: condition(get_json(kube, ns, "wss", "roll"), "Ready").get("reason") == "Suspended",
+        30,
+        "Ready=False Suspended",
+    )
+    kube.kubectl("-n", ns, "delete", "wss", "roll", "--wait=true", "--timeout=60s")
+    wait_until(
+        lambda: (
+            not get_json(kube, ns, "deployment,configmap,serviceaccount,role")["items"]
+            or all(
+                i["metadata"]["name"] != "roll-bridge"
+                for i in get_json(kube, ns, "deployment,configmap,role")["items"]
+            )
+        ),
+        60,
+        "children garbage-collected",
+    )
+
+
+def make_pod_available(kube: ControlPlane, ns: str) -> None:
+    """Play the kubelet: mark the bridge Pod objects Running and Ready."""
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    status = {
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+            ],
+        }
+    }
+    for pod in get_json(kube, ns, "pods")["items"]:
+        kube.kubectl(
+            "-n",
+            ns,
+            "patch",
+            "pod",
+            pod["metadata"]["name"],
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            json.dumps(status),
+        )
+
+
+async def test_a_real_bridge_with_its_service_account_drives_status(
+    kube: ControlPlane, kafka: KafkaBroker, pod_operator: ManagedProcess, tmp_path: Path
+) -> None:
+    ns = new_namespace(kube, "op-pod")
+    topic = f"op-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)
+    async with SequenceFeed(rate=50) as feed:
+        kube.kubectl(
+            "-n",
+            ns,
+            "apply",
+            "-f",
+            "-",
+            input=source_manifest("live", feed.url, topic, kafka.bootstrap_servers),
+        )
+        kube.kubectl(
+            "-n",
+            ns,
+            "apply",
+            "-f",
+            "-",
+            input=source_manifest("other", feed.url, topic, kafka.bootstrap_servers),
+        )
+        await until(lambda: get_json(kube, ns, "configmap", "live-bridge"), 30, "config")
+        config = tmp_path / "source.yaml"
+        config.write_text(get_json(kube, ns, "configmap", "live-bridge")["data"]["source.yaml"])
+        token = kube.service_account_token(ns, "live-bridge")
+        kubeconfig = kube.write_kubeconfig(tmp_path / "bridge-kubeconfig", token)
+        bridge = ManagedProcess(
+            "bridge",
+            [
+                command("ws2kafka-operator"),
+                "bridge",
+                "--config",
+                str(config),
+                "--resource",
+                f"{ns}/live",
+                "--metrics-port",
+                "0",
+                "--report-interval",
+                "1",
+            ],
+            tmp_path / "bridge.log",
+            env={"KUBECONFIG": str(kubeconfig), "POD_NAME": "live-bridge-test"},
+        )
+        with bridge:
+            await until(lambda: get_json(kube, ns, "pods")["items"], 30, "Pod object")
+            make_pod_available(kube, ns)
+
+            def ready() -> bool:
+                source = get_json(kube, ns, "wss", "live")
+                connection = source.get("status", {}).get("connection", {})
+                return (
+                    condition(source, "Ready").get("status") == "True"
+                    and connection.get("messagesProduced", 0) > 10
+                )
+
+            await until(ready, 60, "Ready=True with messages")
+            source = get_json(kube, ns, "wss", "live")
+            assert source["status"]["connection"]["state"] == "Connected"
+            assert source["status"]["connection"]["podName"] == "live-bridge-test"
+            assert condition(source, "Connected")["status"] == "True"
+            assert source["status"]["observedGeneration"] == source["metadata"]["generation"]
+            table = kube.kubectl("-n", ns, "get", "wssources").stdout
+            assert "live" in table
+            assert "Connected" in table
+
+            # least privilege: its own status only
+            def can(*args: str) -> str:
+                return kube.kubectl(
+                    "auth", "can-i", *args, "-n", ns, token=token, check=False
+                ).stdout.strip()
+
+            assert can("patch", "websocketsources/live", "--subresource=status") == "yes"
+            assert can("patch", "websocketsources/live") == "no"
+            assert can("patch", "websocketsources/other", "--subresource=status") == "no"
+            assert can("get", "secrets") == "no"
+            denied = kube.kubectl(
+                "-n",
+                ns,
+                "patch",
+                "wss",
+                "live",
+                "--type=merge",
+                "-p",
+                '{"spec": {"kafka": {"topic": "stolen"}}}',
+                token=token,
+                check=False,
+            )
+            assert denied.returncode != 0
+            assert "forbidden" in denied.stderr.lower()
+            bridge.kill()  # the bridge dies without a word: the heartbeat goes stale
+
+            def not_reporting() -> bool:
+                reason = condition(get_json(kube, ns, "wss", "live"), "Ready").get("reason")
+                return reason == "BridgeNotReporting"
+
+            await until(not_reporting, HEARTBEAT_TIMEOUT + 20, "BridgeNotReporting")
+
+
+async def test_inline_mode_streams_into_kafka_and_reports(
+    kube: ControlPlane, kafka: KafkaBroker, inline_operator: ManagedProcess
+) -> None:
+    ns = new_namespace(kube, "op-inline")
+    topic = f"inline-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)
+    async with SequenceFeed(rate=100, wait_for_subscribe=True) as feed:
+        kube.kubectl(
+            "-n",
+            ns,
+            "apply",
+            "-f",
+            "-",
+            input=source_manifest(
+                "inline", feed.url, topic, kafka.bootstrap_servers, subscribe=['{"op":"sub"}']
+            ),
+        )
+
+        def streaming() -> bool:
+            source = get_json(kube, ns, "wss", "inline")
+            produced = source.get("status", {}).get("connection", {}).get("messagesProduced", 0)
+            return condition(source, "Ready").get("status") == "True" and produced >= 50
+
+        await until(streaming, 60, "inline bridge Ready with 50 records")
+        table = kube.kubectl("-n", ns, "get", "wssources").stdout
+        assert "Connected" in table
+        assert "True" in table
+        assert feed.connections[0].messages[0] == '{"op":"sub"}'
+        assert len(kafka.consume_all(topic, expected=50)) >= 50
+        assert not get_json(kube, ns, "deployments")["items"]  # inline: no pods
+        reasons = {e["reason"] for e in get_json(kube, ns, "events")["items"]}
+        assert "Connected" in reasons
+        port = metrics_port(inline_operator)
+        status, metrics = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        assert f'ws2kafka_records_produced_total{{source="{ns}/inline"}}' in metrics
+        status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/healthz")
+        assert status == 200
+        kube.kubectl("-n", ns, "delete", "wss", "inline", "--timeout=60s")
+    assert "final summary" in inline_operator.log_path.read_text()
+
+
+def test_operator_help_explains_its_commands() -> None:
+    out = subprocess.run(
+        [command("ws2kafka-operator"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ},
+    ).stdout
+    assert "inline" in out
+    assert "WS2KAFKA_OPERATOR_" in out
+
+
+def test_operator_restart_catches_up_without_orphans(
+    kube: ControlPlane, crd: None, tmp_path: Path
+) -> None:
+    ns = new_namespace(kube, "op-restart")
+
+    def deployments() -> set[str]:
+        return {d["metadata"]["name"] for d in get_json(kube, ns, "deployments")["items"]}
+
+    def apply(name: str) -> None:
+        manifest = source_manifest(name, "ws://feed:1/x", name, "kafka:9092")
+        kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+
+    operator = start_operator(kube, tmp_path, "pod", "op-restart-*")
+    with operator:
+        apply("first")
+        wait_until(lambda: deployments() == {"first-bridge"}, 30, "the first Deployment")
+        operator.kill()  # a crash: no cleanup, no goodbye
+        apply("second")
+        kube.kubectl("-n", ns, "delete", "wss", "first", "--wait=false")
+    with start_operator(kube, tmp_path, "pod", "op-restart-*"):
+        wait_until(lambda: deployments() == {"second-bridge"}, 60, "caught up, no orphan")
+        wait_until(
+            lambda: not kube.kubectl("-n", ns, "get", "wss", "first", check=False).stdout,
+            30,
+            "the deleted source released",
+        )
+        wait_until(
+            lambda: condition(get_json(kube, ns, "wss", "second"), "Ready").get("reason"),
+            30,
+            "status of the source created while the operator was down",
+        )

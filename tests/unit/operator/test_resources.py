@@ -1,0 +1,73 @@
+"""Rendering a source into its bridge pod: secrets by reference only, hash, hardening."""
+
+import yaml
+
+from ws2kafka.operator.resources import (
+    build_deployment,
+    build_role,
+    render_source,
+)
+from ws2kafka.operator.settings import OperatorSettings
+
+SPEC = {
+    "url": "wss://feed.example/ws",
+    "headers": [
+        {"name": "X-Api-Key", "valueFrom": {"secretKeyRef": {"name": "feed", "key": "api"}}},
+        {"name": "User-Agent", "value": "me"},
+    ],
+    "auth": {"bearerToken": {"secretKeyRef": {"name": "feed", "key": "token"}}},
+    "kafka": {
+        "bootstrapServers": "k:9092",
+        "topic": "t",
+        "secretProperties": {"sasl.password": {"secretKeyRef": {"name": "kafka", "key": "pw"}}},
+    },
+    "suspend": False,
+}
+
+
+def test_secret_refs_become_env_refs_in_order() -> None:
+    rendered = render_source(SPEC)
+    config = yaml.safe_load(rendered.config_yaml)
+    assert config["headers"][0]["valueFrom"] == {"env": "WS2KAFKA_SECRET_0"}
+    assert config["headers"][1] == {"name": "User-Agent", "value": "me"}
+    assert config["auth"]["bearerToken"] == {"env": "WS2KAFKA_SECRET_1"}
+    assert config["kafka"]["secretProperties"]["sasl.password"] == {"env": "WS2KAFKA_SECRET_2"}
+    assert "suspend" not in config
+    assert [e["valueFrom"]["secretKeyRef"] for e in rendered.env] == [
+        {"name": "feed", "key": "api"},
+        {"name": "feed", "key": "token"},
+        {"name": "kafka", "key": "pw"},
+    ]
+
+
+def test_spec_hash_changes_with_the_spec_only() -> None:
+    assert render_source(SPEC).spec_hash == render_source(dict(SPEC)).spec_hash
+    changed = {**SPEC, "url": "wss://other/ws"}
+    assert render_source(changed).spec_hash != render_source(SPEC).spec_hash
+    assert render_source({**SPEC, "suspend": True}).spec_hash == render_source(SPEC).spec_hash
+
+
+def test_deployment_is_hardened_and_suspend_scales_to_zero() -> None:
+    rendered = render_source(SPEC)
+    deployment = build_deployment("src", "ns", rendered, OperatorSettings(), suspended=False)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["annotations"]["ws2kafka.dev/spec-hash"] == rendered.spec_hash
+    container = template["spec"]["containers"][0]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
+    suspended = build_deployment("src", "ns", rendered, OperatorSettings(), suspended=True)
+    assert suspended["spec"]["replicas"] == 0
+
+
+def test_bridge_role_allows_only_its_own_status() -> None:
+    assert build_role("src", "ns")["rules"] == [
+        {
+            "apiGroups": ["ws2kafka.dev"],
+            "resources": ["websocketsources/status"],
+            "resourceNames": ["src"],
+            "verbs": ["get", "patch"],
+        }
+    ]
