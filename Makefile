@@ -12,7 +12,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help test lint unit stack demo bench crds clean
+.PHONY: help venv test lint unit stack demo bench crds clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -36,11 +36,15 @@ demo: stack  ## the local demo: Kafka, API server, inline operator, a demo feed,
 crds: venv  ## regenerate crds/websocketsource.yaml from bridge/config.py
 	$(BIN)/ws2kafka crds --write
 
+bench: stack  ## benchmarks: bridge vs ceilings (JSON on stdout, docs/performance.{json,png})
+	$(BIN)/python bench/run.py --output docs/performance.json --plot docs/performance.png
+
 lint: venv  ## ruff, mypy --strict, hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy -p ws2kafka.bridge -p ws2kafka.operator -p ws2kafka.devstack
 	$(BIN)/mypy tests
+	$(BIN)/mypy bench/run.py
 	$(BIN)/hadolint Dockerfile
 
 test: lint stack  ## the whole suite: lint, then pytest against a real Kafka broker and API server

@@ -202,6 +202,13 @@ class Inflate(StrEnum):
     ZLIB = "zlib"
 
 
+class Client(StrEnum):
+    """The WebSocket client implementation; both behave the same (the same tests pass)."""
+
+    WEBSOCKETS = "websockets"
+    PICOWS = "picows"
+
+
 class ConnectionSpec(Model):
     """How the WebSocket connection is opened and kept alive."""
 
@@ -223,6 +230,9 @@ class ConnectionSpec(Model):
     """Optional application heartbeat."""
     inflate: Inflate = Inflate.NONE
     """Decompress binary frames (gzip or zlib) before producing them."""
+    client: Client = Client.WEBSOCKETS
+    """``websockets`` (the reference implementation) or ``picows`` (a faster client with the
+    same behaviour; see docs/performance.md)."""
 
 
 class KeySource(StrEnum):
@@ -349,6 +359,55 @@ class BufferSpec(Model):
     and ``dropNewest`` discard frames and count them."""
 
 
+class GapSpec(Model):
+    """Gap markers: what the bridge does when one connection ends and the next one starts.
+
+    Every gap is counted in metrics, logged and shown in ``status.lastGap``; this block only
+    decides whether it also becomes a Kafka record, so that consumers of the topic see it.
+    """
+
+    record: bool = False
+    """Produce a control record (JSON, header ``ws2kafka.control: gap``) for every gap."""
+    topic: str | None = Field(
+        default=None, min_length=1, max_length=249, pattern=r"^[a-zA-Z0-9._-]+$"
+    )
+    """Topic of the control records (null: the data topic; consumers filter on the header)."""
+
+
+class SequenceSpec(Model):
+    """Sequence-gap detection: a per-stream counter in each JSON frame (Coinbase ``/sequence``,
+    Binance ``/u``). Frames are parsed as JSON only when this is set."""
+
+    pointer: JsonPointer
+    """The integer sequence field, e.g. ``/seq``. Frames without it are counted, not checked."""
+    partition_pointer: JsonPointer | None = None
+    """The stream a sequence belongs to, e.g. ``/symbol`` (null: one sequence for the feed)."""
+    max_partitions: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Streams tracked at most; the least recently seen one is forgotten beyond it."""
+
+
+class DedupeSpec(Model):
+    """Skip frames whose id was already produced recently (the overlap of a rotation)."""
+
+    pointer: JsonPointer
+    """The id field, e.g. ``/id``. Frames without it are always produced."""
+    window_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    """How many recent ids are remembered."""
+
+
+class RotationSpec(Model):
+    """Make-before-break rotation: open a new connection, switch once it delivers data, then
+    close the old one with 1000. Also available on demand (``Bridge.rotate()``)."""
+
+    interval_seconds: float = Field(default=0.0, ge=0, le=30 * 86400)
+    """Rotate this often (0 = only on demand), e.g. 82800 for feeds that cut at 24 h."""
+    switch_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    """The new connection must deliver its first data frame within this time, or the rotation
+    is abandoned (the old connection stays)."""
+    dedupe: DedupeSpec | None = None
+    """Drop duplicates by id; without it the overlap may produce duplicates (never a gap)."""
+
+
 class WebSocketSourceSpec(Model):
     """A WebSocket feed streamed into a Kafka topic: the ``spec`` of a WebSocketSource."""
 
@@ -370,6 +429,12 @@ class WebSocketSourceSpec(Model):
     """The Kafka side."""
     buffer: BufferSpec = Field(default_factory=BufferSpec)
     """Bounded buffer and overflow policy."""
+    gaps: GapSpec = Field(default_factory=GapSpec)
+    """Gap markers between connections."""
+    sequence: SequenceSpec | None = None
+    """Sequence-gap detection (off unless set)."""
+    rotation: RotationSpec = Field(default_factory=RotationSpec)
+    """Make-before-break rotation of the connection."""
     drain_timeout_seconds: float = Field(default=25.0, gt=0, le=3600)
     """On shutdown, how long to wait for Kafka to acknowledge what was received."""
     suspend: bool = False

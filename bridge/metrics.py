@@ -51,7 +51,41 @@ class BridgeCollector(Collector):
             "connect_failures": CounterMetricFamily(
                 "ws2kafka_connect_failures", "Failed connection attempts.", labels=["source"]
             ),
+            "gaps": CounterMetricFamily(
+                "ws2kafka_gaps",
+                "Intervals without a connection between two connections (or after the start).",
+                labels=["source"],
+            ),
+            "gap_seconds": CounterMetricFamily(
+                "ws2kafka_gap_seconds", "Total duration of those gaps.", labels=["source"]
+            ),
+            "sequence_gaps": CounterMetricFamily(
+                "ws2kafka_sequence_gaps", "Jumps in the frames' sequence field.", labels=["source"]
+            ),
+            "sequence_missing": CounterMetricFamily(
+                "ws2kafka_sequence_missing",
+                "Sequence numbers skipped by those jumps.",
+                labels=["source"],
+            ),
+            "sequence_regressions": CounterMetricFamily(
+                "ws2kafka_sequence_regressions",
+                "Sequence numbers not above the last one (duplicates, restarts).",
+                labels=["source"],
+            ),
+            "dedupe_skipped": CounterMetricFamily(
+                "ws2kafka_dedupe_skipped",
+                "Frames skipped: their id was produced within the dedupe window.",
+                labels=["source"],
+            ),
+            "rotations": CounterMetricFamily(
+                "ws2kafka_rotations", "Make-before-break rotations completed.", labels=["source"]
+            ),
         }
+        last_gap = GaugeMetricFamily(
+            "ws2kafka_last_gap_seconds",
+            "Duration of the last gap (0 before the first).",
+            labels=["source"],
+        )
         dropped = CounterMetricFamily(
             "ws2kafka_frames_dropped",
             "Frames discarded, by reason.",
@@ -105,8 +139,9 @@ class BridgeCollector(Collector):
             last = stats.last_frame_at if stats.last_frame_at is not None else stats.started_at
             silence.add_metric([name], max(0.0, now - last))
             latency.add_metric([name], _buckets(stats), stats.latency.total)
+            last_gap.add_metric([name], stats.last_gap.seconds if stats.last_gap else 0.0)
         yield from counters.values()
-        yield from (dropped, errors, closes, depth, depth_bytes, state, silence, latency)
+        yield from (dropped, errors, closes, depth, depth_bytes, state, silence, latency, last_gap)
 
 
 def _buckets(stats: BridgeStats) -> list[tuple[str, float]]:

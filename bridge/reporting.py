@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+from .gaps import Gap
+from .sequence import SequenceGap
 from .stats import BridgeStats, ConnectionState
 
 
@@ -29,6 +31,8 @@ class StatusSnapshot:
     last_error: str | None
     connection_id: str | None
     reported_at: float
+    last_gap: Gap | None = None
+    last_sequence_gap: SequenceGap | None = None
 
     @classmethod
     def of(cls, stats: BridgeStats, connection_id: str | None, now: float) -> StatusSnapshot:
@@ -44,6 +48,8 @@ class StatusSnapshot:
             last_error=stats.last_error,
             connection_id=connection_id,
             reported_at=now,
+            last_gap=stats.last_gap,
+            last_sequence_gap=stats.last_sequence_gap,
         )
 
     def to_status(self) -> dict[str, object]:
@@ -62,6 +68,19 @@ class StatusSnapshot:
             "heartbeatTime": rfc3339(self.reported_at),
         }
 
+    def to_gap_status(self) -> dict[str, object]:
+        """``status.lastGap`` and ``status.lastSequenceGap``, for those that happened.
+
+        An absent one is left out rather than sent as null: a merge patch with null would
+        erase the last gap that a previous run of the bridge (a killed pod) reported.
+        """
+        blocks: dict[str, object] = {}
+        if self.last_gap is not None:
+            blocks["lastGap"] = self.last_gap.to_status()
+        if self.last_sequence_gap is not None:
+            blocks["lastSequenceGap"] = self.last_sequence_gap.to_status()
+        return blocks
+
 
 def rfc3339(epoch: float | None) -> str | None:
     if epoch is None:
@@ -69,13 +88,24 @@ def rfc3339(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+@dataclass(frozen=True)
+class Requests:
+    """What the outside world asks of the bridge in answer to a report."""
+
+    rotate: bool = False
+    """Replace the connection now, make-before-break (see ``Bridge.rotate``)."""
+
+
 class StateReporter(Protocol):
-    """Receives status snapshots; implementations must not raise for transient failures."""
+    """Receives status snapshots; implementations must not raise for transient failures.
+
+    A report may return :class:`Requests` (e.g. an operator relaying an annotation).
+    """
 
     interval: float
     """Seconds between two routine reports (state changes are reported at once)."""
 
-    async def report(self, snapshot: StatusSnapshot) -> None: ...
+    async def report(self, snapshot: StatusSnapshot) -> Requests | None: ...
 
 
 class NullReporter:

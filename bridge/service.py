@@ -1,7 +1,10 @@
 """The bridge service: one WebSocket connection at a time, every frame into Kafka.
 
 Lifecycle: :meth:`Bridge.run` connects (with capped, jittered backoff), subscribes, reads until
-the connection ends or :meth:`Bridge.stop` is called, and reconnects. On stop it closes the
+the connection ends or :meth:`Bridge.stop` is called, and reconnects; the interval between two
+connections is recorded as a gap (:mod:`.gaps`). :meth:`Bridge.rotate` (or
+``rotation.intervalSeconds``) replaces the connection make-before-break, without a gap. On stop
+it closes the
 socket with 1001, keeps reading what the server had already sent, then waits up to
 ``drainTimeoutSeconds`` for Kafka to acknowledge every received frame, and logs a final summary.
 What could not be delivered is counted, never silently lost.
@@ -16,20 +19,29 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
-from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Data
 
-from .backoff import delay_bound, full_jitter
-from .config import WebSocketSourceSpec
+from .config import Client, WebSocketSourceSpec
 from .errors import GaveUp
 from .flow import FlowControl
-from .framing import Frame, FrameRejected, RecordBuilder
+from .framing import HEADER_SOURCE, Frame, FrameRejected, Record, RecordBuilder
+from .gaps import CONTROL_GAP, HEADER_CONTROL, Gap
+from .picows_client import open_picows
+from .policy import decide_retry
 from .ratelog import RateLimitedLog
 from .reporting import NullReporter, StateReporter, StatusSnapshot
+from .sequence import FrameChecks, SequenceGap
 from .sink import KafkaSink
-from .source import Failure, build_connect_kwargs, describe_failure, open_connection
+from .source import (
+    Failure,
+    Opener,
+    SourceConnection,
+    build_connect_kwargs,
+    describe_failure,
+    open_connection,
+)
 from .stats import BridgeStats, ConnectionState
 
 log = logging.getLogger(__name__)
@@ -39,7 +51,29 @@ SUMMARY_INTERVAL = 30.0
 #: Seconds between two looks at the drop and rejection counts (each logs at most every 10 s).
 RATE_LOG_TICK = 1.0
 
-Opener = Callable[[WebSocketSourceSpec, dict[str, Any]], Awaitable[ClientConnection]]
+
+def new_connection_id() -> str:
+    """The id of a connection, as in the ``ws2kafka.connection`` header and in gap records."""
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass(frozen=True)
+class Successor:
+    """A rotation's new connection: open, subscribed, and its first data frame read."""
+
+    ws: SourceConnection
+    connection_id: str
+    first: Data
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A connection that ended, remembered until the next one opens (for its gap marker)."""
+
+    connection_id: str
+    at: float
+    failure: Failure
+    frames: int
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
@@ -54,6 +88,10 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return event.is_set()
 
 
+#: The connection opener of each ``connection.client``.
+OPENERS: dict[Client, Opener] = {Client.WEBSOCKETS: open_connection, Client.PICOWS: open_picows}
+
+
 class ExitCode:
     """Process exit codes of ``ws2kafka-bridge``."""
 
@@ -66,7 +104,8 @@ class ExitCode:
 
 @dataclass(frozen=True)
 class Summary:
-    """The final accounting: received == delivered + failed + dropped + rejected + undelivered."""
+    """The final accounting: received == delivered + failed + dropped + rejected + undelivered
+    + deduplicated."""
 
     received: int
     delivered: int
@@ -76,6 +115,7 @@ class Summary:
     undelivered: int
     reconnects: int
     exit_code: int
+    deduplicated: int = 0
 
 
 class Bridge:
@@ -87,7 +127,7 @@ class Bridge:
         *,
         name: str,
         reporter: StateReporter | None = None,
-        opener: Opener = open_connection,
+        opener: Opener | None = None,
         summary_interval: float = SUMMARY_INTERVAL,
     ) -> None:
         self.spec = spec
@@ -95,7 +135,7 @@ class Bridge:
         self.stats = BridgeStats()
         self.connection_id: str | None = None
         self._reporter: StateReporter = reporter or NullReporter()
-        self._opener = opener
+        self._opener = opener or OPENERS[spec.connection.client]
         self._connect_kwargs = build_connect_kwargs(spec)  # resolves secrets: fails early
         self._summary_interval = summary_interval
         self._flow = FlowControl(spec.buffer, self.stats)
@@ -116,11 +156,20 @@ class Bridge:
         self._state_changed = asyncio.Event()
         self._paused = False
         self._resumed_monotonic = 0.0
-        self._ws: ClientConnection | None = None
+        self._ws: SourceConnection | None = None
         self._end: Failure | None = None
         self._last_frame_monotonic = time.monotonic()
         self._gave_up: GaveUp | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._sequence_gaps = RateLimitedLog(log, "sequence gaps", prefix=f"{name}: ")
+        self._sequence_regressions = RateLimitedLog(log, "sequence regressions", prefix=f"{name}: ")
+        dedupe = spec.rotation.dedupe
+        self._checks: FrameChecks | None = None
+        if spec.sequence is not None or dedupe is not None:
+            self._checks = FrameChecks(spec.sequence, dedupe, self.stats, self._log_sequence_gap)
+        self._reauthenticate = False
+        self._rotate_requested = asyncio.Event()
+        self._successor: Successor | None = None
 
     # -- public API ---------------------------------------------------------------------
 
@@ -136,6 +185,15 @@ class Bridge:
                 ws.close(1001, "ws2kafka shutting down")
             )
         self._settled.set()
+
+    def rotate(self) -> None:
+        """Replace the connection make-before-break (no effect unless connected).
+
+        A new connection is opened and subscribed; once it delivers its first data frame the
+        old one is closed with 1000 and read to its end, then the new one takes over.
+        """
+        if self._ws is not None:
+            self._rotate_requested.set()
 
     def paused(self) -> bool:
         """Reading is paused by the ``block`` overflow policy."""
@@ -173,26 +231,48 @@ class Bridge:
         spec = self.spec
         failures = 0
         connected_before = False
+        ended: Ended | None = None
+        successor: Successor | None = None
         while not self._stopping.is_set():
-            self._set_state(ConnectionState.CONNECTING)
-            try:
-                ws = await self._open()
-            except Exception as exc:  # every failure is classified, counted and retried
-                failures += 1
-                failure = describe_failure(exc)
-                self._count_failure(failure, connect=True)
-                if not await self._back_off(failures, failure):
+            if successor is None:
+                self._set_state(ConnectionState.CONNECTING)
+                try:
+                    if self._reauthenticate:
+                        self._connect_kwargs = build_connect_kwargs(spec)
+                        self._reauthenticate = False
+                    ws = await self._open()
+                except Exception as exc:  # every failure is classified, counted and retried
+                    failures += 1
+                    failure = describe_failure(exc)
+                    self._count_failure(failure, connect=True)
+                    if not await self._back_off(failures, failure):
+                        return
+                    continue
+                if ws is None:
                     return
-                continue
-            if ws is None:
-                return
+                connection_id = new_connection_id()
+                if connected_before:
+                    self.stats.reconnects += 1
+                if ended is not None or failures:
+                    self._record_gap(ended, connection_id, failures)
+                first: Data | None = None
+            else:
+                ws, connection_id = successor.ws, successor.connection_id
+                first = successor.first
+                self.stats.rotations += 1
             failures = 0
-            if connected_before:
-                self.stats.reconnects += 1
             connected_before = True
-            failure = await self._session(ws)
+            outcome = await self._session(ws, connection_id, first)
+            if isinstance(outcome, Successor):
+                successor, ended, self._successor = outcome, None, None
+                if self._stopping.is_set():
+                    await successor.ws.close(1001, "ws2kafka shutting down")
+                continue
+            successor = None
             if self._stopping.is_set():
                 return
+            failure, frames = outcome
+            ended = Ended(connection_id, time.time(), failure, frames)
             self._count_failure(failure, connect=False)
             if not spec.reconnect.enabled:
                 log.error("%s: connection ended and reconnect is disabled", self.name)
@@ -201,14 +281,60 @@ class Bridge:
             if not await self._back_off(1, failure):
                 return
 
-    async def _open(self) -> ClientConnection | None:
+    def _record_gap(self, ended: Ended | None, connection_id: str, failed_attempts: int) -> None:
+        """Count, log, report and (if configured) produce the gap before ``connection_id``."""
+        stats = self.stats
+        failure = ended.failure if ended is not None else None
+        gap = Gap(
+            source=self.name,
+            old_connection_id=ended.connection_id if ended is not None else None,
+            new_connection_id=connection_id,
+            disconnected_at=ended.at if ended is not None else stats.started_at,
+            reconnected_at=time.time(),
+            close_code=failure.close_code if failure is not None else None,
+            close_reason=failure.message if failure is not None else stats.last_error,
+            error=failure.reason if failure is not None else None,
+            frames_on_old_connection=ended.frames if ended is not None else 0,
+            failed_attempts=failed_attempts,
+        )
+        stats.gaps += 1
+        stats.gap_seconds += gap.seconds
+        stats.last_gap = gap
+        log.warning("%s: %s", self.name, gap.describe())
+        if self.spec.gaps.record:
+            self._produce_gap_record(gap)
+
+    def _produce_gap_record(self, gap: Gap) -> None:
+        record = Record(
+            value=gap.to_json(),
+            key=self.name.encode(),
+            timestamp_ms=int(gap.reconnected_at * 1000),
+            headers=[(HEADER_CONTROL, CONTROL_GAP), (HEADER_SOURCE, self.name.encode())],
+        )
+        if not self._sink.produce_control(self.spec.gaps.topic, record, self._on_gap_delivery):
+            self.stats.gap_records_refused += 1
+            log.error("%s: the gap record could not be queued for Kafka", self.name)
+
+    def _on_gap_delivery(self, err: object, msg: object) -> None:
+        """(poll thread) The delivery report of a gap record."""
+        if err is None:
+            self.stats.gap_records += 1
+        else:
+            self.stats.gap_records_failed += 1
+            log.error("%s: gap record not delivered: %s", self.name, err)
+
+    def _log_sequence_gap(self, gap: SequenceGap) -> None:
+        target = self._sequence_regressions if gap.regression else self._sequence_gaps
+        target.add(gap.describe())
+
+    async def _open(self) -> SourceConnection | None:
         """The next connection, or None when :meth:`stop` comes first.
 
         A handshake may take up to ``connectTimeoutSeconds``, and :meth:`stop` cannot close a
         connection that does not exist yet: without this race, a stop during the handshake
         would wait for it, and a connection opened after the stop would be read forever.
         """
-        opening: asyncio.Future[ClientConnection] = asyncio.ensure_future(
+        opening: asyncio.Future[SourceConnection] = asyncio.ensure_future(
             self._opener(self.spec, self._connect_kwargs)
         )
         stopped = asyncio.create_task(self._stopping.wait())
@@ -232,26 +358,19 @@ class Bridge:
         if reconnect.max_attempts and attempt >= reconnect.max_attempts:
             self._give_up(attempt, failure)
             return False
-        if failure.authentication:
-            delay = delay_bound(attempt, reconnect.max_delay_seconds, reconnect.max_delay_seconds)
-            state = ConnectionState.AUTH_FAILED
-        else:
-            delay = full_jitter(
-                attempt, reconnect.initial_delay_seconds, reconnect.max_delay_seconds
-            )
-            state = ConnectionState.BACKOFF
-        if failure.retry_after is not None:
-            delay = min(max(delay, failure.retry_after), reconnect.max_delay_seconds)
-        self._set_state(state, f"{failure.reason}: {failure.message}")
+        decision = decide_retry(failure, attempt, reconnect)
+        self._reauthenticate = self._reauthenticate or decision.reauthenticate
+        self._set_state(decision.state, f"{failure.reason}: {failure.message}")
         log.warning(
-            "%s: %s (%s); attempt %d, next in %.1f s",
+            "%s: %s (%s); attempt %d, next in %.1f s%s",
             self.name,
             failure.message,
             failure.reason,
             attempt,
-            delay,
+            decision.delay,
+            ", re-reading secrets" if decision.reauthenticate else "",
         )
-        await wait_event(self._stopping, delay)
+        await wait_event(self._stopping, decision.delay)
         return not self._stopping.is_set()
 
     def _give_up(self, attempts: int, failure: Failure) -> None:
@@ -272,37 +391,50 @@ class Bridge:
 
     # -- one connection -----------------------------------------------------------------
 
-    async def _session(self, ws: ClientConnection) -> Failure:
-        """Subscribe, then read until the connection ends; returns why it ended."""
+    async def _session(
+        self, ws: SourceConnection, connection_id: str, first: Data | None
+    ) -> tuple[Failure, int] | Successor:
+        """Subscribe (unless ``first``, the rotated-in connection's first frame, says it is
+        done), then read until the connection ends. Returns why it ended and how many frames
+        it delivered, or the successor it was rotated out for."""
         self._ws = ws
         self._end = None
-        self.connection_id = uuid.uuid4().hex[:12]
+        self._rotate_requested.clear()
+        self.connection_id = connection_id
         self.stats.connects += 1
+        received_before = self.stats.received
         self._last_frame_monotonic = time.monotonic()
+        if self._checks is not None:
+            self._checks.new_connection(connection_id)
         builder = RecordBuilder(
             self.spec.kafka,
             source=self.name,
-            connection_id=self.connection_id,
+            connection_id=connection_id,
             inflate=self.spec.connection.inflate,
         )
         helpers: list[asyncio.Task[None]] = []
+        failure: Failure | None = None
         try:
-            for message in self.spec.subscribe:
-                await ws.send(message)
+            if first is None:
+                for message in self.spec.subscribe:
+                    await ws.send(message)
             self._set_state(ConnectionState.CONNECTED)
             self._log_connected(ws)
             helpers = self._start_helpers(ws)
-            await self._read(ws, builder)
+            await self._read(ws, builder, first)
         except ConnectionClosed as exc:
-            return self._end or describe_failure(exc)
+            failure = self._end or describe_failure(exc)
         finally:
             self._ws = None
             for task in helpers:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-        return self._end or Failure("ConnectionEnded", "connection ended")
+        if self._successor is not None:
+            return self._successor
+        frames = self.stats.received - received_before
+        return failure or self._end or Failure("ConnectionEnded", "connection ended"), frames
 
-    def _log_connected(self, ws: ClientConnection) -> None:
+    def _log_connected(self, ws: SourceConnection) -> None:
         """One line per connection; an unverified one is flagged every time, not only once."""
         log.info(
             "%s: connected to %s (connection %s, subprotocol %s)",
@@ -319,7 +451,7 @@ class Bridge:
                 self.connection_id,
             )
 
-    def _start_helpers(self, ws: ClientConnection) -> list[asyncio.Task[None]]:
+    def _start_helpers(self, ws: SourceConnection) -> list[asyncio.Task[None]]:
         conn = self.spec.connection
         helpers = []
         if conn.ping_interval_seconds:
@@ -328,15 +460,19 @@ class Bridge:
             helpers.append(asyncio.create_task(self._watch_staleness(ws), name="watchdog"))
         if conn.heartbeat is not None:
             helpers.append(asyncio.create_task(self._heartbeat(ws), name="heartbeat"))
+        helpers.append(asyncio.create_task(self._rotate_when_asked(ws), name="rotation"))
         return helpers
 
-    async def _read(self, ws: ClientConnection, builder: RecordBuilder) -> None:
+    async def _read(self, ws: SourceConnection, builder: RecordBuilder, first: Data | None) -> None:
         """The hot path: one iteration per frame, no logging, no JSON unless configured."""
         stats = self.stats
         flow = self._flow
         produce = self._sink.produce
         give_back = flow.give_back
-        recv = ws.recv
+        checks = self._checks
+        recv: Callable[[], Awaitable[Data]] = ws.recv
+        if first is not None:
+            recv = _Replay(first, ws.recv)
         sequence = 0
         while True:
             if flow.must_pause() and not self._stopping.is_set():
@@ -359,6 +495,8 @@ class Bridge:
             except FrameRejected as exc:
                 stats.rejected_frames += 1
                 self._rejections.add(str(exc))
+                continue
+            if checks is not None and not checks.admit(record.value):
                 continue
             flow.admit(record)
             batch = flow.take()
@@ -399,7 +537,60 @@ class Bridge:
             or self._last_frame_monotonic >= moment
         )
 
-    async def _keepalive(self, ws: ClientConnection) -> None:
+    async def _rotate_when_asked(self, ws: SourceConnection) -> None:
+        """Make-before-break: on :meth:`rotate` or every ``rotation.intervalSeconds``, open the
+        successor; once it delivered a data frame, close ``ws`` with 1000. The reader goes on
+        reading ``ws`` up to the server's close frame (everything the server sent before our
+        close arrived), then the session hands over to the successor."""
+        interval = self.spec.rotation.interval_seconds
+        while True:
+            if interval:
+                await wait_event(self._rotate_requested, interval)
+            else:
+                await self._rotate_requested.wait()
+            self._rotate_requested.clear()
+            successor = await self._open_successor()
+            if successor is not None:
+                self._successor = successor
+                log.info(
+                    "%s: rotating connection %s to %s",
+                    self.name,
+                    self.connection_id,
+                    successor.connection_id,
+                )
+                await ws.close(1000, "ws2kafka rotation")
+                return
+
+    async def _open_successor(self) -> Successor | None:
+        """A new connection, subscribed, with its first data frame; None (counted and logged)
+        when it fails or sends nothing within ``rotation.switchTimeoutSeconds``."""
+        timeout = self.spec.rotation.switch_timeout_seconds
+        ws: SourceConnection | None = None
+        handed_over = False
+        try:
+            async with asyncio.timeout(timeout):
+                ws = await self._opener(self.spec, self._connect_kwargs)
+                for message in self.spec.subscribe:
+                    await ws.send(message)
+                first = await ws.recv()
+            handed_over = True
+            return Successor(ws, new_connection_id(), first)
+        except Exception as exc:  # the old connection goes on; the next rotation tries again
+            self.stats.rotation_failures += 1
+            failure = describe_failure(exc)
+            log.warning(
+                "%s: rotation abandoned, connection %s stays: %s (%s)",
+                self.name,
+                self.connection_id,
+                failure.message,
+                failure.reason,
+            )
+            return None
+        finally:
+            if ws is not None and not handed_over:
+                await ws.close(1000, "ws2kafka rotation abandoned")
+
+    async def _keepalive(self, ws: SourceConnection) -> None:
         """Protocol pings; a missing pong drops the connection (half-open detection).
 
         Suspended while the overflow policy pauses reading: the pong cannot be read then, and
@@ -425,7 +616,7 @@ class Bridge:
                 ws.transport.abort()
                 return
 
-    async def _watch_staleness(self, ws: ClientConnection) -> None:
+    async def _watch_staleness(self, ws: SourceConnection) -> None:
         """No data frame for ``staleAfterSeconds`` (while reading) -> reconnect."""
         stale_after = self.spec.connection.stale_after_seconds
         while True:
@@ -436,7 +627,7 @@ class Bridge:
                 ws.transport.abort()
                 return
 
-    async def _heartbeat(self, ws: ClientConnection) -> None:
+    async def _heartbeat(self, ws: SourceConnection) -> None:
         heartbeat = self.spec.connection.heartbeat
         assert heartbeat is not None
         while True:
@@ -476,6 +667,7 @@ class Bridge:
             undelivered=undelivered,
             reconnects=stats.reconnects,
             exit_code=exit_code,
+            deduplicated=stats.dedupe_skipped,
         )
         log.log(
             logging.WARNING if undelivered or stats.failed else logging.INFO,
@@ -499,9 +691,12 @@ class Bridge:
     async def _report_now(self) -> None:
         snapshot = StatusSnapshot.of(self.stats, self.connection_id, time.time())
         try:
-            await self._reporter.report(snapshot)
+            requests = await self._reporter.report(snapshot)
         except Exception:  # a reporting problem must never stop the data path
             log.exception("%s: status report failed", self.name)
+            return
+        if requests is not None and requests.rotate:
+            self.rotate()
 
     async def _report_forever(self) -> None:
         while True:
@@ -528,6 +723,8 @@ class Bridge:
             self._drops_logged = dropped
         self._drops.flush(force=force)
         self._rejections.flush(force=force)
+        self._sequence_gaps.flush(force=force)
+        self._sequence_regressions.flush(force=force)
 
     async def _summarize_forever(self) -> None:
         """The periodic summary line, written whether data flows or not."""
@@ -553,3 +750,20 @@ class Bridge:
                 last,
             )
             previous = stats.received
+
+
+class _Replay:
+    """``recv`` of a rotated-in connection: its first frame (already read, to prove the
+    connection delivers data), then the socket's. That frame's receive time is the moment it
+    is taken over, at most the old connection's close handshake later."""
+
+    def __init__(self, first: Data, recv: Callable[[], Awaitable[Data]]) -> None:
+        self._first: Data | None = first
+        self._recv = recv
+
+    async def __call__(self) -> Data:
+        first = self._first
+        if first is None:
+            return await self._recv()
+        self._first = None
+        return first

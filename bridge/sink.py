@@ -113,6 +113,35 @@ class KafkaSink:
                 self._refuse(record, exc)
         return len(records)
 
+    def produce_control(
+        self,
+        topic: str | None,
+        record: Record,
+        on_delivery: Callable[[KafkaError | None, Any], None],
+    ) -> bool:
+        """Produce a control record (a gap marker) to ``topic`` (None: the data topic).
+
+        Its delivery goes to ``on_delivery`` (poll thread) instead of the data counters, so
+        the accounting of frames stays exact. False when librdkafka did not take it.
+        """
+        try:
+            self._producer.produce(
+                topic or self._topic,
+                record.value,
+                record.key,
+                timestamp=record.timestamp_ms,
+                headers=record.headers,
+                on_delivery=on_delivery,
+            )
+        except BufferError:
+            return False
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                raise
+            return False
+        return True
+
     async def close(self) -> None:
         """Stop polling, then purge what librdkafka still holds.
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import base64
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -78,19 +79,50 @@ async def open_connection(spec: WebSocketSourceSpec, kwargs: dict[str, Any]) -> 
         return await connect(spec.url, **kwargs)
     except InvalidStatus as exc:
         status = exc.response.status_code
-        retry_after = _retry_after(exc.response.headers.get("Retry-After"))
+        retry_after = retry_after_seconds(exc.response.headers.get("Retry-After"))
         if status in (401, 403):
             raise AuthenticationFailed(status) from None
         raise HandshakeFailed(status, retry_after) from None
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
         return None  # an HTTP date: rare for WebSocket endpoints, backoff applies instead
+
+
+class Aborting(Protocol):
+    """The part of a transport the bridge uses: dropping a dead connection at once."""
+
+    def abort(self) -> None: ...
+
+
+class SourceConnection(Protocol):
+    """What the bridge needs of a WebSocket client connection.
+
+    ``websockets``' ``ClientConnection`` has this shape; ``picows_client.PicowsConnection``
+    offers it on top of picows. Closed connections raise websockets' ``ConnectionClosed``.
+    """
+
+    @property
+    def transport(self) -> Aborting: ...
+
+    @property
+    def subprotocol(self) -> str | None: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def ping(self) -> Awaitable[float]: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+Opener = Callable[[WebSocketSourceSpec, dict[str, Any]], Awaitable[SourceConnection]]
 
 
 @dataclass(frozen=True)

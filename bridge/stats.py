@@ -11,6 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .gaps import Gap
+    from .sequence import SequenceGap
 
 
 class ConnectionState(StrEnum):
@@ -108,6 +113,32 @@ class BridgeStats:
     last_error: str | None = None
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     """(poll thread) produce() to acknowledgement."""
+    gaps: int = 0
+    """Intervals between a connection's end (or the start) and the next connection."""
+    gap_seconds: float = 0.0
+    """Their total duration."""
+    last_gap: Gap | None = None
+    gap_records: int = 0
+    """(poll thread) Gap control records acknowledged by Kafka."""
+    gap_records_failed: int = 0
+    """(poll thread) Gap control records whose delivery failed."""
+    gap_records_refused: int = 0
+    """Gap control records librdkafka did not take (its queue full, or the record invalid)."""
+    sequence_gaps: int = 0
+    """Jumps in a frame sequence (``sequence`` configured)."""
+    sequence_missing: int = 0
+    """Sequence numbers skipped by those jumps."""
+    sequence_regressions: int = 0
+    """Sequence numbers lower than or equal to the last one (duplicates, restarts)."""
+    sequence_unreadable: int = 0
+    """Frames without a readable integer at the sequence pointer."""
+    last_sequence_gap: SequenceGap | None = None
+    dedupe_skipped: int = 0
+    """Frames skipped because their id was produced within the dedupe window."""
+    rotations: int = 0
+    """Make-before-break rotations completed."""
+    rotation_failures: int = 0
+    """Rotations abandoned (the new connection failed or sent no data in time)."""
 
     @property
     def dropped(self) -> int:

@@ -4,6 +4,10 @@
 can check exactly which frames reached Kafka: none lost, none duplicated. It records what
 every connection sent it (subscriptions, headers) and what its handshake negotiated, can close
 connections on cue, serve ``wss://`` (pass ``ssl=``), and ping its clients to count their pongs.
+
+:class:`BroadcastFeed` publishes one global numbered stream to whoever is connected, like an
+exchange: what it publishes while the bridge is away is missed, which is what gap markers and
+sequence-gap detection must reveal, and rotation must avoid.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 
 @dataclass
@@ -182,3 +188,101 @@ class SequenceFeed:
                 pong = await ws.ping()
                 await pong
                 conn.pongs += 1
+
+
+class BroadcastFeed:
+    """One global numbered stream (``{"seq": n}``) published to every subscribed client, as
+    an exchange does: a frame published while a client is away is never sent to it, and two
+    clients connected at once receive the same frames.
+
+    A client joins the stream with its first message (its subscription). :meth:`publish`
+    sends the next frames to the clients joined at that moment, in join order, so a newer
+    connection never receives a frame before an older one did. :meth:`refuse` makes the
+    handshake fail (e.g. 503 with ``Retry-After``) until :meth:`accept`.
+    """
+
+    def __init__(self, **serve_kwargs: Any) -> None:
+        self.connections: list[FeedConnection] = []
+        self.published = 0
+        """Frames published so far (the last ``seq``)."""
+        self.refused = 0
+        """Handshakes refused while :meth:`refuse` was in force."""
+        self._live: list[tuple[ServerConnection, FeedConnection]] = []
+        self._refusal: tuple[int, str | None] | None = None
+        self._serve_kwargs = serve_kwargs
+        self._server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return f"ws://127.0.0.1:{port}/stream"
+
+    @property
+    def live(self) -> int:
+        """Clients joined to the stream now."""
+        return len(self._live)
+
+    def refuse(self, status: int, retry_after: str | None = None) -> None:
+        """Answer every handshake with ``status`` (and ``Retry-After``) until :meth:`accept`."""
+        self._refusal = (status, retry_after)
+
+    def accept(self) -> None:
+        self._refusal = None
+
+    async def __aenter__(self) -> BroadcastFeed:
+        self._server = await serve(
+            self._handle, "127.0.0.1", 0, process_request=self._gate, **self._serve_kwargs
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def publish(self, count: int, rate: float | None = None) -> None:
+        """Publish the next ``count`` frames (at ``rate`` per second, or as fast as possible)."""
+        interval = 1.0 / rate if rate else 0.0
+        for _ in range(count):
+            self.published += 1
+            frame = json.dumps({"seq": self.published}, separators=(",", ":"))
+            for ws, conn in list(self._live):
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(frame)
+                    conn.sent += 1
+            if interval:
+                await asyncio.sleep(interval)
+            elif self.published % 100 == 0:
+                await asyncio.sleep(0)
+
+    async def close(self, index: int, code: int, reason: str) -> None:
+        """Close connection ``index`` (in connection order) with ``code`` and ``reason``."""
+        for ws, conn in list(self._live):
+            if conn is self.connections[index]:
+                await ws.close(code, reason)
+
+    def _gate(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self._refusal is None:
+            return None
+        self.refused += 1
+        status, retry_after = self._refusal
+        headers = Headers({"Retry-After": retry_after} if retry_after else {})
+        return Response(status, "refused", headers, b"refused\n")
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None
+        conn = FeedConnection(headers=dict(ws.request.headers.raw_items()), path=ws.request.path)
+        self.connections.append(conn)
+        entry = (ws, conn)
+        try:
+            with contextlib.suppress(ConnectionClosed):
+                async for message in ws:
+                    conn.messages.append(message)
+                    if not conn.spoke.is_set():
+                        conn.spoke.set()
+                        self._live.append(entry)
+        finally:
+            if entry in self._live:
+                self._live.remove(entry)
+            conn.close_code = ws.close_code

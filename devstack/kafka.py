@@ -145,12 +145,15 @@ class KafkaBroker:
     crash it mid-stream and check what survived.
     """
 
-    def __init__(self, workdir: Path, libs: Path, port: int) -> None:
+    def __init__(
+        self, workdir: Path, libs: Path, port: int, *, advertised_port: int | None = None
+    ) -> None:
         self.workdir = workdir
         self.bootstrap_servers = f"127.0.0.1:{port}"
         self.log_path = workdir / "kafka.log"
         self._libs = libs
         self._port = port
+        self._advertised_port = advertised_port or port
         self._controller_port = free_port()
         self._config_path = workdir / "server.properties"
         self._data_dir = workdir / "data"
@@ -158,10 +161,20 @@ class KafkaBroker:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, workdir: Path, *, port: int | None = None) -> Iterator[KafkaBroker]:
+    def start(
+        cls, workdir: Path, *, port: int | None = None, advertised_port: int | None = None
+    ) -> Iterator[KafkaBroker]:
         """Start a broker with empty storage, ready for produce requests; on exit, stop it
-        and delete its data, whatever the body raised."""
-        broker = cls(workdir, assemble_kafka(), port or free_port())
+        and delete its data, whatever the body raised.
+
+        ``advertised_port``: the loopback port the broker tells clients to use after
+        bootstrap (default: the one it listens on). Network-fault tests point it at a proxy in
+        front of ``port``, which must be listening before the broker starts: readiness is
+        checked through it.
+        """
+        broker = cls(
+            workdir, assemble_kafka(), port or free_port(), advertised_port=advertised_port
+        )
         try:
             broker._format()
             broker._launch()
@@ -308,7 +321,7 @@ class KafkaBroker:
             "listeners": (
                 f"PLAINTEXT://127.0.0.1:{self._port},CONTROLLER://127.0.0.1:{self._controller_port}"
             ),
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self._port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self._advertised_port}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self._data_dir),

@@ -402,7 +402,8 @@ def _keyword(key: str, value: Any, defs: Mapping[str, Schema], seen: tuple[str, 
 
 def build_status_schema() -> Schema:
     """``status``: conditions and observedGeneration (the operator's), ``connection`` (the
-    bridge's report, :meth:`StatusSnapshot.to_status` plus ``podName``) and ``lastGap``."""
+    bridge's report, :meth:`StatusSnapshot.to_status` plus ``podName``), ``lastGap`` and
+    ``lastSequenceGap`` (:meth:`StatusSnapshot.to_gap_status`)."""
     return {
         "description": "What the operator and the bridge observed.",
         "type": "object",
@@ -416,12 +417,60 @@ def build_status_schema() -> Schema:
                 "properties": _connection_fields(),
             },
             "lastGap": {
-                "description": "The last interval in which frames may have been missed "
-                "(a disconnection); its shape is not fixed yet.",
+                "description": "The last interval without a connection, in which frames may "
+                "have been missed (the bridge's Gap.to_status(); also the gap control record).",
                 "type": "object",
-                "x-kubernetes-preserve-unknown-fields": True,
+                "properties": _gap_fields(),
+            },
+            "lastSequenceGap": {
+                "description": "The last jump or regression of the frames' sequence field "
+                "(spec.sequence), as the bridge's SequenceGap.to_status().",
+                "type": "object",
+                "properties": _sequence_gap_fields(),
             },
         },
+    }
+
+
+def _gap_fields() -> Schema:
+    """``status.lastGap``: the keys of Gap.to_status()."""
+    return {
+        "source": _string("The source's name."),
+        "oldConnectionId": _string(
+            "The connection that ended (null: the first connection, after failed attempts).",
+            nullable=True,
+        ),
+        "newConnectionId": _string("The connection that ended the gap."),
+        "disconnectedAt": _string(
+            "When the old connection ended (or the bridge started).", date_time=True
+        ),
+        "reconnectedAt": _string("When the new connection was open.", date_time=True),
+        "durationSeconds": {"description": "Length of the gap.", "type": "number", "minimum": 0},
+        "closeCode": {
+            "description": "Close code that ended the old connection (1006: no close frame).",
+            "type": "integer",
+            "nullable": True,
+        },
+        "closeReason": _string("Why the old connection ended.", nullable=True),
+        "error": _string(
+            "The kind of ending (ConnectionClosedError, PingTimeout, StaleData...).",
+            nullable=True,
+        ),
+        "framesOnOldConnection": _integer("Data frames the old connection delivered."),
+        "failedAttempts": _integer("Connection attempts that failed inside the gap."),
+    }
+
+
+def _sequence_gap_fields() -> Schema:
+    """``status.lastSequenceGap``: the keys of SequenceGap.to_status()."""
+    return {
+        "partition": _string("The stream (spec.sequence.partitionPointer).", nullable=True),
+        "kind": _string("gap (numbers skipped) or regression (a number not above the last)."),
+        "expected": {"description": "The number that should have come.", "type": "integer"},
+        "received": {"description": "The number that came.", "type": "integer"},
+        "missing": _integer("Numbers skipped (0 for a regression)."),
+        "connectionId": _string("The connection the frame came on."),
+        "at": _string("When the frame was received.", date_time=True),
     }
 
 

@@ -66,9 +66,10 @@ def deployment_available(namespace: str, name: str) -> bool | None:
     return available > 0
 
 
-def patch_status(namespace: str, name: str, status: dict[str, Any]) -> None:
-    """Merge-patch the status subresource of a WebSocketSource."""
+def patch_status(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    """Merge-patch the status subresource of a WebSocketSource; returns the whole object."""
     custom = kubernetes.client.CustomObjectsApi(api_client())
-    custom.patch_namespaced_custom_object_status(
+    patched = custom.patch_namespaced_custom_object_status(
         c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"status": status}
     )
+    return patched if isinstance(patched, dict) else {}

@@ -260,3 +260,31 @@ async def test_key_from_json_pointer(kafka: KafkaBroker) -> None:
         bridge = Bridge(spec, name="keyed")
         await run_until(bridge, lambda: bridge.stats.delivered >= 3, "3 records")
     assert [m.key() for m in kafka.consume_all(topic, expected=3)] == [b"1", b"2", b"3"]
+
+
+async def test_connect_timeout_counts_a_silent_handshake(kafka: KafkaBroker) -> None:
+    """A server that accepts TCP but never answers the upgrade must not hang the bridge."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # keep the socket open, say nothing
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    async with server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        spec = bridge_spec(
+            kafka,
+            url,
+            new_topic(kafka),
+            connection={"connectTimeoutSeconds": 0.3},
+            reconnect={"initialDelaySeconds": 0.01, "maxDelaySeconds": 0.02, "maxAttempts": 3},
+        )
+        started = time.monotonic()
+        bridge = Bridge(spec, name="mute")
+        summary = await asyncio.wait_for(bridge.run(), 30)
+        for writer in accepted:
+            writer.close()
+    assert summary.exit_code == ExitCode.GAVE_UP
+    assert bridge.stats.connect_failures == 3
+    assert bridge.stats.errors == {"ConnectTimeout": 3}
+    assert time.monotonic() - started < 5

@@ -429,8 +429,25 @@ async def test_inline_mode_streams_into_kafka_and_reports(
         assert f'ws2kafka_records_produced_total{{source="{ns}/inline"}}' in metrics
         status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/healthz")
         assert status == 200
+        await rotate_by_annotation(kube, ns, "inline", feed)
         kube.kubectl("-n", ns, "delete", "wss", "inline", "--timeout=60s")
     assert "final summary" in inline_operator.log_path.read_text()
+
+
+async def rotate_by_annotation(kube: ControlPlane, ns: str, name: str, feed: SequenceFeed) -> None:
+    """``kubectl annotate ... ws2kafka.dev/rotate=...`` replaces the connection, no gap."""
+    before = get_json(kube, ns, "wss", name)["status"]["connection"]["connectionId"]
+    connections = len(feed.connections)
+    kube.kubectl("-n", ns, "annotate", "--overwrite", "wss", name, "ws2kafka.dev/rotate=now")
+
+    def rotated() -> bool:
+        status = get_json(kube, ns, "wss", name)["status"]
+        return bool(status["connection"]["connectionId"] != before)
+
+    await until(rotated, 30, "a new connection after the rotate annotation")
+    assert len(feed.connections) == connections + 1
+    assert feed.connections[-1].messages[0] == '{"op":"sub"}'  # subscribed before the switch
+    assert "lastGap" not in get_json(kube, ns, "wss", name)["status"]  # make-before-break
 
 
 def test_operator_help_explains_its_commands() -> None:

@@ -7,6 +7,7 @@ invalid resources are rejected) is tested in tests/integration/test_crd.py.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,13 +17,16 @@ from pydantic import BaseModel, Field
 
 from ws2kafka.bridge import config
 from ws2kafka.bridge.config import WebSocketSourceSpec
+from ws2kafka.bridge.gaps import Gap
 from ws2kafka.bridge.reporting import StatusSnapshot
-from ws2kafka.bridge.stats import ConnectionState
+from ws2kafka.bridge.sequence import SequenceGap
+from ws2kafka.bridge.stats import BridgeStats, ConnectionState
 from ws2kafka.operator import cli
 from ws2kafka.operator.crdgen import (
     CEL_RULES,
     HEADER,
     build_crd,
+    build_status_schema,
     json_schema_to_structural,
     render_crd,
 )
@@ -333,7 +337,19 @@ def test_status_conditions_are_a_map_keyed_by_type(version: dict[str, Any]) -> N
     assert item["properties"]["status"]["enum"] == ["True", "False", "Unknown"]
     assert item["properties"]["lastTransitionTime"]["format"] == "date-time"
     assert status["observedGeneration"]["type"] == "integer"
-    assert status["lastGap"]["x-kubernetes-preserve-unknown-fields"] is True
+
+
+def test_gap_status_blocks_have_exactly_the_keys_the_bridge_reports() -> None:
+    gap = Gap("src", "old", "new", 1.0, 2.5, 1011, "closed with 1011 x", "E", 7, 2)
+    seq_gap = SequenceGap("BTC", 5, 9, "new", 3.0)
+    snapshot = StatusSnapshot.of(BridgeStats(), "new", 4.0)
+    blocks = replace(snapshot, last_gap=gap, last_sequence_gap=seq_gap).to_gap_status()
+    status = build_status_schema()["properties"]
+    reported = blocks["lastGap"]
+    assert isinstance(reported, dict)
+    assert set(status["lastGap"]["properties"]) == set(gap.to_status()) == set(reported)
+    assert set(status["lastSequenceGap"]["properties"]) == set(seq_gap.to_status())
+    assert "x-kubernetes-preserve-unknown-fields" not in status["lastGap"]
 
 
 def test_crds_command_checks_and_rewrites_the_file(tmp_path: Path) -> None:

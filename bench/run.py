@@ -1,0 +1,565 @@
+"""ws2kafka benchmarks: the bridge against the machine's ceilings, in one run, on one feed.
+
+Run from the repository root: ``.venv/bin/python bench/run.py [--quick] [--output FILE]``.
+
+A load server (its own process) sends pre-encoded, sequence-numbered text frames that carry
+the server's send time; each measurement runs in a fresh process, so CPU time and peak RSS are
+its own. Measured per frame size: the raw WebSocket ceiling (picows core API, and websockets,
+receive and discard), the raw produce ceiling (confluent-kafka producing the bridge's own
+records from memory), and the bridge end to end with each client, checked afterwards with a
+consumer (every sequence number exactly once). Then latency at fixed rates, server send time to
+the broker's LogAppendTime. Prints JSON; timings are compared with the in-run ceilings, never
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import hashlib
+import json
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+SIZES = (200, 1024, 16384)
+#: Frames per throughput run: (quick, full), per frame size.
+COUNTS = {200: (100_000, 300_000), 1024: (60_000, 200_000), 16384: (8_000, 30_000)}
+RATES = (1_000, 10_000)
+VARIANTS = ("picows", "websockets", "produce", "bridge-websockets", "bridge-picows")
+CEILING_WS = "picows"
+CEILING_PRODUCE = "produce"
+
+#: ``{"seq":"<12 digits>","ts":"<19 digits>","pad":"<random>"}``: valid JSON, fixed offsets.
+_PREFIX = b'{"seq":"'
+SEQ_AT, SEQ_LEN = 8, 12
+TS_AT, TS_LEN = 28, 19
+_OVERHEAD = 58
+BATCH_BYTES = 256 * 1024
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def frame_payload(size: int, seq: int, ts_ns: int, pad: bytes) -> bytes:
+    """One frame's payload of exactly ``size`` bytes (``pad`` is at least the rest)."""
+    head = b'%s%012d","ts":"%019d","pad":"' % (_PREFIX, seq, ts_ns)
+    return head + pad[: size - _OVERHEAD] + b'"}'
+
+
+def random_pad(length: int, rng: random.Random) -> bytes:
+    """Barely compressible ASCII (base64 of random bytes): lz4 gains little, as on real feeds."""
+    return base64.b64encode(rng.randbytes(length))[:length]
+
+
+def frame_header(length: int) -> bytes:
+    """An unmasked server-to-client FIN text frame header."""
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return bytes((0x81, 126)) + length.to_bytes(2, "big")
+    return bytes((0x81, 127)) + length.to_bytes(8, "big")
+
+
+# -- the load server (a process of its own) ----------------------------------------------------
+
+
+def serve_feed(pipe: Connection, size: int, count: int, rate: int | None) -> None:
+    """Accept one client, send ``count`` frames (at ``rate``/s or flat out), then answer its close.
+
+    Sends the port first, the server's own accounting last (send window, CPU seconds).
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    pipe.send(listener.getsockname()[1])
+    sock, _ = listener.accept()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    _handshake(sock)
+    rng = random.Random(size)
+    per_batch = max(1, BATCH_BYTES // (size + 10))
+    header = frame_header(size)
+    slot = len(header) + size
+    template = bytearray()
+    for _ in range(per_batch):
+        template += header + frame_payload(size, 0, 0, random_pad(size, rng))
+    view = memoryview(template)
+    cpu_before = _cpu_seconds()
+    first = time.time()
+    sent = 0
+    while sent < count:
+        if rate is None:
+            batch = min(per_batch, count - sent)
+        else:
+            due = int((time.time() - first) * rate) - sent
+            if due <= 0:
+                time.sleep(0.0005)
+                continue
+            batch = min(per_batch, due, count - sent)
+        stamp = b"%019d" % time.time_ns()
+        for index in range(batch):
+            at = index * slot + len(header)
+            sent += 1
+            template[at + SEQ_AT : at + SEQ_AT + SEQ_LEN] = b"%012d" % sent
+            template[at + TS_AT : at + TS_AT + TS_LEN] = stamp
+        sock.sendall(view[: batch * slot])
+    last = time.time()
+    cpu = _cpu_seconds() - cpu_before
+    _await_close(sock)
+    pipe.send({"first_send": first, "last_send": last, "cpu_seconds": cpu})
+
+
+def _handshake(sock: socket.socket) -> None:
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += sock.recv(4096)
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
+    sock.sendall(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+
+
+def _await_close(sock: socket.socket) -> None:
+    """Read client frames until its close frame (answered) or EOF, at most 60 s."""
+    sock.settimeout(60)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+            while len(data) >= 2:
+                opcode, length = data[0] & 0x0F, data[1] & 0x7F
+                start = 2 + {126: 2, 127: 8}.get(length, 0) + 4
+                if length >= 126:
+                    length = int.from_bytes(data[2 : start - 4], "big")
+                if len(data) < start + length:
+                    break
+                if opcode == 0x8:
+                    sock.sendall(b"\x88\x02\x03\xe8")
+                    return
+                data = data[start + length :]
+    except OSError:
+        return
+    finally:
+        sock.close()
+
+
+# -- measurements (each in a fresh process) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    variant: str
+    size: int
+    count: int
+    url: str
+    bootstrap: str
+    topic: str
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _rss_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(field)
+
+
+def measure(job: Job, results: Connection) -> None:
+    """Child process entry: run one measurement, send its numbers back."""
+    outcome = asyncio.run(_measure(job))
+    outcome["peak_rss_bytes"] = _rss_bytes("VmHWM")
+    results.send(outcome)
+
+
+async def _measure(job: Job) -> dict[str, Any]:
+    if job.variant == "picows":
+        return await _receive_picows(job)
+    if job.variant == "websockets":
+        return await _receive_websockets(job)
+    if job.variant == "produce":
+        return await asyncio.to_thread(_produce, job)
+    return await _bridge(job)
+
+
+async def _receive_picows(job: Job) -> dict[str, Any]:
+    from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+    done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    class Discard(WSListener):
+        received = 0
+
+        def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+            if frame.msg_type is WSMsgType.TEXT:
+                self.received += 1
+                if self.received == job.count:
+                    done.set_result(time.time())
+
+    cpu = _cpu_seconds()
+    transport, _ = await ws_connect(Discard, job.url, max_frame_size=1 << 20)
+    finished = await done
+    cpu = _cpu_seconds() - cpu
+    transport.send_close()
+    await transport.wait_disconnected()
+    return {"done": finished, "cpu_seconds": cpu, "received": job.count}
+
+
+async def _receive_websockets(job: Job) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    from ws2kafka.bridge.source import build_connect_kwargs
+
+    kwargs = build_connect_kwargs(_spec(job))
+    cpu = _cpu_seconds()
+    async with connect(job.url, **kwargs) as ws:
+        recv = ws.recv
+        for _ in range(job.count):
+            await recv()
+        finished = time.time()
+        cpu = _cpu_seconds() - cpu
+    return {"done": finished, "cpu_seconds": cpu, "received": job.count}
+
+
+def _produce(job: Job) -> dict[str, Any]:
+    """The bridge's own records (same builder, headers, producer config), from memory."""
+    from confluent_kafka import Producer
+
+    from ws2kafka.bridge.framing import Frame, RecordBuilder
+    from ws2kafka.bridge.sink import producer_config
+
+    spec = _spec(job)
+    builder = RecordBuilder(
+        spec.kafka, source="bench", connection_id="c0", inflate=spec.connection.inflate
+    )
+    rng = random.Random(job.size)
+    pads = [random_pad(job.size, rng) for _ in range(max(1, BATCH_BYTES // (job.size + 10)))]
+    records = [
+        builder.build(
+            Frame(
+                frame_payload(job.size, seq, time.time_ns(), pads[seq % len(pads)]), False, 0, seq
+            )
+        )
+        for seq in range(1, job.count + 1)
+    ]
+    acked = [0]
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is None:
+            acked[0] += 1
+
+    config = producer_config(
+        spec.kafka,
+        window=spec.buffer.max_messages,
+        max_bytes=spec.buffer.max_bytes,
+        client_id="bench",
+    )
+    config["on_delivery"] = on_delivery
+    producer = Producer(config)
+    producer.produce(spec.kafka.topic, b"warm-up")  # the idempotence PID, before timing
+    producer.flush(30)
+    acked[0] = 0
+    polling = threading.Event()
+
+    def poll_forever() -> None:  # as the bridge's sink: deliveries served on their own thread
+        while not polling.is_set():
+            producer.poll(0.05)
+
+    poller = threading.Thread(target=poll_forever)
+    poller.start()
+    cpu = _cpu_seconds()
+    started = time.time()
+    produce = producer.produce
+    topic = spec.kafka.topic
+    for record in records:
+        while True:
+            try:
+                produce(
+                    topic,
+                    record.value,
+                    record.key,
+                    timestamp=record.timestamp_ms,
+                    headers=record.headers,
+                )
+                break
+            except BufferError:
+                time.sleep(0.0005)
+    polling.set()
+    poller.join()
+    producer.flush(120)
+    finished = time.time()
+    cpu = _cpu_seconds() - cpu
+    return {"done": finished, "started": started, "cpu_seconds": cpu, "received": acked[0]}
+
+
+async def _bridge(job: Job) -> dict[str, Any]:
+    from ws2kafka.bridge.picows_client import open_picows
+    from ws2kafka.bridge.service import Bridge
+    from ws2kafka.bridge.source import Opener, open_connection
+
+    opener: Opener = open_picows if job.variant == "bridge-picows" else open_connection
+    bridge = Bridge(_spec(job), name="bench", opener=opener)
+    cpu = _cpu_seconds()
+    task = asyncio.create_task(bridge.run())
+    paused_samples = 0
+    rss_samples: list[int] = []
+    while bridge.stats.delivered < job.count and not task.done():
+        await asyncio.sleep(0.005)
+        paused_samples += bridge.paused()
+        if len(rss_samples) < 100_000:
+            rss_samples.append(_rss_bytes("VmRSS"))
+    finished = time.time()
+    cpu = _cpu_seconds() - cpu
+    bridge.stop()
+    summary = await task
+    half = len(rss_samples) // 2
+    return {
+        "done": finished,
+        "cpu_seconds": cpu,
+        "received": summary.received,
+        "delivered": summary.delivered,
+        "undelivered": summary.undelivered,
+        "paused_fraction": paused_samples / max(1, len(rss_samples)),
+        "rss_peak_first_half": max(rss_samples[:half], default=0),
+        "rss_peak_second_half": max(rss_samples[half:], default=0),
+    }
+
+
+def _spec(job: Job) -> Any:
+    from ws2kafka.devstack.harness import bridge_spec
+
+    return bridge_spec(job.bootstrap, job.url or "ws://127.0.0.1:1", job.topic)
+
+
+# -- orchestration ------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, bootstrap: str, create_topic: Any, consume: Any) -> None:
+        self.bootstrap = bootstrap
+        self._create_topic = create_topic
+        self._consume = consume
+        self._spawn = multiprocessing.get_context("spawn")
+
+    def run(self, variant: str, size: int, count: int, rate: int | None = None) -> dict[str, Any]:
+        topic = f"bench-{uuid.uuid4().hex[:10]}"
+        self._create_topic(topic, {"message.timestamp.type": "LogAppendTime"})
+        server = None
+        server_pipe, theirs = self._spawn.Pipe()
+        url = ""
+        if variant != "produce":
+            server = self._spawn.Process(target=serve_feed, args=(theirs, size, count, rate))
+            server.start()
+            theirs.close()
+            url = f"ws://127.0.0.1:{server_pipe.recv()}/"
+        results, child_end = self._spawn.Pipe()
+        job = Job(variant, size, count, url, self.bootstrap, topic)
+        client = self._spawn.Process(target=measure, args=(job, child_end))
+        client.start()
+        child_end.close()
+        try:
+            outcome: dict[str, Any] = results.recv()  # EOFError if the measurement crashed
+            if server is not None:
+                if not server_pipe.poll(30):
+                    raise RuntimeError("the load server did not report")
+                served: dict[str, Any] = server_pipe.recv()
+        finally:
+            client.join(60)
+            if server is not None:
+                server.join(1)
+                if server.is_alive():
+                    server.kill()
+        if server is not None:
+            started = served["first_send"]
+            send_window = served["last_send"] - started
+            outcome["server_cpu_share"] = served["cpu_seconds"] / max(send_window, 1e-9)
+        else:
+            started = outcome["started"]
+        elapsed = outcome["done"] - started
+        outcome.update(
+            variant=variant,
+            size=size,
+            count=count,
+            rate=rate,
+            seconds=elapsed,
+            msgs_per_s=count / elapsed,
+            mb_per_s=count * size / elapsed / 1e6,
+            cpu_s_per_million=outcome["cpu_seconds"] / count * 1e6,
+        )
+        if variant.startswith("bridge"):
+            outcome.update(self._verify(topic, count, rate is not None))
+        return outcome
+
+    def _verify(self, topic: str, count: int, latency: bool) -> dict[str, Any]:
+        """Every sequence number exactly once; with ``latency``, send-to-append percentiles."""
+        messages = self._consume(topic, count)
+        seen = [int(m.value()[SEQ_AT : SEQ_AT + SEQ_LEN]) for m in messages]
+        exact = len(seen) == count and set(seen) == set(range(1, count + 1))
+        check: dict[str, Any] = {"records": len(seen), "exact_once": exact}
+        if latency:
+            delays = sorted(
+                m.timestamp()[1] - int(m.value()[TS_AT : TS_AT + TS_LEN]) / 1e6 for m in messages
+            )
+            check["latency_ms"] = {
+                name: delays[min(len(delays) - 1, int(q * len(delays)))]
+                for name, q in (("p50", 0.5), ("p99", 0.99), ("p999", 0.999))
+            }
+        return check
+
+
+def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    table: list[dict[str, Any]] = []
+    for size in SIZES:
+        rows = {}
+        for variant in VARIANTS:
+            mine = [
+                r for r in runs if r["variant"] == variant and r["size"] == size and not r["rate"]
+            ]
+            if not mine:
+                continue
+            rates = [r["msgs_per_s"] for r in mine]
+            rows[variant] = {
+                "size": size,
+                "variant": variant,
+                "runs": len(mine),
+                "msgs_per_s": statistics.median(rates),
+                "msgs_per_s_min": min(rates),
+                "msgs_per_s_max": max(rates),
+                "mb_per_s": statistics.median(r["mb_per_s"] for r in mine),
+                "cpu_s_per_million": statistics.median(r["cpu_s_per_million"] for r in mine),
+                "peak_rss_mb": max(r["peak_rss_bytes"] for r in mine) / 2**20,
+                "server_cpu_share": max(r.get("server_cpu_share", 0.0) for r in mine),
+                "exact_once": all(r.get("exact_once", True) for r in mine),
+            }
+        ceiling = min(rows[CEILING_WS]["msgs_per_s"], rows[CEILING_PRODUCE]["msgs_per_s"])
+        for row in rows.values():
+            row["ratio_to_min_ceiling"] = row["msgs_per_s"] / ceiling
+        table.extend(rows.values())
+    return table
+
+
+def plot(table: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for variant in VARIANTS:
+        rows = [row for row in table if row["variant"] == variant]
+        axes.errorbar(
+            [row["size"] for row in rows],
+            [row["msgs_per_s"] for row in rows],
+            yerr=[
+                [row["msgs_per_s"] - row["msgs_per_s_min"] for row in rows],
+                [row["msgs_per_s_max"] - row["msgs_per_s"] for row in rows],
+            ],
+            marker="o",
+            capsize=3,
+            label=variant,
+            linestyle="--" if variant in (CEILING_WS, CEILING_PRODUCE, "websockets") else "-",
+        )
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xticks(SIZES, [f"{size} B" for size in SIZES])
+    axes.set_xlabel("frame size")
+    axes.set_ylabel("messages/s (median, min-max)")
+    axes.set_title("ws2kafka bridge vs ceilings (dashed)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        platform.processor(),
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": sys.version.split()[0],
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="1 run each, fewer frames, 3 s latency"
+    )
+    parser.add_argument("--repeats", type=int, help="runs per measurement (default 3, quick 1)")
+    parser.add_argument("--output", type=Path, help="write the JSON here too")
+    parser.add_argument("--plot", type=Path, help="write the throughput PNG here")
+    args = parser.parse_args()
+    repeats = args.repeats or (1 if args.quick else 3)
+    latency_seconds = 3 if args.quick else 10
+
+    from ws2kafka.devstack.kafka import KafkaBroker
+
+    with (
+        tempfile.TemporaryDirectory(prefix="ws2kafka-bench-") as workdir,
+        KafkaBroker.start(Path(workdir) / "kafka") as broker,
+    ):
+
+        def create(topic: str, config: dict[str, str]) -> None:
+            broker.create_topic(topic, config=config)
+
+        def consume(topic: str, expected: int) -> list[Any]:
+            return broker.consume_all(topic, expected=expected, timeout=120)
+
+        bench = Bench(broker.bootstrap_servers, create, consume)
+        runs: list[dict[str, Any]] = []
+        for size in SIZES:
+            count = COUNTS[size][0 if args.quick else 1]
+            for _ in range(repeats):
+                for variant in VARIANTS:
+                    run = bench.run(variant, size, count)
+                    print(json.dumps(_brief(run)), file=sys.stderr)
+                    runs.append(run)
+        for rate in RATES:
+            for variant in ("bridge-websockets", "bridge-picows"):
+                run = bench.run(variant, 200, rate * latency_seconds, rate)
+                print(json.dumps(_brief(run)), file=sys.stderr)
+                runs.append(run)
+    table = summarize(runs)
+    report = {"machine": machine(), "command": " ".join(sys.argv), "table": table, "runs": runs}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+    if args.plot:
+        plot(table, args.plot)
+
+
+def _brief(run: dict[str, Any]) -> dict[str, Any]:
+    keys = ("variant", "size", "rate", "msgs_per_s", "exact_once", "latency_ms", "server_cpu_share")
+    return {key: run[key] for key in keys if key in run}
+
+
+if __name__ == "__main__":
+    main()
