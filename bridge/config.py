@@ -27,6 +27,9 @@ from pydantic.alias_generators import to_camel
 
 from .errors import ConfigError
 
+#: Largest subscription message: the whole spec is rendered into a ConfigMap (1 MiB at most).
+MAX_SUBSCRIBE_BYTES = 262_144
+
 #: JSON pointers (RFC 6901) address a field of a JSON frame: "" is the whole document.
 JsonPointer = Annotated[
     str,
@@ -111,8 +114,10 @@ class Header(Model):
 
     name: str = Field(min_length=1, max_length=256, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
     """Header name, e.g. ``User-Agent``."""
-    value: str | None = Field(default=None, max_length=8192)
-    """Plain value (not secret)."""
+    value: str | None = Field(
+        default=None, max_length=8192, pattern=r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+    )
+    """Plain value (not secret). No control characters (CR/LF would split the header)."""
     value_from: SecretValue | None = None
     """Secret value, e.g. an API key."""
 
@@ -126,8 +131,8 @@ class Header(Model):
 class BasicAuth(Model):
     """HTTP basic authentication for the handshake."""
 
-    username: str = Field(min_length=1, max_length=256)
-    """User name."""
+    username: str = Field(min_length=1, max_length=256, pattern=r"^[^:\x00-\x1f\x7f]+$")
+    """User name (no colon: RFC 7617)."""
     password: SecretValue
     """Password."""
 
@@ -413,8 +418,11 @@ class WebSocketSourceSpec(Model):
 
     url: str = Field(min_length=6, max_length=2048)
     """The feed, ``ws://`` or ``wss://``."""
-    subscribe: list[str] = Field(default_factory=list, max_length=1000)
-    """Messages sent in order after every successful (re)connect, e.g. a JSON subscription."""
+    subscribe: list[Annotated[str, Field(max_length=MAX_SUBSCRIBE_BYTES)]] = Field(
+        default_factory=list, max_length=1000
+    )
+    """Messages sent in order after every successful (re)connect, e.g. a JSON subscription.
+    At most 256 KiB each (the rendered config must fit a ConfigMap)."""
     headers: list[Header] = Field(default_factory=list, max_length=64)
     """Extra handshake headers."""
     auth: AuthSpec = Field(default_factory=AuthSpec)

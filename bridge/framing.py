@@ -75,11 +75,16 @@ def resolve_pointer(document: Any, pointer: str) -> Any:
             if token not in node:
                 return None
             node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+        elif isinstance(node, list) and _is_index(token) and int(token) < len(node):
             node = node[int(token)]
         else:
             return None
     return node
+
+
+def _is_index(token: str) -> bool:
+    """An RFC 6901 array index: ASCII digits, no leading zero (``str.isdigit`` accepts "²")."""
+    return token.isascii() and token.isdigit() and (token == "0" or token[0] != "0")
 
 
 def scalar_to_bytes(value: Any) -> bytes | None:

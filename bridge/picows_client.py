@@ -111,7 +111,11 @@ def closed_to_websockets(exc: PicowsConnectionClosed) -> ConnectionClosed:
     """The ``websockets`` exception for a closed picows connection, close frames included."""
     ok = isinstance(exc, PicowsConnectionClosedOK)
     kind = ConnectionClosedOK if ok else ConnectionClosedError
-    return kind(_close_frame(exc.rcvd), _close_frame(exc.sent), exc.rcvd_then_sent)
+    rcvd, sent = _close_frame(exc.rcvd), _close_frame(exc.sent)
+    # websockets insists that the order is known exactly when both frames exist; picows may
+    # report an order for a connection aborted after one close frame
+    order = bool(exc.rcvd_then_sent) if rcvd is not None and sent is not None else None
+    return kind(rcvd, sent, order)
 
 
 def _close_frame(info: WSCloseInfo | None) -> Close | None:

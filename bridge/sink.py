@@ -75,6 +75,7 @@ class KafkaSink:
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error
         config["logger"] = logging.getLogger("ws2kafka.librdkafka")
+        _warn_if_unverified(config)
         self._producer = Producer(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
@@ -200,3 +201,17 @@ class KafkaSink:
             log.warning("kafka: all brokers are down; records wait in the buffer")
         else:
             log.debug("kafka: %s", err.str())
+
+
+#: librdkafka settings that turn off the verification of the brokers' TLS certificates.
+_UNVERIFIED_TLS = {
+    "enable.ssl.certificate.verification": "false",
+    "ssl.endpoint.identification.algorithm": "none",
+}
+
+
+def _warn_if_unverified(config: dict[str, Any]) -> None:
+    """Turning TLS verification off is allowed, never silent."""
+    for key, value in _UNVERIFIED_TLS.items():
+        if str(config.get(key, "")).lower() == value:
+            log.warning("kafka: %s=%s: broker TLS certificates are NOT verified", key, value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close
 
 from .config import ConnectionSpec, TlsSpec, WebSocketSourceSpec
-from .errors import AuthenticationFailed, HandshakeFailed
+from .errors import AuthenticationFailed, ConfigError, HandshakeFailed
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,53 @@ def build_headers(spec: WebSocketSourceSpec) -> list[tuple[str, str]]:
     elif auth.basic is not None:
         pair = f"{auth.basic.username}:{auth.basic.password.resolve()}".encode()
         headers.append(("Authorization", f"Basic {base64.b64encode(pair).decode()}"))
+    for name, value in headers:
+        if _CONTROL.search(value):
+            # a CR/LF would split the header: fail as a config error, never retry forever
+            raise ConfigError([f"header {name}: its value contains control characters"])
     return headers
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+#: Handshake headers whose values may be logged; every other value (Authorization, API keys,
+#: any custom header) is replaced by "[redacted]" in websockets' DEBUG log.
+_VISIBLE_HEADERS = frozenset(
+    {
+        "host",
+        "upgrade",
+        "connection",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+        "user-agent",
+        "server",
+        "date",
+    }
+)
+
+
+class _RedactHeaderValues(logging.Filter):
+    """websockets logs each handshake header at DEBUG as ``> name: value``: hide the values."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            record.msg in ("> %s: %s", "< %s: %s")
+            and isinstance(args, tuple)
+            and len(args) == 2
+            and str(args[0]).lower() not in _VISIBLE_HEADERS
+        ):
+            record.args = (args[0], "[redacted]")
+        return True
+
+
+#: The logger handed to the websockets client: its records never carry header secrets.
+CLIENT_LOG = logging.getLogger("ws2kafka.websockets.client")
+CLIENT_LOG.addFilter(_RedactHeaderValues())
 
 
 def build_connect_kwargs(spec: WebSocketSourceSpec) -> dict[str, Any]:
@@ -65,6 +112,7 @@ def build_connect_kwargs(spec: WebSocketSourceSpec) -> dict[str, Any]:
         "ping_interval": None,
         "close_timeout": 5,
         "max_queue": 64,
+        "logger": CLIENT_LOG,
     }
     if conn.subprotocols:
         kwargs["subprotocols"] = list(conn.subprotocols)

@@ -15,6 +15,7 @@ from .kafka import KafkaBroker, assemble_kafka
 from .kube import ControlPlane, build_control_plane
 from .paths import cache_dir
 from .processes import StackError
+from .toxiproxy import build_toxiproxy
 
 log = logging.getLogger("ws2kafka.devstack")
 
@@ -25,6 +26,7 @@ def prepare() -> None:
     log.info("cache: %s", cache_dir())
     log.info("kafka: libraries in %s", assemble_kafka())
     log.info("kubernetes: binaries in %s", build_control_plane())
+    log.info("toxiproxy: server %s", build_toxiproxy())
     log.info("stack ready in %.0f s", time.monotonic() - started)
 
 

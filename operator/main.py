@@ -15,7 +15,7 @@ from . import constants as c
 from .events import EventLimiter
 from .inline import InlineBridges, run_inline
 from .observe import refresh_conditions
-from .reconcile import reconcile_source
+from .reconcile import Rejections, reconcile_source
 from .settings import Mode, OperatorSettings
 
 RESOURCE = (c.GROUP, c.VERSION, c.PLURAL)
@@ -42,6 +42,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
     """The handlers for ``settings.mode``."""
     registry = kopf.OperatorRegistry()
     events = EventLimiter(settings.event_interval_seconds)
+    rejections: Rejections = {}
 
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -72,12 +73,22 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
     ) -> None:
         assert namespace is not None  # the resource is namespaced
         await refresh_conditions(
-            body, dict(spec), dict(status), dict(meta), namespace, name, patch, settings, events
+            body,
+            dict(spec),
+            dict(status),
+            dict(meta),
+            namespace,
+            name,
+            patch,
+            settings,
+            events,
+            rejections,
         )
 
     @kopf.on.delete(*RESOURCE, registry=registry, optional=True)
     def forget(*, namespace: str | None, name: str, **_: Any) -> None:
         events.forget(namespace or "", name)
+        rejections.pop((namespace or "", name), None)
 
     if settings.mode is Mode.POD:
 
@@ -90,7 +101,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             *, body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, **_: Any
         ) -> str:
             assert namespace is not None
-            return reconcile_source(body, dict(spec), name, namespace, settings, events)
+            return reconcile_source(body, dict(spec), name, namespace, settings, events, rejections)
 
     else:
 

@@ -14,7 +14,7 @@ from typing import Any
 from . import kube
 from .conditions import Facts, derive, merge_conditions
 from .events import EventLimiter
-from .reconcile import spec_problems
+from .reconcile import Rejections, spec_problems
 from .resources import child_name
 from .settings import Mode, OperatorSettings
 
@@ -36,6 +36,7 @@ async def gather_facts(
     name: str,
     settings: OperatorSettings,
     now: datetime,
+    rejection: str | None,
 ) -> Facts:
     connection = status.get("connection")
     available = None
@@ -43,7 +44,7 @@ async def gather_facts(
         available = await asyncio.to_thread(kube.deployment_available, namespace, child_name(name))
     return Facts(
         generation=int(meta.get("generation") or 0),
-        spec_error=spec_problems(spec),
+        spec_error=spec_problems(spec) or rejection,
         suspended=bool(spec.get("suspend")),
         connection=connection,
         heartbeat_age=heartbeat_age(connection, now),
@@ -62,10 +63,12 @@ async def refresh_conditions(
     patch: Any,
     settings: OperatorSettings,
     events: EventLimiter,
+    rejections: Rejections,
 ) -> None:
     """Derive the conditions from the facts; patch them (and post Events) when they change."""
     now = datetime.now(UTC)
-    facts = await gather_facts(spec, status, meta, namespace, name, settings, now)
+    rejection = rejections.get((namespace, name))
+    facts = await gather_facts(spec, status, meta, namespace, name, settings, now, rejection)
     previous = list(status.get("conditions") or [])
     conditions = merge_conditions(previous, derive(facts), facts.generation, now)
     if (

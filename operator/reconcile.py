@@ -7,10 +7,12 @@ ConfigMap, Deployment) with owner references, so deleting the resource deletes t
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from ws2kafka.bridge.config import parse_spec
 from ws2kafka.bridge.errors import ConfigError
@@ -30,6 +32,15 @@ from .settings import OperatorSettings
 log = logging.getLogger(__name__)
 
 
+def _reason(exc: ApiException) -> str:
+    """The API server's own message from an error response."""
+    try:
+        message: str = json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except ValueError:
+        message = str(exc.reason)
+    return message
+
+
 def spec_problems(spec: dict[str, Any]) -> str | None:
     """The spec's validation problems on one line, or None when it is valid."""
     try:
@@ -39,6 +50,11 @@ def spec_problems(spec: dict[str, Any]) -> str | None:
     return None
 
 
+#: Sources whose rendered children the API server refused, by (namespace, name): the
+#: conditions report them as SpecInvalid until a spec change renders acceptable children.
+Rejections = dict[tuple[str, str], str]
+
+
 def reconcile_source(
     body: Any,
     spec: dict[str, Any],
@@ -46,6 +62,7 @@ def reconcile_source(
     namespace: str,
     settings: OperatorSettings,
     events: EventLimiter,
+    rejections: Rejections,
 ) -> str:
     """Apply the children of one source; raises PermanentError for an invalid spec."""
     problems = spec_problems(spec)
@@ -63,7 +80,18 @@ def reconcile_source(
     ]
     for manifest in manifests:
         kopf.adopt(manifest, owner=body)
-        kube.apply(manifest)
+        try:
+            kube.apply(manifest)
+        except ApiException as exc:
+            if exc.status != 422:  # conflicts and server errors: kopf retries
+                raise
+            # the API server refuses the rendered child (e.g. a ConfigMap over 1 MiB):
+            # retrying cannot help, the spec must change
+            problem = f"{manifest['kind']} {manifest['metadata']['name']}: {_reason(exc)}"
+            rejections[namespace, name] = problem
+            events.post(body, reason="SpecInvalid", message=problem, warning=True)
+            raise kopf.PermanentError(problem) from None
+    rejections.pop((namespace, name), None)
     outcome = "suspended" if suspended else f"config {rendered.spec_hash} rolled out"
     events.post(body, reason="Suspended" if suspended else "RolledOut", message=outcome)
     log.info("%s/%s: %s", namespace, name, outcome)

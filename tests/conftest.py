@@ -1,4 +1,4 @@
-"""Session fixtures: the real Kafka broker and the real Kubernetes API server.
+"""Session fixtures: the real Kafka broker, the real Kubernetes API server, and Toxiproxy.
 
 Both start lazily, the first time a test asks for them, and stop at the end of the session.
 If one cannot start, every test that needs it fails with the reason and the log path: the
@@ -14,6 +14,7 @@ import pytest
 
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kube import ControlPlane
+from ws2kafka.devstack.toxiproxy import Toxiproxy
 
 _LOG_PATHS_KEY = pytest.StashKey[dict[str, Path]]()
 
@@ -40,6 +41,15 @@ def kube(stack_dir: Path, request: pytest.FixtureRequest) -> Iterator[ControlPla
         yield control_plane
 
 
+@pytest.fixture(scope="session")
+def toxiproxy(stack_dir: Path, request: pytest.FixtureRequest) -> Iterator[Toxiproxy]:
+    """One Toxiproxy server (network faults on loopback), built from the Go module proxy."""
+    with Toxiproxy.start(stack_dir / "toxiproxy") as server:
+        if server.log_path is not None:
+            request.config.stash.setdefault(_LOG_PATHS_KEY, {})["toxiproxy"] = server.log_path
+        yield server
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -60,4 +70,7 @@ def _add_log_paths(item: pytest.Item, report: pytest.TestReport) -> None:
 
 
 def _fixture_for(log_name: str) -> str:
-    return "kafka" if log_name.startswith("kafka") else "kube"
+    for fixture in ("kafka", "toxiproxy"):
+        if log_name.startswith(fixture):
+            return fixture
+    return "kube"

@@ -1,10 +1,12 @@
 """The ws2kafka-bridge command line: user errors are one line per problem, exit code 2."""
 
+import json
+import logging
 from pathlib import Path
 
 import pytest
 
-from ws2kafka.bridge.__main__ import main
+from ws2kafka.bridge.__main__ import JsonFormatter, main
 from ws2kafka.bridge.service import ExitCode
 
 
@@ -51,3 +53,12 @@ def test_help_explains_options_and_exit_codes(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     for text in ("--config", "--metrics-port", "exit codes:", "SIGTERM", "drainTimeoutSeconds"):
         assert text in out
+
+
+def test_json_logs_are_one_object_per_line() -> None:
+    record = logging.LogRecord("ws2kafka.bridge", logging.WARNING, "f", 1, "%d dropped", (3,), None)
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["level"] == "WARNING"
+    assert entry["logger"] == "ws2kafka.bridge"
+    assert entry["message"] == "3 dropped"
+    assert entry["time"].endswith("Z")

@@ -4,6 +4,7 @@ import pytest
 
 from ws2kafka.bridge.config import Overflow, WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.errors import ConfigError
+from ws2kafka.bridge.source import build_headers
 
 MINIMAL = {"url": "wss://feed.example/ws", "kafka": {"bootstrapServers": "k:9092", "topic": "t"}}
 
@@ -93,3 +94,20 @@ def test_missing_env_secret_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -
     assert spec.auth.bearer_token is not None
     with pytest.raises(ConfigError, match="WS_MISSING is not set"):
         spec.auth.bearer_token.resolve()
+
+
+def test_header_values_and_basic_user_names_refuse_what_breaks_http() -> None:
+    assert problems(headers=[{"name": "X", "value": "a\r\nInjected: 1"}])[0].startswith(
+        "spec.headers[0].value: "
+    )
+    basic = {"username": "a:b", "password": {"value": "p"}}
+    assert problems(auth={"basic": basic})[0].startswith("spec.auth.basic.username: ")
+
+
+def test_a_secret_header_value_with_a_newline_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BAD_KEY", "k\r\nX-Evil: 1")
+    spec = parse_spec({**MINIMAL, "headers": [{"name": "X-Key", "valueFrom": {"env": "BAD_KEY"}}]})
+    with pytest.raises(ConfigError, match="control characters"):
+        build_headers(spec)

@@ -1,0 +1,520 @@
+"""Security checks: a known secret never surfaces anywhere an operator or a user can read it,
+the bridge's ServiceAccount can do nothing but report its own status, and hostile input (bad
+frames forever, huge strings in a resource) gets a clear error, never a crash loop.
+
+A pod-mode operator watches ``sec-*`` namespaces; as in ``test_operator.py``, the test plays
+the kubelet: it runs the bridge process with the rendered config, the Secret values in the
+environment variables the Deployment names, and a token of the bridge's ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from ws2kafka.bridge.service import Bridge, ExitCode
+from ws2kafka.bridge.stats import ConnectionState
+from ws2kafka.devstack.feeds import SequenceFeed
+from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_until, seqs
+from ws2kafka.devstack.kafka import KafkaBroker
+from ws2kafka.devstack.kube import ControlPlane
+from ws2kafka.devstack.processes import ManagedProcess, free_port
+from ws2kafka.devstack.waiting import until, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "websocketsource.yaml"
+TOKEN = "sec-tok-7d1e52a0c4b94f6e"
+API_KEY = "sec-key-2b8f3c91e07d4a55"
+SECRETS = (TOKEN, API_KEY)
+
+
+def command(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    return str(path) if path.exists() else shutil.which(name) or name
+
+
+def leaks(text: str) -> list[str]:
+    """The secret values found in ``text``, plain or base64-encoded."""
+    forms = [(s, s) for s in SECRETS] + [
+        (s, base64.b64encode(s.encode()).decode()) for s in SECRETS
+    ]
+    return sorted({secret for secret, form in forms if form in text})
+
+
+@pytest.fixture(scope="module")
+def crd(kube: ControlPlane) -> None:
+    kube.kubectl("apply", "-f", str(CRD))
+    kube.kubectl("wait", "--for=condition=Established", "crd/websocketsources.ws2kafka.dev")
+
+
+@pytest.fixture(scope="module")
+def operator(
+    kube: ControlPlane, crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ManagedProcess]:
+    """A pod-mode operator for the ``sec-*`` namespaces."""
+    workdir = tmp_path_factory.mktemp("sec-operator")
+    process = ManagedProcess(
+        "operator-sec",
+        [
+            command("ws2kafka-operator"),
+            "run",
+            "--mode",
+            "pod",
+            "--namespace",
+            "sec-*",
+            "--heartbeat-timeout",
+            "4",
+            "--metrics-port",
+            "0",
+        ],
+        workdir / "operator.log",
+        env={
+            **kube.env(),
+            "WS2KAFKA_OPERATOR_CONDITION_INTERVAL_SECONDS": "1",
+            "WS2KAFKA_OPERATOR_REPORT_INTERVAL_SECONDS": "1",
+        },
+    )
+    with process:
+        process.wait_until(
+            lambda: "operator starting" in process.log_path.read_text(), timeout=30, what="startup"
+        )
+        yield process
+
+
+def new_namespace(kube: ControlPlane) -> str:
+    namespace = f"sec-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", namespace)
+    return namespace
+
+
+def manifest(name: str, spec: dict[str, Any]) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "ws2kafka.dev/v1alpha1",
+            "kind": "WebSocketSource",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+    )
+
+
+def get_json(kube: ControlPlane, namespace: str, *args: str) -> Any:
+    return json.loads(kube.kubectl("-n", namespace, "get", *args, "-o", "json").stdout)
+
+
+def ready_condition(source: dict[str, Any]) -> dict[str, Any]:
+    for cond in source.get("status", {}).get("conditions", []):
+        if cond["type"] == "Ready":
+            return dict(cond)
+    return {}
+
+
+def kubelet_env(
+    kube: ControlPlane, ns: str, deployment: str, secrets: dict[str, str]
+) -> dict[str, str]:
+    """The environment the kubelet would give the bridge container: each ``secretKeyRef``
+    variable of the Deployment resolved from ``secrets`` (key -> value)."""
+    container = get_json(kube, ns, "deployment", deployment)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    env = {}
+    for variable in container.get("env", []):
+        ref = variable.get("valueFrom", {}).get("secretKeyRef")
+        if ref is not None:
+            env[variable["name"]] = secrets[ref["key"]]
+    return env
+
+
+def make_pod_available(kube: ControlPlane, ns: str) -> None:
+    """Play the kubelet: mark the bridge Pod objects Running and Ready."""
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    conditions = [
+        {"type": kind, "status": "True", "lastTransitionTime": now}
+        for kind in ("Ready", "ContainersReady")
+    ]
+    status = json.dumps({"status": {"phase": "Running", "conditions": conditions}})
+    for pod in get_json(kube, ns, "pods")["items"]:
+        name = pod["metadata"]["name"]
+        kube.kubectl(
+            "-n", ns, "patch", "pod", name, "--subresource=status", "--type=merge", "-p", status
+        )
+
+
+@pytest.mark.k8s
+@pytest.mark.kafka
+async def test_a_known_token_appears_in_no_log_event_status_configmap_or_description(
+    kube: ControlPlane, kafka: KafkaBroker, operator: ManagedProcess, tmp_path: Path
+) -> None:
+    ns = new_namespace(kube)
+    topic = f"sec-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)
+    kube.kubectl(
+        "-n",
+        ns,
+        "create",
+        "secret",
+        "generic",
+        "feed",
+        f"--from-literal=token={TOKEN}",
+        f"--from-literal=apikey={API_KEY}",
+    )
+    refused: list[str] = []
+
+    def refuse_first(connection: ServerConnection, request: Request) -> Response | None:
+        # the first handshake is refused: the failure path (error, status, event) runs too
+        if not refused:
+            refused.append(request.headers.get("Authorization", ""))
+            return Response(401, "Unauthorized", Headers(), b"bad token\n")
+        return None
+
+    async with SequenceFeed(rate=50, process_request=refuse_first) as feed:
+        spec = {
+            "url": feed.url,
+            "kafka": {"bootstrapServers": kafka.bootstrap_servers, "topic": topic},
+            "reconnect": {"initialDelaySeconds": 0.2, "maxDelaySeconds": 1},
+            "auth": {"bearerToken": {"secretKeyRef": {"name": "feed", "key": "token"}}},
+            "headers": [
+                {
+                    "name": "X-Api-Key",
+                    "valueFrom": {"secretKeyRef": {"name": "feed", "key": "apikey"}},
+                }
+            ],
+        }
+        kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest("guarded", spec))
+        await until(
+            lambda: (
+                kube.kubectl(
+                    "-n", ns, "get", "deployment", "guarded-bridge", check=False
+                ).returncode
+                == 0
+            ),
+            30,
+            "the Deployment",
+        )
+        config = tmp_path / "source.yaml"
+        config.write_text(get_json(kube, ns, "configmap", "guarded-bridge")["data"]["source.yaml"])
+        token = kube.service_account_token(ns, "guarded-bridge")
+        kubeconfig = kube.write_kubeconfig(tmp_path / "bridge-kubeconfig", token)
+        env = kubelet_env(kube, ns, "guarded-bridge", {"token": TOKEN, "apikey": API_KEY})
+        assert len(env) == 2
+        bridge = ManagedProcess(
+            "bridge",
+            [
+                command("ws2kafka-operator"),
+                "bridge",
+                "--config",
+                str(config),
+                "--resource",
+                f"{ns}/guarded",
+                "--metrics-port",
+                "0",
+                "--report-interval",
+                "1",
+                "--summary-interval",
+                "1",
+            ],
+            tmp_path / "bridge.log",
+            env={"KUBECONFIG": str(kubeconfig), "POD_NAME": "guarded-bridge-test", **env},
+        )
+        with bridge:
+            await until(lambda: get_json(kube, ns, "pods")["items"], 30, "a Pod object")
+            make_pod_available(kube, ns)
+
+            def streaming() -> bool:
+                source = get_json(kube, ns, "wss", "guarded")
+                produced = source.get("status", {}).get("connection", {}).get("messagesProduced", 0)
+                return ready_condition(source).get("status") == "True" and produced > 20
+
+            await until(streaming, 60, "Ready=True with records")
+        # stopped (SIGTERM): the final summary is in the log as well
+    # the secrets were really used: the feed saw them
+    assert refused == [f"Bearer {TOKEN}"]
+    assert feed.connections[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert feed.connections[0].headers["X-Api-Key"] == API_KEY
+    bridge_log = bridge.log_path.read_text()
+    assert "final summary" in bridge_log
+    assert "AuthenticationFailed" in bridge_log  # the refusal was logged, without the token
+    places = {
+        "operator log": operator.log_path.read_text(),
+        "bridge log": bridge_log,
+        "events": kube.kubectl("-n", ns, "get", "events", "-o", "yaml").stdout,
+        "resource and status": kube.kubectl("-n", ns, "get", "wss", "-o", "yaml").stdout,
+        "configmaps": kube.kubectl("-n", ns, "get", "configmaps", "-o", "yaml").stdout,
+        "children": kube.kubectl(
+            "-n", ns, "get", "deployments,replicasets,pods,serviceaccounts,roles", "-o", "yaml"
+        ).stdout,
+        "describe wss": kube.kubectl("-n", ns, "describe", "wss").stdout,
+        "describe children": kube.kubectl(
+            "-n", ns, "describe", "deployments,pods,configmaps"
+        ).stdout,
+    }
+    found = {place: leaks(text) for place, text in places.items() if leaks(text)}
+    assert found == {}
+
+
+@pytest.mark.k8s
+def test_the_bridge_service_account_can_report_its_status_and_nothing_else(
+    kube: ControlPlane, operator: ManagedProcess
+) -> None:
+    ns = new_namespace(kube)
+    kube.kubectl("-n", ns, "create", "secret", "generic", "feed", f"--from-literal=token={TOKEN}")
+    spec = {"url": "ws://feed:1/x", "kafka": {"bootstrapServers": "kafka:9092", "topic": "t"}}
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest("own", spec))
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest("other", spec))
+    wait_until(
+        lambda: (
+            kube.kubectl("-n", ns, "get", "rolebinding", "own-bridge", check=False).returncode == 0
+        ),
+        30,
+        "the bridge's RoleBinding",
+    )
+    token = kube.service_account_token(ns, "own-bridge")
+
+    def can(*args: str) -> str:
+        answer = kube.kubectl("auth", "can-i", *args, token=token, check=False)
+        return answer.stdout.strip()
+
+    allowed = [
+        ("patch", "websocketsources/own", "--subresource=status", "-n", ns),
+        ("get", "websocketsources/own", "--subresource=status", "-n", ns),
+    ]
+    denied = [
+        ("get", "secrets", "-n", ns),
+        ("list", "secrets", "-n", ns),
+        ("watch", "secrets", "-n", ns),
+        ("get", "secrets/feed", "-n", ns),
+        ("get", "secrets", "--all-namespaces"),
+        ("get", "configmaps", "-n", ns),
+        ("patch", "websocketsources/own", "-n", ns),
+        ("update", "websocketsources/own", "-n", ns),
+        ("delete", "websocketsources/own", "-n", ns),
+        ("create", "websocketsources", "-n", ns),
+        ("patch", "websocketsources/other", "--subresource=status", "-n", ns),
+        ("patch", "deployments/own-bridge", "-n", ns),
+        ("patch", "roles/own-bridge", "-n", ns),
+        ("create", "pods", "-n", ns),
+        ("create", "serviceaccounts/token", "-n", ns),
+        ("impersonate", "serviceaccounts", "-n", ns),
+        ("patch", "customresourcedefinitions"),
+    ]
+    assert {args: can(*args) for args in allowed} == dict.fromkeys(allowed, "yes")
+    assert {args: can(*args) for args in denied} == dict.fromkeys(denied, "no")
+    # and the API server enforces it: a spec change with the token is forbidden
+    stolen = kube.kubectl(
+        "-n",
+        ns,
+        "patch",
+        "wss",
+        "own",
+        "--type=merge",
+        "-p",
+        '{"spec": {"url": "ws://attacker:1/"}}',
+        token=token,
+        check=False,
+    )
+    assert stolen.returncode != 0
+    assert "forbidden" in stolen.stderr.lower()
+    assert get_json(kube, ns, "wss", "own")["spec"]["url"] == "ws://feed:1/x"
+
+
+@pytest.mark.k8s
+@pytest.mark.parametrize(
+    ("field", "value", "limit"),
+    [
+        ("url", "ws://feed/" + "a" * 3000, "2048"),
+        ("kafka.topic", "t" * 300, "249"),
+        ("headers[0].value", "v" * 9000, "8192"),
+        ("kafka.bootstrapServers", "k" * 5000, "4096"),
+    ],
+    ids=["url", "topic", "header", "bootstrap"],
+)
+def test_a_resource_with_a_huge_string_is_refused_naming_the_field_and_limit(
+    kube: ControlPlane, crd: None, field: str, value: str, limit: str
+) -> None:
+    spec: dict[str, Any] = {
+        "url": "ws://feed:1/x",
+        "kafka": {"bootstrapServers": "kafka:9092", "topic": "t"},
+        "headers": [{"name": "X-Test", "value": "ok"}],
+    }
+    if field == "url":
+        spec["url"] = value
+    elif field == "headers[0].value":
+        spec["headers"][0]["value"] = value
+    else:
+        spec["kafka"][field.split(".")[1]] = value
+    ns = f"huge-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", ns)
+    refused = kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest("huge", spec), check=False)
+    assert refused.returncode != 0
+    assert f"spec.{field}" in refused.stderr
+    assert "Too long" in refused.stderr
+    assert limit in refused.stderr
+    assert kube.kubectl("-n", ns, "get", "wss", "-o", "name").stdout == ""
+
+
+@pytest.mark.k8s
+def test_a_ten_megabyte_subscription_in_a_resource_is_refused_clearly(
+    kube: ControlPlane, crd: None
+) -> None:
+    ns = f"huge-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", ns)
+    spec = {
+        "url": "ws://feed:1/x",
+        "kafka": {"bootstrapServers": "kafka:9092", "topic": "t"},
+        "subscribe": ['{"op":"subscribe","args":"' + "x" * (10 * 1024 * 1024) + '"}'],
+    }
+    started = time.monotonic()
+    refused = kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest("huge", spec), check=False)
+    assert refused.returncode != 0
+    assert "too large" in refused.stderr.lower(), refused.stderr[:500]
+    assert time.monotonic() - started < 60
+    assert kube.kubectl("-n", ns, "get", "wss", "-o", "name").stdout == ""
+
+
+# -- hostile frames, over and over ------------------------------------------------------------
+
+MAX_FRAME_BYTES = 1024
+
+
+async def too_big(ws: ServerConnection) -> None:
+    await ws.send("x" * (MAX_FRAME_BYTES + 1))
+
+
+async def invalid_utf8(ws: ServerConnection) -> None:
+    await ws.send(b'{"seq": \xff}', text=True)
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize(
+    ("violation", "close_code"), [(too_big, 1009), (invalid_utf8, 1007)], ids=["1009", "1007"]
+)
+async def test_a_feed_that_always_sends_a_bad_frame_gets_backoff_not_a_crash_loop(
+    kafka: KafkaBroker,
+    violation: Callable[[ServerConnection], Awaitable[None]],
+    close_code: int,
+) -> None:
+    topic = new_topic(kafka)
+    served: list[ServerConnection] = []
+
+    async def hostile(ws: ServerConnection) -> None:
+        served.append(ws)
+        first = 2 * len(served) - 1
+        for seq in (first, first + 1):
+            await ws.send(json.dumps({"seq": seq}))
+        await violation(ws)  # on every connection
+        await ws.wait_closed()
+
+    async with serve(hostile, "127.0.0.1", 0) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        spec = bridge_spec(
+            kafka,
+            url,
+            topic,
+            connection={"maxFrameBytes": MAX_FRAME_BYTES},
+            reconnect={"initialDelaySeconds": 0.2, "maxDelaySeconds": 0.4},
+        )
+        bridge = Bridge(spec, name="hostile")
+        started = time.monotonic()
+        states: set[ConnectionState] = set()
+
+        def three_seconds_then_backoff() -> bool:
+            # stopping in a backoff: every connection so far went through its bad frame
+            states.add(bridge.stats.state)
+            return time.monotonic() - started >= 3 and bridge.stats.state is ConnectionState.BACKOFF
+
+        summary = await run_until(
+            bridge, three_seconds_then_backoff, "3 s of hostile frames", timeout=10
+        )
+    connects = bridge.stats.connects
+    # every connection is closed with the code, counted, and followed by a backoff
+    assert [ws.close_code for ws in served] == [close_code] * len(served)
+    assert bridge.stats.close_codes == {close_code: connects}
+    assert ConnectionState.BACKOFF in states
+    assert ConnectionState.GAVE_UP not in states
+    # the backoff keeps the reconnect rate down: a crash loop would reconnect hundreds of times
+    assert 3 <= connects <= 40
+    # the good frames of every connection are delivered, once
+    assert summary.exit_code == ExitCode.OK
+    assert (summary.received, summary.delivered) == (2 * connects, 2 * connects)
+    assert seqs(kafka, topic, 2 * connects) == list(range(1, 2 * connects + 1))
+    assert record_count(kafka, topic) == 2 * connects
+
+
+async def test_debug_logging_never_shows_handshake_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with SequenceFeed(count=3) as feed:
+        spec = bridge_spec(
+            f"127.0.0.1:{free_port()}",
+            feed.url,
+            "absent",
+            auth={"bearerToken": {"value": TOKEN}},
+            headers=[{"name": "X-Api-Key", "valueFrom": {"value": API_KEY}}],
+            drainTimeoutSeconds=0.5,
+        )
+        bridge = Bridge(spec, name="debug")
+        await run_until(bridge, lambda: bridge.stats.received == 3, "3 frames")
+    assert feed.connections[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    lines = [r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")]
+    assert any("[redacted]" in line for line in lines)  # the headers were logged, values hidden
+    assert [line for line in lines if TOKEN in line or API_KEY in line] == []
+
+
+async def test_disabling_kafka_tls_verification_is_never_silent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="ws2kafka")
+    async with SequenceFeed(count=1) as feed:
+        spec = bridge_spec(
+            f"127.0.0.1:{free_port()}",
+            feed.url,
+            "absent",
+            kafka={"properties": {"enable.ssl.certificate.verification": "false"}},
+            drainTimeoutSeconds=0.5,
+        )
+        bridge = Bridge(spec, name="kafkatls")
+        await run_until(bridge, lambda: bridge.stats.received == 1, "1 frame")
+    assert [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "enable.ssl.certificate.verification" in r.getMessage()
+    ]
+
+
+@pytest.mark.k8s
+def test_a_subscription_too_large_for_a_configmap_is_refused_or_reported(
+    kube: ControlPlane, operator: ManagedProcess
+) -> None:
+    ns = new_namespace(kube)
+    spec = {
+        "url": "ws://feed:1/x",
+        "kafka": {"bootstrapServers": "kafka:9092", "topic": "t"},
+        "subscribe": ["x" * 200_000] * 6,  # each within the limit, together over 1 MiB
+    }
+    applied = kube.kubectl(
+        "-n", ns, "apply", "--server-side", "-f", "-", input=manifest("big", spec), check=False
+    )
+    if applied.returncode != 0:
+        assert "Too long" in applied.stderr or "too large" in applied.stderr
+        return
+    wait_until(
+        lambda: ready_condition(get_json(kube, ns, "wss", "big")).get("reason") == "SpecInvalid",
+        30,
+        "Ready=False SpecInvalid",
+    )
