@@ -68,3 +68,17 @@ def decide_retry(
     return RetryDecision(
         min(delay, cap), ConnectionState.BACKOFF, failure.close_code == POLICY_VIOLATION
     )
+
+
+#: A connection that lived at least this long was healthy: the next reconnect starts the
+#: backoff over. Shorter ones (a feed that accepts, then drops at once) make it grow.
+STABLE_CONNECTION_SECONDS = 10.0
+
+
+def flaps_after(lived_seconds: float, flaps: int) -> int:
+    """Consecutive short-lived connections, counting the one that just ended.
+
+    The reconnect after it waits as attempt ``flaps`` would, so a flapping feed is retried
+    ever more slowly (up to the cap) instead of at the initial delay forever.
+    """
+    return flaps + 1 if lived_seconds < STABLE_CONNECTION_SECONDS else 1

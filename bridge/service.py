@@ -29,7 +29,7 @@ from .flow import FlowControl
 from .framing import HEADER_SOURCE, Frame, FrameRejected, Record, RecordBuilder
 from .gaps import CONTROL_GAP, HEADER_CONTROL, Gap
 from .picows_client import open_picows
-from .policy import decide_retry
+from .policy import decide_retry, flaps_after
 from .ratelog import RateLimitedLog
 from .reporting import NullReporter, StateReporter, StatusSnapshot
 from .sequence import FrameChecks, SequenceGap
@@ -230,6 +230,7 @@ class Bridge:
     async def _connect_forever(self) -> None:
         spec = self.spec
         failures = 0
+        flaps = 0
         connected_before = False
         ended: Ended | None = None
         successor: Successor | None = None
@@ -262,6 +263,7 @@ class Bridge:
                 self.stats.rotations += 1
             failures = 0
             connected_before = True
+            opened_at = time.monotonic()
             outcome = await self._session(ws, connection_id, first)
             if isinstance(outcome, Successor):
                 successor, ended, self._successor = outcome, None, None
@@ -278,7 +280,8 @@ class Bridge:
                 log.error("%s: connection ended and reconnect is disabled", self.name)
                 self._give_up(1, failure)
                 return
-            if not await self._back_off(1, failure):
+            flaps = flaps_after(time.monotonic() - opened_at, flaps)
+            if not await self._back_off(1, failure, flaps=flaps):
                 return
 
     def _record_gap(self, ended: Ended | None, connection_id: str, failed_attempts: int) -> None:
@@ -352,13 +355,17 @@ class Bridge:
             return None
         return ws
 
-    async def _back_off(self, attempt: int, failure: Failure) -> bool:
-        """Sleep before the next attempt; False when the bridge gives up or is stopping."""
+    async def _back_off(self, attempt: int, failure: Failure, *, flaps: int = 0) -> bool:
+        """Sleep before the next attempt; False when the bridge gives up or is stopping.
+
+        ``attempt`` counts failed connects (for ``maxAttempts``); the delay grows with it, or
+        with ``flaps``, the run of short-lived connections, when that is longer.
+        """
         reconnect = self.spec.reconnect
         if reconnect.max_attempts and attempt >= reconnect.max_attempts:
             self._give_up(attempt, failure)
             return False
-        decision = decide_retry(failure, attempt, reconnect)
+        decision = decide_retry(failure, max(attempt, flaps), reconnect)
         self._reauthenticate = self._reauthenticate or decision.reauthenticate
         self._set_state(decision.state, f"{failure.reason}: {failure.message}")
         log.warning(

@@ -147,7 +147,12 @@ class SequenceFeed:
             helpers.append(asyncio.create_task(self._ping(ws, conn, self.ping_every)))
         try:
             if self.wait_for_subscribe:
-                await conn.spoke.wait()
+                spoke = asyncio.ensure_future(conn.spoke.wait())
+                # a client that leaves before subscribing ends the listener instead
+                await asyncio.wait({spoke, listener}, return_when=asyncio.FIRST_COMPLETED)
+                spoke.cancel()
+                if not conn.spoke.is_set():
+                    return
             await self._send_frames(ws, conn)
             if self.close_after is not None:
                 await ws.close(self.close_code, "feed closes on cue")

@@ -92,10 +92,13 @@ async def test_subscriptions_are_resent_in_order_after_every_reconnect(kafka: Ka
         bridge = Bridge(bridge_spec(kafka, feed.url, topic, subscribe=subscribe), name="resub")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 150, "3 connections")
     assert len(feed.connections) >= 3
-    for conn in feed.connections:
-        assert conn.messages[:2] == subscribe
-        assert len(conn.messages) == 2  # no duplicate subscription
-    assert summary.reconnects == len(feed.connections) - 1
+    for conn in feed.connections[:-1]:
+        assert conn.messages == subscribe  # in order, never duplicated
+    # the stop may land while the last handshake is under way: that connection may have
+    # been abandoned before (or while) subscribing, and then is not counted as a reconnect
+    last = feed.connections[-1].messages
+    assert last == subscribe[: len(last)]
+    assert summary.reconnects in (len(feed.connections) - 1, len(feed.connections) - 2)
     assert bridge.stats.close_codes.get(1001, 0) >= 2
     # every frame the bridge received is in Kafka exactly once: a gap-free prefix of the feed
     assert seqs(kafka, topic, summary.received) == list(range(1, summary.received + 1))

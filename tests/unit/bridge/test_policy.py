@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ws2kafka.bridge.config import ReconnectSpec
-from ws2kafka.bridge.policy import decide_retry
+from ws2kafka.bridge.policy import STABLE_CONNECTION_SECONDS, decide_retry, flaps_after
 from ws2kafka.bridge.source import Failure
 from ws2kafka.bridge.stats import ConnectionState
 
@@ -55,3 +55,11 @@ def test_1013_waits_at_least_the_initial_delay_and_1011_backs_off() -> None:
 def test_every_delay_is_capped_at_any_attempt(code: int) -> None:
     for attempt in (1, 50, 10_000):
         assert 0 <= decide_retry(closed(code), attempt, SPEC, lambda: 0.999).delay <= 60
+
+
+def test_short_lived_connections_make_the_backoff_grow() -> None:
+    flaps = 0
+    for _ in range(5):
+        flaps = flaps_after(0.1, flaps)  # accepted, then dropped at once
+    assert flaps == 5
+    assert flaps_after(STABLE_CONNECTION_SECONDS + 1, flaps) == 1  # a healthy one resets it
