@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between summary log lines, written even when idle (default: %(default)s)",
     )
     parser.add_argument(
+        "--state-file",
+        type=Path,
+        help="where to leave a trace every second: a run killed without draining is then "
+        "reported as a gap by the next run (default: none)",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="validate the config file, print nothing else, exit"
     )
     return parser
@@ -155,7 +161,13 @@ async def serve(
 
     ``reporter`` is the state-reporting hook (the operator's bridge pods pass theirs).
     """
-    bridge = Bridge(spec, name=name, reporter=reporter, summary_interval=args.summary_interval)
+    bridge = Bridge(
+        spec,
+        name=name,
+        reporter=reporter,
+        summary_interval=args.summary_interval,
+        state_file=args.state_file,
+    )
     loop = asyncio.get_running_loop()
     stops = 0
 

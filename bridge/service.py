@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Data
@@ -32,6 +33,7 @@ from .picows_client import open_picows
 from .policy import decide_retry, flaps_after
 from .ratelog import RateLimitedLog
 from .reporting import NullReporter, StateReporter, StatusSnapshot
+from .runstate import RunState, UncleanExit
 from .sequence import FrameChecks, SequenceGap
 from .sink import KafkaSink
 from .source import (
@@ -88,6 +90,9 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return event.is_set()
 
 
+#: Seconds between two writes of the run-state file (the precision of a crash's gap).
+RUN_STATE_SECONDS = 1.0
+
 #: The connection opener of each ``connection.client``.
 OPENERS: dict[Client, Opener] = {Client.WEBSOCKETS: open_connection, Client.PICOWS: open_picows}
 
@@ -129,6 +134,7 @@ class Bridge:
         reporter: StateReporter | None = None,
         opener: Opener | None = None,
         summary_interval: float = SUMMARY_INTERVAL,
+        state_file: Path | None = None,
     ) -> None:
         self.spec = spec
         self.name = name
@@ -138,6 +144,8 @@ class Bridge:
         self._opener = opener or OPENERS[spec.connection.client]
         self._connect_kwargs = build_connect_kwargs(spec)  # resolves secrets: fails early
         self._summary_interval = summary_interval
+        self._run_state = RunState(state_file) if state_file is not None else None
+        self._unclean = self._run_state.previous_unclean_exit() if self._run_state else None
         self._flow = FlowControl(spec.buffer, self.stats)
         self._rejections = RateLimitedLog(log, "frames rejected", prefix=f"{name}: ")
         self._drops = RateLimitedLog(log, "frames dropped", prefix=f"{name}: ")
@@ -215,6 +223,8 @@ class Bridge:
             asyncio.create_task(self._summarize_forever(), name="summary"),
             asyncio.create_task(self._log_rates_forever(), name="rate-logs"),
         ]
+        if self._run_state is not None:
+            background.append(asyncio.create_task(self._persist_forever(), name="run-state"))
         try:
             await self._connect_forever()
         finally:
@@ -223,7 +233,20 @@ class Bridge:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await self._report_now()
+            if self._run_state is not None:  # drained and accounted for: not a crash
+                self._run_state.write(
+                    connection_id=self.connection_id, received=self.stats.received, clean=True
+                )
         return summary
+
+    async def _persist_forever(self) -> None:
+        """Leave a trace every second, so a killed run is reported as a gap by the next."""
+        assert self._run_state is not None
+        while True:
+            self._run_state.write(
+                connection_id=self.connection_id, received=self.stats.received, clean=False
+            )
+            await asyncio.sleep(RUN_STATE_SECONDS)
 
     # -- connecting ---------------------------------------------------------------------
 
@@ -254,7 +277,7 @@ class Bridge:
                 connection_id = new_connection_id()
                 if connected_before:
                     self.stats.reconnects += 1
-                if ended is not None or failures:
+                if ended is not None or failures or self._unclean is not None:
                     self._record_gap(ended, connection_id, failures)
                 first: Data | None = None
             else:
@@ -284,9 +307,22 @@ class Bridge:
             if not await self._back_off(1, failure, flaps=flaps):
                 return
 
+    @staticmethod
+    def _crash_as_ended(crash: UncleanExit) -> Ended:
+        """The previous run's last connection, as far as its state file tells."""
+        failure = Failure(
+            "UncleanExit",
+            f"the previous run stopped without draining (killed?) after {crash.received} frames;"
+            " frames not yet acknowledged then may be lost",
+        )
+        return Ended(crash.connection_id or "unknown", crash.last_alive, failure, 0)
+
     def _record_gap(self, ended: Ended | None, connection_id: str, failed_attempts: int) -> None:
         """Count, log, report and (if configured) produce the gap before ``connection_id``."""
         stats = self.stats
+        if ended is None and self._unclean is not None:
+            ended = self._crash_as_ended(self._unclean)
+        self._unclean = None
         failure = ended.failure if ended is not None else None
         gap = Gap(
             source=self.name,

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--metrics-host", default="0.0.0.0")
     bridge.add_argument("--summary-interval", type=float, default=30.0)
     bridge.add_argument("--report-interval", type=float, default=5.0)
+    bridge.add_argument(
+        "--state-file", type=Path, help="a trace that turns a killed run into a reported gap"
+    )
     return parser
 
 

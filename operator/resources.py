@@ -183,6 +183,9 @@ def _pod_spec(
                     f"{namespace}/{source}",
                     "--metrics-port",
                     str(c.METRICS_PORT),
+                    # on the pod's emptyDir: survives a container restart after a kill
+                    "--state-file",
+                    "/tmp/ws2kafka-run-state.json",
                 ],
                 "env": [
                     {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

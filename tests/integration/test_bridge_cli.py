@@ -60,19 +60,20 @@ class BridgeProcess:
 
 @asynccontextmanager
 async def bridge_process(
-    tmp_path: Path, name: str, config: dict[str, Any]
+    tmp_path: Path, name: str, config: dict[str, Any], *extra_args: str
 ) -> AsyncIterator[BridgeProcess]:
     """Start the CLI on a config file (JSON is YAML); on exit, kill it if it still runs."""
     config_file = tmp_path / f"{name}.yaml"
     config_file.write_text(json.dumps(config))
     stderr = tmp_path / f"{name}.stderr"
-    with stderr.open("wb") as sink:
+    with stderr.open("ab") as sink:
         process = await asyncio.create_subprocess_exec(
             str(BRIDGE),
             "--config", str(config_file),
             "--name", name,
             "--metrics-port", "0",
             "--metrics-host", "127.0.0.1",
+            *extra_args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=sink,
@@ -116,6 +117,44 @@ async def test_a_signal_under_load_drains_everything_and_exits_0(
     assert (produced, failed, dropped, rejected, undelivered) == (received, 0, 0, 0, 0)
     assert seqs(kafka, topic, received) == list(range(1, received + 1))
     assert record_count(kafka, topic) == received
+
+
+@pytest.mark.kafka
+async def test_sigkill_loses_at_most_the_unacknowledged_and_the_next_run_reports_the_gap(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    topic = new_topic(kafka)
+    state = tmp_path / "run-state.json"
+    async with SequenceFeed(rate=2000) as feed:
+        config = cli_config(
+            kafka.bootstrap_servers, feed.url, topic, buffer={"maxMessages": 500},
+            gaps={"record": True},
+        )  # fmt: skip
+        async with bridge_process(tmp_path, "killed", config, "--state-file", str(state)) as run:
+            await until(lambda: feed.sent >= 3000 and state.exists(), 30, "a loaded first run")
+            run.process.kill()  # no drain, no goodbye
+            await run.exit_code()
+        trace = json.loads(state.read_text())
+        sent_by_first_run = feed.sent
+        async with bridge_process(tmp_path, "killed", config, "--state-file", str(state)) as run:
+            await until(lambda: "UncleanExit" in run.log(), 30, "the crash reported as a gap")
+            await until(lambda: feed.sent >= sent_by_first_run + 500, 30, "the second run")
+            run.process.send_signal(signal.SIGTERM)
+            assert await run.exit_code() == ExitCode.OK
+    assert trace["clean"] is False
+    assert json.loads(state.read_text())["clean"] is True
+    messages = kafka.consume_all(topic, expected=record_count(kafka, topic))
+    gaps = [m for m in messages if ("ws2kafka.control", b"gap") in (m.headers() or [])]
+    assert len(gaps) == 1
+    gap = json.loads(gaps[0].value() or b"{}")
+    assert gap["error"] == "UncleanExit"
+    assert gap["oldConnectionId"] == trace["connectionId"]
+    data = [json.loads(m.value() or b"{}")["seq"] for m in messages if m not in gaps]
+    assert len(data) == len(set(data))  # nothing twice
+    first = [seq for seq in data if seq <= sent_by_first_run]
+    assert first == list(range(1, len(first) + 1))  # the loss is at the end of the first run
+    # only what Kafka had not acknowledged can be lost: at most the buffer (500 records)
+    assert len(first) >= trace["received"] - 500
 
 
 async def test_giving_up_exits_3_and_says_so(tmp_path: Path) -> None:
