@@ -291,3 +291,20 @@ async def test_connect_timeout_counts_a_silent_handshake(kafka: KafkaBroker) -> 
     assert bridge.stats.connect_failures == 3
     assert bridge.stats.errors == {"ConnectTimeout": 3}
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1011, 4000, 4999])
+async def test_server_close_codes_mid_stream_lose_nothing(kafka: KafkaBroker, code: int) -> None:
+    """Whatever code the server closes with, every frame it sent reaches Kafka exactly once."""
+    topic = new_topic(kafka)
+    # frames flow only after the subscription, i.e. on connections the bridge took up
+    async with SequenceFeed(close_after=40, close_code=code, wait_for_subscribe=True) as feed:
+        spec = bridge_spec(kafka, feed.url, topic, subscribe=['{"op":"sub"}'])
+        bridge = Bridge(spec, name=f"close-{code}")
+        summary = await run_until(
+            bridge, lambda: bridge.stats.close_codes.get(code, 0) >= 2, "two closes"
+        )
+    assert bridge.stats.close_codes[code] >= 2
+    assert summary.received == feed.sent  # the close handshake lets nothing in flight slip
+    assert summary.delivered == summary.received
+    assert seqs(kafka, topic, summary.received) == list(range(1, summary.received + 1))

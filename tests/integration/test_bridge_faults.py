@@ -42,9 +42,11 @@ def drop_lines(caplog: pytest.LogCaptureFixture, name: str) -> list[int]:
 
 
 @pytest.mark.kafka
+@pytest.mark.parametrize("outage", ["stop", "kill"])
 async def test_kafka_outage_under_block_pauses_reading_then_delivers_every_frame_once(
-    kafka: KafkaBroker,
+    kafka: KafkaBroker, outage: str
 ) -> None:
+    """The broker shut down, or killed with SIGKILL, mid-stream, then restarted."""
     topic = new_topic(kafka)
     async with SequenceFeed(pad=100, ping_every=0.1) as feed:
         feed.send_up_to(5000)
@@ -61,7 +63,7 @@ async def test_kafka_outage_under_block_pauses_reading_then_delivers_every_frame
         task = asyncio.create_task(bridge.run())
         try:
             await until(lambda: stats.delivered == 5000, 20, "5000 records before the outage")
-            await asyncio.to_thread(kafka.stop)
+            await asyncio.to_thread(getattr(kafka, outage))
             try:
                 feed.send_up_to(12_000)
                 await until(lambda: bridge.paused() and feed.sent == 12_000, 20, "a full buffer")

@@ -37,7 +37,7 @@ from ws2kafka.devstack.waiting import until
 pytestmark = pytest.mark.kafka
 
 #: Seconds of the reconnect storm (the issue asks for a minute; CI runs a shorter one).
-STORM_SECONDS = float(os.environ.get("WS2KAFKA_STORM_SECONDS", "20"))
+STORM_SECONDS = float(os.environ.get("WS2KAFKA_STORM_SECONDS", "60"))
 #: librdkafka gives up on a silent broker connection and retries sooner than its defaults.
 FAST_KAFKA = {
     "reconnect.backoff.max.ms": "500",
@@ -350,6 +350,46 @@ async def test_kafka_latency_and_black_hole_deliver_every_frame_exactly_once(
     # one WebSocket connection all along: nothing lost on the way in, nothing doubled on the way out
     assert reconcile(broker, topic, summary, feed) == list(range(1, feed.sent + 1))
     assert (stats.connects, stats.errors) == (1, {})
+
+
+KAFKA_TOXICS = {
+    "bandwidth": {"rate": 16},  # KB/s, both ways
+    "reset_peer": {"timeout": 500},  # every connection reset after 0.5 s
+    "slow_close": {"delay": 1000},
+    "limit_data": {"bytes": 20_000},  # each connection cut after 20 kB
+}
+
+
+@pytest.mark.parametrize("kind", list(KAFKA_TOXICS))
+async def test_kafka_side_toxics_deliver_every_frame_exactly_once(
+    proxied_kafka: tuple[KafkaBroker, Proxy], kind: str
+) -> None:
+    """Between the bridge and Kafka: slow, reset, slowly closed and cut connections. The
+    idempotent producer retries what was in flight; the buffer holds the rest."""
+    broker, proxy = proxied_kafka
+    topic = new_topic(broker)
+    async with SequenceFeed(rate=300) as feed:
+        spec = bridge_spec(proxy.listen, feed.url, topic, kafka={"properties": FAST_KAFKA})
+        bridge = Bridge(spec, name=f"kafka-{kind}")
+        stats = bridge.stats
+        task = await run_bridge(bridge)
+        try:
+            await until(lambda: stats.delivered >= 200, 20, "200 records")
+            down = await add_toxic(proxy, kind, **KAFKA_TOXICS[kind])
+            up = await add_toxic(proxy, kind, stream="upstream", **KAFKA_TOXICS[kind])
+            await asyncio.sleep(3)
+            await remove_toxic(proxy, down)
+            await remove_toxic(proxy, up)
+            feed.send_up_to(feed.sent + 300)
+            await until(
+                lambda: feed.sent == stats.received == stats.delivered, 60, "everything delivered"
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(toxiproxy_reset, proxy)
+        summary = await finish(bridge, task)
+    assert reconcile(broker, topic, summary, feed) == list(range(1, feed.sent + 1))
+    assert stats.connects == 1  # the WebSocket side never noticed
 
 
 def toxiproxy_reset(proxy: Proxy) -> None:
