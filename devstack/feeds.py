@@ -291,3 +291,17 @@ class BroadcastFeed:
             if entry in self._live:
                 self._live.remove(entry)
             conn.close_code = ws.close_code
+
+
+#: The frame limit to configure on a bridge facing :func:`send_oversized_frame`.
+HOSTILE_FRAME_LIMIT = 1024
+
+
+async def send_oversized_frame(ws: ServerConnection) -> None:
+    """A text frame one byte over :data:`HOSTILE_FRAME_LIMIT` (the client must close 1009)."""
+    await ws.send("x" * (HOSTILE_FRAME_LIMIT + 1))
+
+
+async def send_invalid_utf8(ws: ServerConnection) -> None:
+    """A text frame that is not UTF-8 (the client must close 1007)."""
+    await ws.send(b'{"seq": \xff}', text=True)

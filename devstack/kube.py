@@ -23,9 +23,10 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import yaml
 from kubernetes import client, config
@@ -338,6 +339,26 @@ class ControlPlane:
         if token is not None:
             argv.append(f"--token={token}")
         return _run([*argv, *args], input=input, check=check)
+
+    def get_json(self, namespace: str, *args: str) -> Any:
+        """``kubectl -n NAMESPACE get ARGS -o json``, parsed."""
+        return json.loads(self.kubectl("-n", namespace, "get", *args, "-o", "json").stdout)
+
+    def mark_pods_ready(self, namespace: str) -> None:
+        """Play the kubelet (none runs here): mark every Pod object Running and Ready, so
+        ReplicaSets and Deployments count them available."""
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        conditions = [
+            {"type": kind, "status": "True", "lastTransitionTime": now}
+            for kind in ("Ready", "ContainersReady")
+        ]
+        status = json.dumps({"status": {"phase": "Running", "conditions": conditions}})
+        for pod in self.get_json(namespace, "pods")["items"]:
+            name = pod["metadata"]["name"]
+            self.kubectl(
+                "-n", namespace, "patch", "pod", name, "--subresource=status", "--type=merge",
+                "-p", status,
+            )  # fmt: skip
 
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run helm against this cluster, its caches and repositories kept in the workdir."""

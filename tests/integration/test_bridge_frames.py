@@ -12,25 +12,22 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from ws2kafka.bridge.service import Bridge, ExitCode
-from ws2kafka.devstack.feeds import SequenceFeed
+from ws2kafka.devstack.feeds import (
+    HOSTILE_FRAME_LIMIT,
+    SequenceFeed,
+    send_invalid_utf8,
+    send_oversized_frame,
+)
 from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_until, seqs
 from ws2kafka.devstack.kafka import KafkaBroker
 
 pytestmark = pytest.mark.kafka
 
-MAX_FRAME_BYTES = 1024
-
-
-async def too_big(ws: ServerConnection) -> None:
-    await ws.send("x" * (MAX_FRAME_BYTES + 1))
-
-
-async def invalid_utf8(ws: ServerConnection) -> None:
-    await ws.send(b'{"seq": \xff}', text=True)  # a text frame that is not UTF-8
-
 
 @pytest.mark.parametrize(
-    ("violation", "close_code"), [(too_big, 1009), (invalid_utf8, 1007)], ids=["1009", "1007"]
+    ("violation", "close_code"),
+    [(send_oversized_frame, 1009), (send_invalid_utf8, 1007)],
+    ids=["1009", "1007"],
 )
 async def test_a_bad_frame_closes_with_its_code_and_the_bridge_reconnects(
     kafka: KafkaBroker,
@@ -51,7 +48,7 @@ async def test_a_bad_frame_closes_with_its_code_and_the_bridge_reconnects(
 
     async with serve(handler, "127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        spec = bridge_spec(kafka, url, topic, connection={"maxFrameBytes": MAX_FRAME_BYTES})
+        spec = bridge_spec(kafka, url, topic, connection={"maxFrameBytes": HOSTILE_FRAME_LIMIT})
         bridge = Bridge(spec, name="badframe")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 4, "4 records")
     assert served[0].close_code == close_code  # what the server was told

@@ -16,7 +16,6 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +125,6 @@ def source_manifest(name: str, url: str, topic: str, bootstrap: str, **spec: Any
     )
 
 
-def get_json(kube: ControlPlane, namespace: str, *args: str) -> Any:
-    return json.loads(kube.kubectl("-n", namespace, "get", *args, "-o", "json").stdout)
-
-
 def condition(source: dict[str, Any], kind: str) -> dict[str, Any]:
     for cond in source.get("status", {}).get("conditions", []):
         if cond["type"] == kind:
@@ -183,14 +178,14 @@ def test_pod_mode_renders_children_without_copying_secrets(
             "valueFrom": {"secretKeyRef": {"name": "feed", "key": "token"}},
         }
     ]
-    config = get_json(kube, ns, "configmap", "trades-bridge")["data"]["source.yaml"]
+    config = kube.get_json(ns, "configmap", "trades-bridge")["data"]["source.yaml"]
     assert yaml.safe_load(config)["auth"] == {"bearerToken": {"env": "WS2KAFKA_SECRET_0"}}
     everything = kube.kubectl(
         "-n", ns, "get", "all,configmap,websocketsources,events", "-o", "yaml"
     ).stdout
     assert SECRET_TOKEN not in everything
     for kind in ("serviceaccount", "role", "rolebinding"):
-        assert get_json(kube, ns, kind, "trades-bridge")["metadata"]["ownerReferences"]
+        assert kube.get_json(ns, kind, "trades-bridge")["metadata"]["ownerReferences"]
 
 
 def test_spec_change_rolls_suspend_scales_to_zero_delete_collects(
@@ -232,63 +227,37 @@ def test_spec_change_rolls_suspend_scales_to_zero_delete_collects(
     )
     wait_until(lambda: template_hash() not in ("", first), 30, "a new spec hash")
     wait_until(
-        lambda: "t2" in get_json(kube, ns, "configmap", "roll-bridge")["data"]["source.yaml"],
+        lambda: "t2" in kube.get_json(ns, "configmap", "roll-bridge")["data"]["source.yaml"],
         10,
         "the new config",
     )
     # the controller-manager turns the Deployment into a ReplicaSet and a Pod object
-    wait_until(lambda: get_json(kube, ns, "pods")["items"], 30, "a bridge Pod object")
+    wait_until(lambda: kube.get_json(ns, "pods")["items"], 30, "a bridge Pod object")
     kube.kubectl(
         "-n", ns, "patch", "wss", "roll", "--type=merge", "-p", '{"spec": {"suspend": true}}'
     )
     wait_until(
-        lambda: get_json(kube, ns, "deployment", "roll-bridge")["spec"]["replicas"] == 0,
+        lambda: kube.get_json(ns, "deployment", "roll-bridge")["spec"]["replicas"] == 0,
         30,
         "replicas 0",
     )
     wait_until(
-        lambda: condition(get_json(kube, ns, "wss", "roll"), "Ready").get("reason") == "Suspended",
+        lambda: condition(kube.get_json(ns, "wss", "roll"), "Ready").get("reason") == "Suspended",
         30,
         "Ready=False Suspended",
     )
     kube.kubectl("-n", ns, "delete", "wss", "roll", "--wait=true", "--timeout=60s")
     wait_until(
         lambda: (
-            not get_json(kube, ns, "deployment,configmap,serviceaccount,role")["items"]
+            not kube.get_json(ns, "deployment,configmap,serviceaccount,role")["items"]
             or all(
                 i["metadata"]["name"] != "roll-bridge"
-                for i in get_json(kube, ns, "deployment,configmap,role")["items"]
+                for i in kube.get_json(ns, "deployment,configmap,role")["items"]
             )
         ),
         60,
         "children garbage-collected",
     )
-
-
-def make_pod_available(kube: ControlPlane, ns: str) -> None:
-    """Play the kubelet: mark the bridge Pod objects Running and Ready."""
-    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    status = {
-        "status": {
-            "phase": "Running",
-            "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
-            ],
-        }
-    }
-    for pod in get_json(kube, ns, "pods")["items"]:
-        kube.kubectl(
-            "-n",
-            ns,
-            "patch",
-            "pod",
-            pod["metadata"]["name"],
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            json.dumps(status),
-        )
 
 
 async def test_a_real_bridge_with_its_service_account_drives_status(
@@ -314,9 +283,9 @@ async def test_a_real_bridge_with_its_service_account_drives_status(
             "-",
             input=source_manifest("other", feed.url, topic, kafka.bootstrap_servers),
         )
-        await until(lambda: get_json(kube, ns, "configmap", "live-bridge"), 30, "config")
+        await until(lambda: kube.get_json(ns, "configmap", "live-bridge"), 30, "config")
         config = tmp_path / "source.yaml"
-        config.write_text(get_json(kube, ns, "configmap", "live-bridge")["data"]["source.yaml"])
+        config.write_text(kube.get_json(ns, "configmap", "live-bridge")["data"]["source.yaml"])
         token = kube.service_account_token(ns, "live-bridge")
         kubeconfig = kube.write_kubeconfig(tmp_path / "bridge-kubeconfig", token)
         bridge = ManagedProcess(
@@ -337,11 +306,11 @@ async def test_a_real_bridge_with_its_service_account_drives_status(
             env={"KUBECONFIG": str(kubeconfig), "POD_NAME": "live-bridge-test"},
         )
         with bridge:
-            await until(lambda: get_json(kube, ns, "pods")["items"], 30, "Pod object")
-            make_pod_available(kube, ns)
+            await until(lambda: kube.get_json(ns, "pods")["items"], 30, "Pod object")
+            kube.mark_pods_ready(ns)
 
             def ready() -> bool:
-                source = get_json(kube, ns, "wss", "live")
+                source = kube.get_json(ns, "wss", "live")
                 connection = source.get("status", {}).get("connection", {})
                 return (
                     condition(source, "Ready").get("status") == "True"
@@ -349,7 +318,7 @@ async def test_a_real_bridge_with_its_service_account_drives_status(
                 )
 
             await until(ready, 60, "Ready=True with messages")
-            source = get_json(kube, ns, "wss", "live")
+            source = kube.get_json(ns, "wss", "live")
             assert source["status"]["connection"]["state"] == "Connected"
             assert source["status"]["connection"]["podName"] == "live-bridge-test"
             assert condition(source, "Connected")["status"] == "True"
@@ -385,7 +354,7 @@ async def test_a_real_bridge_with_its_service_account_drives_status(
             bridge.kill()  # the bridge dies without a word: the heartbeat goes stale
 
             def not_reporting() -> bool:
-                reason = condition(get_json(kube, ns, "wss", "live"), "Ready").get("reason")
+                reason = condition(kube.get_json(ns, "wss", "live"), "Ready").get("reason")
                 return reason == "BridgeNotReporting"
 
             await until(not_reporting, HEARTBEAT_TIMEOUT + 20, "BridgeNotReporting")
@@ -410,7 +379,7 @@ async def test_inline_mode_streams_into_kafka_and_reports(
         )
 
         def streaming() -> bool:
-            source = get_json(kube, ns, "wss", "inline")
+            source = kube.get_json(ns, "wss", "inline")
             produced = source.get("status", {}).get("connection", {}).get("messagesProduced", 0)
             return condition(source, "Ready").get("status") == "True" and produced >= 50
 
@@ -420,8 +389,8 @@ async def test_inline_mode_streams_into_kafka_and_reports(
         assert "True" in table
         assert feed.connections[0].messages[0] == '{"op":"sub"}'
         assert len(kafka.consume_all(topic, expected=50)) >= 50
-        assert not get_json(kube, ns, "deployments")["items"]  # inline: no pods
-        reasons = {e["reason"] for e in get_json(kube, ns, "events")["items"]}
+        assert not kube.get_json(ns, "deployments")["items"]  # inline: no pods
+        reasons = {e["reason"] for e in kube.get_json(ns, "events")["items"]}
         assert "Connected" in reasons
         port = metrics_port(inline_operator)
         status, metrics = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/metrics")
@@ -436,18 +405,18 @@ async def test_inline_mode_streams_into_kafka_and_reports(
 
 async def rotate_by_annotation(kube: ControlPlane, ns: str, name: str, feed: SequenceFeed) -> None:
     """``kubectl annotate ... ws2kafka.dev/rotate=...`` replaces the connection, no gap."""
-    before = get_json(kube, ns, "wss", name)["status"]["connection"]["connectionId"]
+    before = kube.get_json(ns, "wss", name)["status"]["connection"]["connectionId"]
     connections = len(feed.connections)
     kube.kubectl("-n", ns, "annotate", "--overwrite", "wss", name, "ws2kafka.dev/rotate=now")
 
     def rotated() -> bool:
-        status = get_json(kube, ns, "wss", name)["status"]
+        status = kube.get_json(ns, "wss", name)["status"]
         return bool(status["connection"]["connectionId"] != before)
 
     await until(rotated, 30, "a new connection after the rotate annotation")
     assert len(feed.connections) == connections + 1
     assert feed.connections[-1].messages[0] == '{"op":"sub"}'  # subscribed before the switch
-    assert "lastGap" not in get_json(kube, ns, "wss", name)["status"]  # make-before-break
+    assert "lastGap" not in kube.get_json(ns, "wss", name)["status"]  # make-before-break
 
 
 def test_operator_help_explains_its_commands() -> None:
@@ -468,7 +437,7 @@ def test_operator_restart_catches_up_without_orphans(
     ns = new_namespace(kube, "op-restart")
 
     def deployments() -> set[str]:
-        return {d["metadata"]["name"] for d in get_json(kube, ns, "deployments")["items"]}
+        return {d["metadata"]["name"] for d in kube.get_json(ns, "deployments")["items"]}
 
     def apply(name: str) -> None:
         manifest = source_manifest(name, "ws://feed:1/x", name, "kafka:9092")
@@ -489,7 +458,7 @@ def test_operator_restart_catches_up_without_orphans(
             "the deleted source released",
         )
         wait_until(
-            lambda: condition(get_json(kube, ns, "wss", "second"), "Ready").get("reason"),
+            lambda: condition(kube.get_json(ns, "wss", "second"), "Ready").get("reason"),
             30,
             "status of the source created while the operator was down",
         )

@@ -17,7 +17,6 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,12 @@ from websockets.http11 import Request, Response
 
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
-from ws2kafka.devstack.feeds import SequenceFeed
+from ws2kafka.devstack.feeds import (
+    HOSTILE_FRAME_LIMIT,
+    SequenceFeed,
+    send_invalid_utf8,
+    send_oversized_frame,
+)
 from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_until, seqs
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kube import ControlPlane
@@ -113,10 +117,6 @@ def manifest(name: str, spec: dict[str, Any]) -> str:
     )
 
 
-def get_json(kube: ControlPlane, namespace: str, *args: str) -> Any:
-    return json.loads(kube.kubectl("-n", namespace, "get", *args, "-o", "json").stdout)
-
-
 def ready_condition(source: dict[str, Any]) -> dict[str, Any]:
     for cond in source.get("status", {}).get("conditions", []):
         if cond["type"] == "Ready":
@@ -129,7 +129,7 @@ def kubelet_env(
 ) -> dict[str, str]:
     """The environment the kubelet would give the bridge container: each ``secretKeyRef``
     variable of the Deployment resolved from ``secrets`` (key -> value)."""
-    container = get_json(kube, ns, "deployment", deployment)["spec"]["template"]["spec"][
+    container = kube.get_json(ns, "deployment", deployment)["spec"]["template"]["spec"][
         "containers"
     ][0]
     env = {}
@@ -138,21 +138,6 @@ def kubelet_env(
         if ref is not None:
             env[variable["name"]] = secrets[ref["key"]]
     return env
-
-
-def make_pod_available(kube: ControlPlane, ns: str) -> None:
-    """Play the kubelet: mark the bridge Pod objects Running and Ready."""
-    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    conditions = [
-        {"type": kind, "status": "True", "lastTransitionTime": now}
-        for kind in ("Ready", "ContainersReady")
-    ]
-    status = json.dumps({"status": {"phase": "Running", "conditions": conditions}})
-    for pod in get_json(kube, ns, "pods")["items"]:
-        name = pod["metadata"]["name"]
-        kube.kubectl(
-            "-n", ns, "patch", "pod", name, "--subresource=status", "--type=merge", "-p", status
-        )
 
 
 @pytest.mark.k8s
@@ -207,7 +192,7 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
             "the Deployment",
         )
         config = tmp_path / "source.yaml"
-        config.write_text(get_json(kube, ns, "configmap", "guarded-bridge")["data"]["source.yaml"])
+        config.write_text(kube.get_json(ns, "configmap", "guarded-bridge")["data"]["source.yaml"])
         token = kube.service_account_token(ns, "guarded-bridge")
         kubeconfig = kube.write_kubeconfig(tmp_path / "bridge-kubeconfig", token)
         env = kubelet_env(kube, ns, "guarded-bridge", {"token": TOKEN, "apikey": API_KEY})
@@ -232,11 +217,11 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
             env={"KUBECONFIG": str(kubeconfig), "POD_NAME": "guarded-bridge-test", **env},
         )
         with bridge:
-            await until(lambda: get_json(kube, ns, "pods")["items"], 30, "a Pod object")
-            make_pod_available(kube, ns)
+            await until(lambda: kube.get_json(ns, "pods")["items"], 30, "a Pod object")
+            kube.mark_pods_ready(ns)
 
             def streaming() -> bool:
-                source = get_json(kube, ns, "wss", "guarded")
+                source = kube.get_json(ns, "wss", "guarded")
                 produced = source.get("status", {}).get("connection", {}).get("messagesProduced", 0)
                 return ready_condition(source).get("status") == "True" and produced > 20
 
@@ -329,7 +314,7 @@ def test_the_bridge_service_account_can_report_its_status_and_nothing_else(
     )
     assert stolen.returncode != 0
     assert "forbidden" in stolen.stderr.lower()
-    assert get_json(kube, ns, "wss", "own")["spec"]["url"] == "ws://feed:1/x"
+    assert kube.get_json(ns, "wss", "own")["spec"]["url"] == "ws://feed:1/x"
 
 
 @pytest.mark.k8s
@@ -388,20 +373,12 @@ def test_a_ten_megabyte_subscription_in_a_resource_is_refused_clearly(
 
 # -- hostile frames, over and over ------------------------------------------------------------
 
-MAX_FRAME_BYTES = 1024
-
-
-async def too_big(ws: ServerConnection) -> None:
-    await ws.send("x" * (MAX_FRAME_BYTES + 1))
-
-
-async def invalid_utf8(ws: ServerConnection) -> None:
-    await ws.send(b'{"seq": \xff}', text=True)
-
 
 @pytest.mark.kafka
 @pytest.mark.parametrize(
-    ("violation", "close_code"), [(too_big, 1009), (invalid_utf8, 1007)], ids=["1009", "1007"]
+    ("violation", "close_code"),
+    [(send_oversized_frame, 1009), (send_invalid_utf8, 1007)],
+    ids=["1009", "1007"],
 )
 async def test_a_feed_that_always_sends_a_bad_frame_gets_backoff_not_a_crash_loop(
     kafka: KafkaBroker,
@@ -425,7 +402,7 @@ async def test_a_feed_that_always_sends_a_bad_frame_gets_backoff_not_a_crash_loo
             kafka,
             url,
             topic,
-            connection={"maxFrameBytes": MAX_FRAME_BYTES},
+            connection={"maxFrameBytes": HOSTILE_FRAME_LIMIT},
             reconnect={"initialDelaySeconds": 0.2, "maxDelaySeconds": 0.4},
         )
         bridge = Bridge(spec, name="hostile")
@@ -514,7 +491,7 @@ def test_a_subscription_too_large_for_a_configmap_is_refused_or_reported(
         assert "Too long" in applied.stderr or "too large" in applied.stderr
         return
     wait_until(
-        lambda: ready_condition(get_json(kube, ns, "wss", "big")).get("reason") == "SpecInvalid",
+        lambda: ready_condition(kube.get_json(ns, "wss", "big")).get("reason") == "SpecInvalid",
         30,
         "Ready=False SpecInvalid",
     )
