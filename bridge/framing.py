@@ -38,7 +38,9 @@ _UNIT_TO_MS = {
 Headers = list[tuple[str, str | bytes | None]]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, which costs
+# ~0.3 µs per frame on the hot path (measured in docs/performance.md); nothing mutates them.
+@dataclass(slots=True)
 class Frame:
     """A data frame as the bridge received it."""
 
@@ -50,7 +52,7 @@ class Frame:
     """1-based position of the frame within its connection."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
     """What is handed to the producer."""
 
