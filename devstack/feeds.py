@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -305,3 +306,44 @@ async def send_oversized_frame(ws: ServerConnection) -> None:
 async def send_invalid_utf8(ws: ServerConnection) -> None:
     """A text frame that is not UTF-8 (the client must close 1007)."""
     await ws.send(b'{"seq": \xff}', text=True)
+
+
+class HostileFeed:
+    """Sends two numbered frames (``{"seq": n}``, numbering across connections), then a
+    protocol violation, on the first connection only or on every one.
+
+    ``served`` holds every server-side connection, so a test reads the close code the client
+    answered with.
+    """
+
+    def __init__(
+        self, violation: Callable[[ServerConnection], Awaitable[None]], *, every: bool
+    ) -> None:
+        self.violation = violation
+        self.every = every
+        self.served: list[ServerConnection] = []
+        self._server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> HostileFeed:
+        self._server = await serve(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        self.served.append(ws)
+        first = 2 * len(self.served) - 1
+        with contextlib.suppress(ConnectionClosed):
+            for seq in (first, first + 1):
+                await ws.send(json.dumps({"seq": seq}))
+            if self.every or len(self.served) == 1:
+                await self.violation(ws)
+            await ws.wait_closed()

@@ -4,16 +4,16 @@ negotiated as configured."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.devstack.feeds import (
     HOSTILE_FRAME_LIMIT,
+    HostileFeed,
     SequenceFeed,
     send_invalid_utf8,
     send_oversized_frame,
@@ -35,23 +35,13 @@ async def test_a_bad_frame_closes_with_its_code_and_the_bridge_reconnects(
     close_code: int,
 ) -> None:
     topic = new_topic(kafka)
-    served: list[ServerConnection] = []
-
-    async def handler(ws: ServerConnection) -> None:
-        served.append(ws)
-        first = 2 * len(served) - 1
-        for seq in (first, first + 1):
-            await ws.send(json.dumps({"seq": seq}))
-        if len(served) == 1:
-            await violation(ws)
-        await ws.wait_closed()
-
-    async with serve(handler, "127.0.0.1", 0) as server:
-        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        spec = bridge_spec(kafka, url, topic, connection={"maxFrameBytes": HOSTILE_FRAME_LIMIT})
+    async with HostileFeed(violation, every=False) as feed:
+        spec = bridge_spec(
+            kafka, feed.url, topic, connection={"maxFrameBytes": HOSTILE_FRAME_LIMIT}
+        )
         bridge = Bridge(spec, name="badframe")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 4, "4 records")
-    assert served[0].close_code == close_code  # what the server was told
+    assert feed.served[0].close_code == close_code  # what the server was told
     assert bridge.stats.close_codes == {close_code: 1}
     assert bridge.stats.errors == {"ConnectionClosedError": 1}
     assert (summary.exit_code, summary.reconnects) == (ExitCode.OK, 1)

@@ -10,7 +10,6 @@ environment variables the Deployment names, and a token of the bridge's ServiceA
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import shutil
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -30,6 +29,7 @@ from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.feeds import (
     HOSTILE_FRAME_LIMIT,
+    HostileFeed,
     SequenceFeed,
     send_invalid_utf8,
     send_oversized_frame,
@@ -386,21 +386,10 @@ async def test_a_feed_that_always_sends_a_bad_frame_gets_backoff_not_a_crash_loo
     close_code: int,
 ) -> None:
     topic = new_topic(kafka)
-    served: list[ServerConnection] = []
-
-    async def hostile(ws: ServerConnection) -> None:
-        served.append(ws)
-        first = 2 * len(served) - 1
-        for seq in (first, first + 1):
-            await ws.send(json.dumps({"seq": seq}))
-        await violation(ws)  # on every connection
-        await ws.wait_closed()
-
-    async with serve(hostile, "127.0.0.1", 0) as server:
-        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with HostileFeed(violation, every=True) as feed:
         spec = bridge_spec(
             kafka,
-            url,
+            feed.url,
             topic,
             connection={"maxFrameBytes": HOSTILE_FRAME_LIMIT},
             reconnect={"initialDelaySeconds": 0.2, "maxDelaySeconds": 0.4},
@@ -419,7 +408,7 @@ async def test_a_feed_that_always_sends_a_bad_frame_gets_backoff_not_a_crash_loo
         )
     connects = bridge.stats.connects
     # every connection is closed with the code, counted, and followed by a backoff
-    assert [ws.close_code for ws in served] == [close_code] * len(served)
+    assert [ws.close_code for ws in feed.served] == [close_code] * len(feed.served)
     assert bridge.stats.close_codes == {close_code: connects}
     assert ConnectionState.BACKOFF in states
     assert ConnectionState.GAVE_UP not in states
