@@ -8,8 +8,9 @@ its own. Measured per frame size: the raw WebSocket ceiling (picows core API, an
 receive and discard), the raw produce ceiling (confluent-kafka producing the bridge's own
 records from memory), and the bridge end to end with each client, checked afterwards with a
 consumer (every sequence number exactly once). Then latency at fixed rates, server send time to
-the broker's LogAppendTime. Prints JSON; timings are compared with the in-run ceilings, never
-asserted.
+the broker's LogAppendTime, with confluent-kafka producing at the same rate as the baseline
+(Kafka's own share of the latency). Prints JSON; timings are compared with the in-run
+ceilings, never asserted.
 """
 
 from __future__ import annotations
@@ -31,10 +32,14 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ws2kafka.bridge.framing import Record
 
 SIZES = (200, 1024, 16384)
 #: Frames per throughput run: (quick, full), per frame size.
@@ -42,6 +47,8 @@ COUNTS = {200: (100_000, 300_000), 1024: (60_000, 200_000), 16384: (8_000, 30_00
 RATES = (1_000, 10_000)
 VARIANTS = ("picows", "websockets", "produce", "bridge-websockets", "bridge-picows")
 CEILING_WS = "picows"
+#: The produce ceiling's first record, sent before timing starts (not a frame).
+WARM_UP = b"warm-up"
 CEILING_PRODUCE = "produce"
 
 #: ``{"seq":"<12 digits>","ts":"<19 digits>","pad":"<random>"}``: valid JSON, fixed offsets.
@@ -173,6 +180,8 @@ class Job:
     url: str
     bootstrap: str
     topic: str
+    rate: int | None = None
+    """Messages/s for a latency run; None: flat out."""
 
 
 def _cpu_seconds() -> float:
@@ -247,7 +256,7 @@ def _produce(job: Job) -> dict[str, Any]:
     """The bridge's own records (same builder, headers, producer config), from memory."""
     from confluent_kafka import Producer
 
-    from ws2kafka.bridge.framing import Frame, RecordBuilder
+    from ws2kafka.bridge.framing import RecordBuilder
     from ws2kafka.bridge.sink import producer_config
 
     spec = _spec(job)
@@ -256,14 +265,18 @@ def _produce(job: Job) -> dict[str, Any]:
     )
     rng = random.Random(job.size)
     pads = [random_pad(job.size, rng) for _ in range(max(1, BATCH_BYTES // (job.size + 10)))]
-    records = [
-        builder.build(
-            Frame(
-                frame_payload(job.size, seq, time.time_ns(), pads[seq % len(pads)]), False, 0, seq
-            )
-        )
-        for seq in range(1, job.count + 1)
-    ]
+
+    def make(seq: int) -> Record:
+        sent_ns = time.time_ns()
+        payload = frame_payload(job.size, seq, sent_ns, pads[seq % len(pads)])
+        return builder.build(payload, False, sent_ns // 1000, seq)
+
+    # flat out: every record built before timing; at a rate: built when due, stamped then
+    records: Iterable[Record] = (
+        [make(seq) for seq in range(1, job.count + 1)]
+        if job.rate is None
+        else _paced(make, job.count, job.rate)
+    )
     acked = [0]
 
     def on_delivery(err: Any, _msg: Any) -> None:
@@ -278,7 +291,7 @@ def _produce(job: Job) -> dict[str, Any]:
     )
     config["on_delivery"] = on_delivery
     producer = Producer(config)
-    producer.produce(spec.kafka.topic, b"warm-up")  # the idempotence PID, before timing
+    producer.produce(spec.kafka.topic, WARM_UP)  # the idempotence PID, before timing
     producer.flush(30)
     acked[0] = 0
     polling = threading.Event()
@@ -312,6 +325,16 @@ def _produce(job: Job) -> dict[str, Any]:
     finished = time.time()
     cpu = _cpu_seconds() - cpu
     return {"done": finished, "started": started, "cpu_seconds": cpu, "received": acked[0]}
+
+
+def _paced(record: Callable[[int], Record], count: int, rate: int) -> Iterator[Record]:
+    """``count`` records at ``rate``/s, each made when it is due (sleeping between)."""
+    start = time.perf_counter()
+    for seq in range(1, count + 1):
+        delay = start + (seq - 1) / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield record(seq)
 
 
 async def _bridge(job: Job) -> dict[str, Any]:
@@ -375,7 +398,7 @@ class Bench:
             theirs.close()
             url = f"ws://127.0.0.1:{server_pipe.recv()}/"
         results, child_end = self._spawn.Pipe()
-        job = Job(variant, size, count, url, self.bootstrap, topic)
+        job = Job(variant, size, count, url, self.bootstrap, topic, rate)
         client = self._spawn.Process(target=measure, args=(job, child_end))
         client.start()
         child_end.close()
@@ -408,19 +431,26 @@ class Bench:
             mb_per_s=count * size / elapsed / 1e6,
             cpu_s_per_million=outcome["cpu_seconds"] / count * 1e6,
         )
-        if variant.startswith("bridge"):
-            outcome.update(self._verify(topic, count, rate is not None))
+        if variant.startswith("bridge") or rate is not None:
+            warm_up = 1 if variant == CEILING_PRODUCE else 0
+            outcome.update(self._verify(topic, count, warm_up, rate))
         return outcome
 
-    def _verify(self, topic: str, count: int, latency: bool) -> dict[str, Any]:
-        """Every sequence number exactly once; with ``latency``, send-to-append percentiles."""
-        messages = self._consume(topic, count)
+    def _verify(self, topic: str, count: int, warm_up: int, rate: int | None) -> dict[str, Any]:
+        """Every sequence number exactly once; at a ``rate``, send-to-append percentiles.
+
+        Latency leaves out the first second of frames: it measures the steady state, not the
+        producer's start (topic metadata and the idempotent producer's id, once per process).
+        """
+        messages = [m for m in self._consume(topic, count + warm_up) if m.value() != WARM_UP]
         seen = [int(m.value()[SEQ_AT : SEQ_AT + SEQ_LEN]) for m in messages]
         exact = len(seen) == count and set(seen) == set(range(1, count + 1))
         check: dict[str, Any] = {"records": len(seen), "exact_once": exact}
-        if latency:
+        if rate is not None:
             delays = sorted(
-                m.timestamp()[1] - int(m.value()[TS_AT : TS_AT + TS_LEN]) / 1e6 for m in messages
+                m.timestamp()[1] - int(m.value()[TS_AT : TS_AT + TS_LEN]) / 1e6
+                for m, seq in zip(messages, seen, strict=True)
+                if seq > rate
             )
             check["latency_ms"] = {
                 name: delays[min(len(delays) - 1, int(q * len(delays)))]
@@ -453,9 +483,10 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "server_cpu_share": max(r.get("server_cpu_share", 0.0) for r in mine),
                 "exact_once": all(r.get("exact_once", True) for r in mine),
             }
-        ceiling = min(rows[CEILING_WS]["msgs_per_s"], rows[CEILING_PRODUCE]["msgs_per_s"])
-        for row in rows.values():
-            row["ratio_to_min_ceiling"] = row["msgs_per_s"] / ceiling
+        if CEILING_WS in rows and CEILING_PRODUCE in rows:  # both measured (see --variants)
+            ceiling = min(rows[CEILING_WS]["msgs_per_s"], rows[CEILING_PRODUCE]["msgs_per_s"])
+            for row in rows.values():
+                row["ratio_to_min_ceiling"] = row["msgs_per_s"] / ceiling
         table.extend(rows.values())
     return table
 
@@ -469,6 +500,8 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for variant in VARIANTS:
         rows = [row for row in table if row["variant"] == variant]
+        if not rows:
+            continue
         axes.errorbar(
             [row["size"] for row in rows],
             [row["msgs_per_s"] for row in rows],
@@ -515,6 +548,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="runs per measurement (default 3, quick 1)")
     parser.add_argument("--output", type=Path, help="write the JSON here too")
     parser.add_argument("--plot", type=Path, help="write the throughput PNG here")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", choices=SIZES, default=SIZES, help="frame sizes (bytes)"
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=VARIANTS,
+        help="what to measure (default: all; latency runs: produce and the bridge variants chosen)",
+    )
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     latency_seconds = 3 if args.quick else 10
@@ -534,15 +577,19 @@ def main() -> None:
 
         bench = Bench(broker.bootstrap_servers, create, consume)
         runs: list[dict[str, Any]] = []
-        for size in SIZES:
+        for size in args.sizes:
             count = COUNTS[size][0 if args.quick else 1]
             for _ in range(repeats):
-                for variant in VARIANTS:
+                for variant in args.variants:
                     run = bench.run(variant, size, count)
                     print(json.dumps(_brief(run)), file=sys.stderr)
                     runs.append(run)
         for rate in RATES:
-            for variant in ("bridge-websockets", "bridge-picows"):
+            # the produce ceiling at the same rate is the latency baseline: Kafka's own share
+            latency_variants = [v for v in args.variants if v.startswith("bridge-")]
+            if CEILING_PRODUCE in args.variants:
+                latency_variants.insert(0, CEILING_PRODUCE)
+            for variant in latency_variants:
                 run = bench.run(variant, 200, rate * latency_seconds, rate)
                 print(json.dumps(_brief(run)), file=sys.stderr)
                 runs.append(run)

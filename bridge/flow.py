@@ -31,6 +31,9 @@ class FlowControl:
     def __init__(self, spec: BufferSpec, stats: BridgeStats) -> None:
         self._spec = spec
         self._stats = stats
+        self._block = spec.overflow is Overflow.BLOCK
+        self._max_messages = spec.max_messages
+        self._max_bytes = spec.max_bytes
         self._pending: deque[Record] = deque()
         if spec.overflow is Overflow.DROP_OLDEST:
             self.window = max(1, int(spec.max_messages * DROP_OLDEST_WINDOW))
@@ -46,32 +49,35 @@ class FlowControl:
 
     def full(self) -> bool:
         stats = self._stats
-        return stats.held >= self._spec.max_messages or stats.held_bytes >= self._spec.max_bytes
+        return stats.held >= self._max_messages or stats.held_bytes >= self._max_bytes
 
     def must_pause(self) -> bool:
         """Under ``block``: stop reading the socket now."""
-        return self._spec.overflow is Overflow.BLOCK and self.full()
+        return self._block and self.full()
 
     def may_resume(self) -> bool:
         """Under ``block``: the buffer has drained enough to read again."""
         stats = self._stats
         return stats.held <= self._resume_messages and stats.held_bytes <= self._resume_bytes
 
-    def admit(self, record: Record) -> None:
-        """Take a new record into the buffer, applying the overflow policy when it is full."""
+    def admit(self, record: Record) -> bool:
+        """Take a new record into the buffer, applying the overflow policy when it is full.
+
+        Returns :meth:`must_pause` as it stands after the admission (one look at the bounds
+        per frame: this runs for every frame). Under ``block`` a frame is always kept: it was
+        read before the buffer filled, and the reader pauses before the next one.
+        """
         stats = self._stats
-        if self.full():
-            policy = self._spec.overflow
-            if policy is Overflow.DROP_OLDEST and self._pending:
+        if not self._block and self.full():
+            if self._spec.overflow is Overflow.DROP_OLDEST and self._pending:
                 self._drop_oldest()
-            elif policy is not Overflow.BLOCK:
+            else:
                 stats.dropped_newest += 1
-                return
-            # under block the frame was read before the buffer filled: keep it, the reader
-            # pauses before the next one.
+                return False
         stats.admitted += 1
         stats.admitted_bytes += len(record.value)
         self._pending.append(record)
+        return self._block and self.full()
 
     def take(self) -> list[Record]:
         """Records to hand to the producer now, oldest first, within the window."""

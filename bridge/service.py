@@ -27,7 +27,7 @@ from websockets.typing import Data
 from .config import Client, WebSocketSourceSpec
 from .errors import GaveUp
 from .flow import FlowControl
-from .framing import HEADER_SOURCE, Frame, FrameRejected, Record, RecordBuilder
+from .framing import HEADER_SOURCE, FrameRejected, Record, RecordBuilder
 from .gaps import CONTROL_GAP, HEADER_CONTROL, Gap
 from .picows_client import open_picows
 from .policy import decide_retry, flaps_after
@@ -89,6 +89,9 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
             await event.wait()
     return event.is_set()
 
+
+#: Admitted records handed to the producer at once while frames keep arriving without a pause.
+HAND_OVER_BATCH = 512
 
 #: Seconds between two writes of the run-state file (the precision of a crash's gap).
 RUN_STATE_SECONDS = 1.0
@@ -178,6 +181,7 @@ class Bridge:
         self._reauthenticate = False
         self._rotate_requested = asyncio.Event()
         self._successor: Successor | None = None
+        self._hand_over_scheduled = False
 
     # -- public API ---------------------------------------------------------------------
 
@@ -507,21 +511,30 @@ class Bridge:
         return helpers
 
     async def _read(self, ws: SourceConnection, builder: RecordBuilder, first: Data | None) -> None:
-        """The hot path: one iteration per frame, no logging, no JSON unless configured."""
+        """The hot path: one iteration per frame, no logging, no JSON unless configured.
+
+        Records are handed to the producer once per loop wake-up (``_schedule_hand_over``),
+        not once per frame: frames that arrived together are read without suspending, then
+        produced as one batch.
+        """
         stats = self.stats
         flow = self._flow
-        produce = self._sink.produce
-        give_back = flow.give_back
+        admit = flow.admit
+        build = builder.build
         checks = self._checks
+        schedule = self._schedule_hand_over
+        time_ns = time.time_ns
         recv: Callable[[], Awaitable[Data]] = ws.recv
         if first is not None:
             recv = _Replay(first, ws.recv)
         sequence = 0
+        pause = flow.must_pause()
         while True:
-            if flow.must_pause() and not self._stopping.is_set():
+            if pause and not self._stopping.is_set():
                 await self._wait_for_room()
+                pause = False
             data = await recv()
-            received_ns = time.time_ns()
+            received_ns = time_ns()
             if isinstance(data, str):
                 payload = data.encode()
                 binary = False
@@ -534,19 +547,36 @@ class Bridge:
             stats.last_frame_at = received_ns / 1e9
             self._last_frame_monotonic = time.monotonic()
             try:
-                record = builder.build(Frame(payload, binary, received_ns // 1000, sequence))
+                record = build(payload, binary, received_ns // 1000, sequence)
             except FrameRejected as exc:
                 stats.rejected_frames += 1
                 self._rejections.add(str(exc))
                 continue
             if checks is not None and not checks.admit(record.value):
                 continue
-            flow.admit(record)
-            batch = flow.take()
-            if batch:
-                taken = produce(batch)
-                if taken < len(batch):
-                    give_back(batch[taken:])
+            pause = admit(record)
+            schedule()
+
+    def _schedule_hand_over(self) -> None:
+        """Hand the admitted records to the producer at the next loop iteration (once), or
+        now when a full batch is waiting, so librdkafka's batches fill while frames pour in."""
+        if self._flow.pending >= HAND_OVER_BATCH:
+            self._hand_over()
+        elif not self._hand_over_scheduled:
+            self._hand_over_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_hand_over)
+
+    def _scheduled_hand_over(self) -> None:
+        self._hand_over_scheduled = False
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Give the producer what the window allows; what its queue refuses goes back."""
+        batch = self._flow.take()
+        if batch:
+            taken = self._sink.produce(batch)
+            if taken < len(batch):
+                self._flow.give_back(batch[taken:])
 
     async def _wait_for_room(self) -> None:
         """Overflow policy ``block``: stop reading until the buffer drains below the watermark."""
@@ -561,11 +591,7 @@ class Bridge:
 
     def _on_settled(self) -> None:
         """Called on the loop by the poll thread when records were acknowledged."""
-        batch = self._flow.take()
-        if batch:
-            taken = self._sink.produce(batch)
-            if taken < len(batch):
-                self._flow.give_back(batch[taken:])
+        self._hand_over()
         self._settled.set()
 
     def _alive_since(self, moment: float) -> bool:

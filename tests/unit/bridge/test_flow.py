@@ -1,5 +1,7 @@
 """Buffer bounds and overflow policies, without sockets."""
 
+import pytest
+
 from ws2kafka.bridge.config import BufferSpec
 from ws2kafka.bridge.flow import FlowControl
 from ws2kafka.bridge.framing import Record
@@ -34,6 +36,15 @@ def test_block_pauses_when_full_and_resumes_below_the_watermark() -> None:
     assert not control.may_resume()
     stats.delivered = 2
     assert control.may_resume()
+
+
+@pytest.mark.parametrize("overflow", ["block", "dropNewest", "dropOldest"])
+def test_admit_says_whether_the_reader_must_pause_now(overflow: str) -> None:
+    control, _ = flow(overflow)
+    answers = [control.admit(record(n)) for n in range(12)]
+    expected = [False] * 9 + [True] * 3 if overflow == "block" else [False] * 12
+    assert answers == expected
+    assert answers[-1] == control.must_pause()
 
 
 def test_drop_newest_discards_arrivals_and_counts_them() -> None:

@@ -6,7 +6,7 @@ import zlib
 import pytest
 
 from ws2kafka.bridge.config import Inflate, KafkaSinkSpec
-from ws2kafka.bridge.framing import Frame, FrameRejected, RecordBuilder, resolve_pointer
+from ws2kafka.bridge.framing import FrameRejected, Record, RecordBuilder, resolve_pointer
 
 
 def builder(inflate: Inflate = Inflate.NONE, **kafka: object) -> RecordBuilder:
@@ -14,20 +14,20 @@ def builder(inflate: Inflate = Inflate.NONE, **kafka: object) -> RecordBuilder:
     return RecordBuilder(spec, source="src", connection_id="c1", inflate=inflate)
 
 
-def frame(payload: bytes, *, binary: bool = False, seq: int = 7) -> Frame:
-    return Frame(payload, binary, received_us=1_700_000_000_123_456, sequence=seq)
+def build(made: RecordBuilder, payload: bytes, *, binary: bool = False, seq: int = 7) -> Record:
+    return made.build(payload, binary, 1_700_000_000_123_456, seq)
 
 
 def test_payload_bytes_are_unchanged_and_timestamp_is_receive_time() -> None:
     payload = '{"p": "caf\u00e9"}'.encode()
-    record = builder().build(frame(payload))
+    record = build(builder(), payload)
     assert record.value == payload
     assert record.key is None
     assert record.timestamp_ms == 1_700_000_000_123
 
 
 def test_default_headers() -> None:
-    record = builder().build(frame(b"\x00\xff", binary=True))
+    record = build(builder(), b"\x00\xff", binary=True)
     assert record.headers == [
         ("ws2kafka.source", b"src"),
         ("ws2kafka.connection", b"c1"),
@@ -45,7 +45,16 @@ def test_headers_can_be_switched_off() -> None:
         "receivedAt": False,
         "frameType": False,
     }
-    assert builder(headers=off).build(frame(b"x")).headers is None
+    assert build(builder(headers=off), b"x").headers is None
+
+
+def test_headers_switched_off_one_by_one_leave_the_others_in_order() -> None:
+    some = {"connectionId": False, "receivedAt": False}
+    assert build(builder(headers=some), b"x", seq=3).headers == [
+        ("ws2kafka.source", b"src"),
+        ("ws2kafka.seq", b"3"),
+        ("ws2kafka.type", b"text"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -53,28 +62,28 @@ def test_headers_can_be_switched_off() -> None:
     [(b'{"s":"BTCUSDT"}', b"BTCUSDT"), (b'{"s":42}', b"42"), (b'{"x":1}', None), (b"nojson", None)],
 )
 def test_key_from_json_pointer(payload: bytes, key: bytes | None) -> None:
-    record = builder(key={"source": "jsonPointer", "pointer": "/s"}).build(frame(payload))
+    record = build(builder(key={"source": "jsonPointer", "pointer": "/s"}), payload)
     assert record.key == key
     assert record.value == payload
 
 
 def test_static_key() -> None:
-    assert builder(key={"source": "static", "value": "k1"}).build(frame(b"x")).key == b"k1"
+    assert build(builder(key={"source": "static", "value": "k1"}), b"x").key == b"k1"
 
 
 def test_timestamp_from_json_pointer_with_unit_and_fallback() -> None:
     spec = {"source": "jsonPointer", "pointer": "/T", "unit": "s"}
     b = builder(timestamp=spec)
-    assert b.build(frame(b'{"T": 1700000001.5}')).timestamp_ms == 1_700_000_001_500
-    assert b.build(frame(b'{"T": "soon"}')).timestamp_ms == 1_700_000_000_123
+    assert build(b, b'{"T": 1700000001.5}').timestamp_ms == 1_700_000_001_500
+    assert build(b, b'{"T": "soon"}').timestamp_ms == 1_700_000_000_123
 
 
 def test_inflate_gzip_and_zlib_binary_frames_only() -> None:
-    assert builder(Inflate.GZIP).build(frame(gzip.compress(b"hi"), binary=True)).value == b"hi"
-    assert builder(Inflate.ZLIB).build(frame(zlib.compress(b"hi"), binary=True)).value == b"hi"
-    assert builder(Inflate.GZIP).build(frame(b"text")).value == b"text"
+    assert build(builder(Inflate.GZIP), gzip.compress(b"hi"), binary=True).value == b"hi"
+    assert build(builder(Inflate.ZLIB), zlib.compress(b"hi"), binary=True).value == b"hi"
+    assert build(builder(Inflate.GZIP), b"text").value == b"text"
     with pytest.raises(FrameRejected):
-        builder(Inflate.GZIP).build(frame(b"garbage", binary=True))
+        build(builder(Inflate.GZIP), b"garbage", binary=True)
 
 
 def test_resolve_pointer_escapes_and_arrays() -> None:
