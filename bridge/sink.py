@@ -74,7 +74,8 @@ class KafkaSink:
         config = producer_config(spec, window=window, max_bytes=max_bytes, client_id=client_id)
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error
-        config["logger"] = logging.getLogger("ws2kafka.librdkafka")
+        self._log = LibrdkafkaLog(logging.getLogger("ws2kafka.librdkafka"), prefix=f"{client_id}: ")
+        config["logger"] = self._log
         _warn_if_unverified(config)
         self._producer = Producer(config)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,6 +155,7 @@ class KafkaSink:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         self._failures.flush(force=True)
+        self._log.flush(force=True)
         self._producer.purge()
 
     def _refuse(self, record: Record, exc: KafkaException) -> None:
@@ -173,6 +175,7 @@ class KafkaSink:
                 last_settled = settled
                 self._wake_loop()
             self._failures.flush()
+            self._log.flush()
 
     def _wake_loop(self) -> None:
         loop = self._loop
@@ -201,6 +204,31 @@ class KafkaSink:
             log.warning("kafka: all brokers are down; records wait in the buffer")
         else:
             log.debug("kafka: %s", err.str())
+
+
+class LibrdkafkaLog:
+    """librdkafka's log lines, passed on, except broker connection failures: counted and
+    logged as a rate.
+
+    During an outage librdkafka logs every reconnect attempt at ERROR; what the reader needs
+    is that the broker is away (one line per interval, with the count) and what happens to
+    the records (the "all brokers are down" warning, the buffer's metrics). confluent-kafka
+    calls :meth:`log` from ``poll()``, so on the poll thread only, which also flushes.
+    """
+
+    def __init__(self, logger: logging.Logger, *, prefix: str) -> None:
+        self._logger = logger
+        self._connect_failures = RateLimitedLog(logger, "broker connection failures", prefix=prefix)
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        """confluent-kafka's call: ``msg % args`` is ``FACILITY [client] text``."""
+        if args and args[0] == "FAIL":
+            self._connect_failures.add(msg % args)
+        else:
+            self._logger.log(level, msg, *args)
+
+    def flush(self, *, force: bool = False) -> None:
+        self._connect_failures.flush(force=force)
 
 
 #: librdkafka settings that turn off the verification of the brokers' TLS certificates.

@@ -1,9 +1,12 @@
-"""The producer configuration: safe defaults, user pass-through, secrets resolved."""
+"""The producer configuration (safe defaults, user pass-through, secrets resolved) and
+librdkafka's log lines."""
+
+import logging
 
 import pytest
 
 from ws2kafka.bridge.config import KafkaSinkSpec
-from ws2kafka.bridge.sink import producer_config
+from ws2kafka.bridge.sink import LibrdkafkaLog, producer_config
 
 
 def test_defaults_then_user_properties_then_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,3 +40,24 @@ def test_reserved_properties_are_rejected() -> None:
         KafkaSinkSpec.model_validate(
             {"bootstrapServers": "b", "topic": "t", "properties": {"bootstrap.servers": "x"}}
         )
+
+
+def test_broker_connection_failures_are_logged_as_a_rate_other_lines_pass(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="test.librdkafka")
+    log = LibrdkafkaLog(logging.getLogger("test.librdkafka"), prefix="src: ")
+    refused = "[thrd:k:9092/bootstrap]: k:9092/bootstrap: Connect to ipv4#k:9092 failed"
+    for _ in range(50):  # what librdkafka reports, at ERROR, for every reconnect attempt
+        log.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#producer-1", refused)
+    log.log(logging.WARNING, "%s [%s] %s", "CONFWARN", "rdkafka#producer-1", "unknown property")
+    log.flush(force=True)
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert lines == [
+        (logging.WARNING, "CONFWARN [rdkafka#producer-1] unknown property"),
+        (
+            logging.WARNING,
+            f"src: 50 broker connection failures in the last 0 s "
+            f"(last: FAIL [rdkafka#producer-1] {refused})",
+        ),
+    ]
