@@ -182,6 +182,8 @@ class Job:
     topic: str
     rate: int | None = None
     """Messages/s for a latency run; None: flat out."""
+    properties: tuple[tuple[str, str], ...] = ()
+    """librdkafka properties over the bridge's defaults (``--property``), for every variant."""
 
 
 def _cpu_seconds() -> float:
@@ -373,15 +375,27 @@ async def _bridge(job: Job) -> dict[str, Any]:
 def _spec(job: Job) -> Any:
     from ws2kafka.devstack.harness import bridge_spec
 
-    return bridge_spec(job.bootstrap, job.url or "ws://127.0.0.1:1", job.topic)
+    return bridge_spec(
+        job.bootstrap,
+        job.url or "ws://127.0.0.1:1",
+        job.topic,
+        kafka={"properties": dict(job.properties)},
+    )
 
 
 # -- orchestration ------------------------------------------------------------------------------
 
 
 class Bench:
-    def __init__(self, bootstrap: str, create_topic: Any, consume: Any) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        create_topic: Any,
+        consume: Any,
+        properties: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.bootstrap = bootstrap
+        self.properties = properties
         self._create_topic = create_topic
         self._consume = consume
         self._spawn = multiprocessing.get_context("spawn")
@@ -398,7 +412,7 @@ class Bench:
             theirs.close()
             url = f"ws://127.0.0.1:{server_pipe.recv()}/"
         results, child_end = self._spawn.Pipe()
-        job = Job(variant, size, count, url, self.bootstrap, topic, rate)
+        job = Job(variant, size, count, url, self.bootstrap, topic, rate, self.properties)
         client = self._spawn.Process(target=measure, args=(job, child_end))
         client.start()
         child_end.close()
@@ -558,6 +572,14 @@ def main() -> None:
         default=VARIANTS,
         help="what to measure (default: all; latency runs: produce and the bridge variants chosen)",
     )
+    parser.add_argument(
+        "--property",
+        action="append",
+        default=[],
+        type=_property,
+        metavar="KEY=VALUE",
+        help="a librdkafka property for the bridge and the produce ceiling alike, e.g. linger.ms=1",
+    )
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     latency_seconds = 3 if args.quick else 10
@@ -575,7 +597,7 @@ def main() -> None:
         def consume(topic: str, expected: int) -> list[Any]:
             return broker.consume_all(topic, expected=expected, timeout=120)
 
-        bench = Bench(broker.bootstrap_servers, create, consume)
+        bench = Bench(broker.bootstrap_servers, create, consume, tuple(args.property))
         runs: list[dict[str, Any]] = []
         for size in args.sizes:
             count = COUNTS[size][0 if args.quick else 1]
@@ -601,6 +623,13 @@ def main() -> None:
         args.output.write_text(text + "\n")
     if args.plot:
         plot(table, args.plot)
+
+
+def _property(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not key or not equals:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
 
 
 def _brief(run: dict[str, Any]) -> dict[str, Any]:
