@@ -36,8 +36,9 @@ demo: stack  ## the local demo: Kafka, API server, inline operator, a demo feed,
 crds: venv  ## regenerate crds/websocketsource.yaml from bridge/config.py
 	$(BIN)/ws2kafka crds --write
 
-bench: stack  ## benchmarks: bridge vs ceilings (JSON on stdout, docs/performance.{json,png})
+bench: stack  ## benchmarks: bridge vs ceilings, operator scale (JSON in docs/)
 	$(BIN)/python bench/run.py --output docs/performance.json --plot docs/performance.png
+	$(BIN)/python bench/operator_scale.py --output docs/operator-scale.json
 
 lint: venv  ## ruff, mypy --strict, hadolint
 	$(BIN)/ruff check .
@@ -45,6 +46,7 @@ lint: venv  ## ruff, mypy --strict, hadolint
 	$(BIN)/mypy -p ws2kafka.bridge -p ws2kafka.operator -p ws2kafka.devstack
 	$(BIN)/mypy tests
 	$(BIN)/mypy bench/run.py
+	$(BIN)/mypy bench/operator_scale.py
 	$(BIN)/hadolint Dockerfile
 
 test: lint stack  ## the whole suite: lint, then pytest against a real Kafka broker and API server

@@ -17,14 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
 import json
 import multiprocessing
-import os
-import platform
 import random
-import resource
 import socket
 import statistics
 import sys
@@ -37,6 +32,18 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ws2kafka.devstack.loadfeed import (
+    accept_handshake,
+    frame_batch,
+    frame_payload,
+    frames_per_batch,
+    number_batch,
+    random_pad,
+    sent_at_ms,
+    sequence_of,
+)
+from ws2kafka.devstack.machine import cpu_seconds, describe
 
 if TYPE_CHECKING:
     from ws2kafka.bridge.framing import Record
@@ -51,35 +58,6 @@ CEILING_WS = "picows"
 WARM_UP = b"warm-up"
 CEILING_PRODUCE = "produce"
 
-#: ``{"seq":"<12 digits>","ts":"<19 digits>","pad":"<random>"}``: valid JSON, fixed offsets.
-_PREFIX = b'{"seq":"'
-SEQ_AT, SEQ_LEN = 8, 12
-TS_AT, TS_LEN = 28, 19
-_OVERHEAD = 58
-BATCH_BYTES = 256 * 1024
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def frame_payload(size: int, seq: int, ts_ns: int, pad: bytes) -> bytes:
-    """One frame's payload of exactly ``size`` bytes (``pad`` is at least the rest)."""
-    head = b'%s%012d","ts":"%019d","pad":"' % (_PREFIX, seq, ts_ns)
-    return head + pad[: size - _OVERHEAD] + b'"}'
-
-
-def random_pad(length: int, rng: random.Random) -> bytes:
-    """Barely compressible ASCII (base64 of random bytes): lz4 gains little, as on real feeds."""
-    return base64.b64encode(rng.randbytes(length))[:length]
-
-
-def frame_header(length: int) -> bytes:
-    """An unmasked server-to-client FIN text frame header."""
-    if length < 126:
-        return bytes((0x81, length))
-    if length < 65536:
-        return bytes((0x81, 126)) + length.to_bytes(2, "big")
-    return bytes((0x81, 127)) + length.to_bytes(8, "big")
-
-
 # -- the load server (a process of its own) ----------------------------------------------------
 
 
@@ -92,16 +70,11 @@ def serve_feed(pipe: Connection, size: int, count: int, rate: int | None) -> Non
     pipe.send(listener.getsockname()[1])
     sock, _ = listener.accept()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    _handshake(sock)
-    rng = random.Random(size)
-    per_batch = max(1, BATCH_BYTES // (size + 10))
-    header = frame_header(size)
-    slot = len(header) + size
-    template = bytearray()
-    for _ in range(per_batch):
-        template += header + frame_payload(size, 0, 0, random_pad(size, rng))
+    accept_handshake(sock)
+    per_batch = frames_per_batch(size)
+    template, slot = frame_batch(size, per_batch, random.Random(size))
     view = memoryview(template)
-    cpu_before = _cpu_seconds()
+    cpu_before = cpu_seconds()
     first = time.time()
     sent = 0
     while sent < count:
@@ -113,33 +86,13 @@ def serve_feed(pipe: Connection, size: int, count: int, rate: int | None) -> Non
                 time.sleep(0.0005)
                 continue
             batch = min(per_batch, due, count - sent)
-        stamp = b"%019d" % time.time_ns()
-        for index in range(batch):
-            at = index * slot + len(header)
-            sent += 1
-            template[at + SEQ_AT : at + SEQ_AT + SEQ_LEN] = b"%012d" % sent
-            template[at + TS_AT : at + TS_AT + TS_LEN] = stamp
+        number_batch(template, slot, size, sent + 1, batch, time.time_ns())
+        sent += batch
         sock.sendall(view[: batch * slot])
     last = time.time()
-    cpu = _cpu_seconds() - cpu_before
+    cpu = cpu_seconds() - cpu_before
     _await_close(sock)
     pipe.send({"first_send": first, "last_send": last, "cpu_seconds": cpu})
-
-
-def _handshake(sock: socket.socket) -> None:
-    request = b""
-    while b"\r\n\r\n" not in request:
-        request += sock.recv(4096)
-    key = next(
-        line.split(b":", 1)[1].strip()
-        for line in request.split(b"\r\n")
-        if line.lower().startswith(b"sec-websocket-key:")
-    )
-    accept = base64.b64encode(hashlib.sha1(key + _GUID).digest())
-    sock.sendall(
-        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-    )
 
 
 def _await_close(sock: socket.socket) -> None:
@@ -186,11 +139,6 @@ class Job:
     """librdkafka properties over the bridge's defaults (``--property``), for every variant."""
 
 
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _rss_bytes(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -229,10 +177,10 @@ async def _receive_picows(job: Job) -> dict[str, Any]:
                 if self.received == job.count:
                     done.set_result(time.time())
 
-    cpu = _cpu_seconds()
+    cpu = cpu_seconds()
     transport, _ = await ws_connect(Discard, job.url, max_frame_size=1 << 20)
     finished = await done
-    cpu = _cpu_seconds() - cpu
+    cpu = cpu_seconds() - cpu
     transport.send_close()
     await transport.wait_disconnected()
     return {"done": finished, "cpu_seconds": cpu, "received": job.count}
@@ -244,13 +192,13 @@ async def _receive_websockets(job: Job) -> dict[str, Any]:
     from ws2kafka.bridge.source import build_connect_kwargs
 
     kwargs = build_connect_kwargs(_spec(job))
-    cpu = _cpu_seconds()
+    cpu = cpu_seconds()
     async with connect(job.url, **kwargs) as ws:
         recv = ws.recv
         for _ in range(job.count):
             await recv()
         finished = time.time()
-        cpu = _cpu_seconds() - cpu
+        cpu = cpu_seconds() - cpu
     return {"done": finished, "cpu_seconds": cpu, "received": job.count}
 
 
@@ -266,7 +214,7 @@ def _produce(job: Job) -> dict[str, Any]:
         spec.kafka, source="bench", connection_id="c0", inflate=spec.connection.inflate
     )
     rng = random.Random(job.size)
-    pads = [random_pad(job.size, rng) for _ in range(max(1, BATCH_BYTES // (job.size + 10)))]
+    pads = [random_pad(job.size, rng) for _ in range(frames_per_batch(job.size))]
 
     def make(seq: int) -> Record:
         sent_ns = time.time_ns()
@@ -304,7 +252,7 @@ def _produce(job: Job) -> dict[str, Any]:
 
     poller = threading.Thread(target=poll_forever)
     poller.start()
-    cpu = _cpu_seconds()
+    cpu = cpu_seconds()
     started = time.time()
     produce = producer.produce
     topic = spec.kafka.topic
@@ -325,7 +273,7 @@ def _produce(job: Job) -> dict[str, Any]:
     poller.join()
     producer.flush(120)
     finished = time.time()
-    cpu = _cpu_seconds() - cpu
+    cpu = cpu_seconds() - cpu
     return {"done": finished, "started": started, "cpu_seconds": cpu, "received": acked[0]}
 
 
@@ -346,7 +294,7 @@ async def _bridge(job: Job) -> dict[str, Any]:
 
     opener: Opener = open_picows if job.variant == "bridge-picows" else open_connection
     bridge = Bridge(_spec(job), name="bench", opener=opener)
-    cpu = _cpu_seconds()
+    cpu = cpu_seconds()
     task = asyncio.create_task(bridge.run())
     paused_samples = 0
     rss_samples: list[int] = []
@@ -356,7 +304,7 @@ async def _bridge(job: Job) -> dict[str, Any]:
         if len(rss_samples) < 100_000:
             rss_samples.append(_rss_bytes("VmRSS"))
     finished = time.time()
-    cpu = _cpu_seconds() - cpu
+    cpu = cpu_seconds() - cpu
     bridge.stop()
     summary = await task
     half = len(rss_samples) // 2
@@ -457,12 +405,12 @@ class Bench:
         producer's start (topic metadata and the idempotent producer's id, once per process).
         """
         messages = [m for m in self._consume(topic, count + warm_up) if m.value() != WARM_UP]
-        seen = [int(m.value()[SEQ_AT : SEQ_AT + SEQ_LEN]) for m in messages]
+        seen = [sequence_of(m.value()) for m in messages]
         exact = len(seen) == count and set(seen) == set(range(1, count + 1))
         check: dict[str, Any] = {"records": len(seen), "exact_once": exact}
         if rate is not None:
             delays = sorted(
-                m.timestamp()[1] - int(m.value()[TS_AT : TS_AT + TS_LEN]) / 1e6
+                m.timestamp()[1] - sent_at_ms(m.value())
                 for m, seq in zip(messages, seen, strict=True)
                 if seq > rate
             )
@@ -540,20 +488,6 @@ def plot(table: list[dict[str, Any]], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next(
-        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
-        platform.processor(),
-    )
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": sys.version.split()[0],
-        "load_average_at_start": os.getloadavg(),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -616,7 +550,7 @@ def main() -> None:
                 print(json.dumps(_brief(run)), file=sys.stderr)
                 runs.append(run)
     table = summarize(runs)
-    report = {"machine": machine(), "command": " ".join(sys.argv), "table": table, "runs": runs}
+    report = {"machine": describe(), "command": " ".join(sys.argv), "table": table, "runs": runs}
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:

@@ -99,9 +99,9 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         )
         def reconcile(
             *, body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, **_: Any
-        ) -> str:
+        ) -> None:
             assert namespace is not None
-            return reconcile_source(body, dict(spec), name, namespace, settings, events, rejections)
+            reconcile_source(body, dict(spec), name, namespace, settings, events, rejections)
 
     else:
 

@@ -63,8 +63,13 @@ def reconcile_source(
     settings: OperatorSettings,
     events: EventLimiter,
     rejections: Rejections,
-) -> str:
-    """Apply the children of one source; raises PermanentError for an invalid spec."""
+) -> None:
+    """Apply the children of one source; raises PermanentError for an invalid spec.
+
+    The outcome is logged and posted as an Event, not returned: kopf would store a handler's
+    result in ``status.<handler id>``, a field the CRD's schema prunes (and kopf then warns
+    about the inconsistency, once per source).
+    """
     problems = spec_problems(spec)
     if problems:
         events.post(body, reason="SpecInvalid", message=problems, warning=True)
@@ -95,4 +100,3 @@ def reconcile_source(
     outcome = "suspended" if suspended else f"config {rendered.spec_hash} rolled out"
     events.post(body, reason="Suspended" if suspended else "RolledOut", message=outcome)
     log.info("%s/%s: %s", namespace, name, outcome)
-    return outcome
