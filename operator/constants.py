@@ -12,6 +12,8 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 APP_NAME = "ws2kafka"
+#: ``app.kubernetes.io/managed-by`` of the children: how the operator watches its Deployments.
+MANAGED_BY = "ws2kafka-operator"
 
 #: Pod-template annotation with the hash of the rendered config: a spec change rolls the pod.
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"

@@ -13,7 +13,6 @@ from typing import Any
 
 import kubernetes
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from . import constants as c
@@ -50,20 +49,6 @@ def apply(manifest: Manifest) -> None:
         field_manager=FIELD_MANAGER,
         force_conflicts=True,
     )
-
-
-def deployment_available(namespace: str, name: str) -> bool | None:
-    """Whether the Deployment has an available replica; None when it does not exist."""
-    apps = kubernetes.client.AppsV1Api(api_client())
-    try:
-        deployment = apps.read_namespaced_deployment_status(name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    status = deployment.status
-    available: int = (status.available_replicas if status else None) or 0
-    return available > 0
 
 
 def patch_status(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import kopf
 from . import constants as c
 from .events import EventLimiter
 from .inline import InlineBridges, run_inline
-from .observe import refresh_conditions
+from .observe import is_available, refresh_conditions
 from .reconcile import Rejections, reconcile_source
 from .settings import Mode, OperatorSettings
 
@@ -69,10 +69,11 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         namespace: str | None,
         name: str,
         patch: kopf.Patch,
+        bridge_deployments: kopf.Index[tuple[str, str], bool] | None = None,
         **_: Any,
     ) -> None:
         assert namespace is not None  # the resource is namespaced
-        await refresh_conditions(
+        refresh_conditions(
             body,
             dict(spec),
             dict(status),
@@ -83,6 +84,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             settings,
             events,
             rejections,
+            bridge_deployments,  # pod mode only
         )
 
     @kopf.on.delete(*RESOURCE, registry=registry, optional=True)
@@ -91,6 +93,19 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         rejections.pop((namespace or "", name), None)
 
     if settings.mode is Mode.POD:
+
+        @kopf.index(
+            "apps",
+            "v1",
+            "deployments",
+            labels={c.LABEL_MANAGED_BY: c.MANAGED_BY},
+            registry=registry,
+        )
+        async def bridge_deployments(
+            *, namespace: str | None, name: str, status: kopf.Status, **_: Any
+        ) -> dict[tuple[str, str], bool]:
+            # the conditions timer reads this instead of GETting each Deployment every check
+            return {(namespace or "", name): is_available(status)}
 
         @kopf.on.resume(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-resume", registry=registry)
         @kopf.on.create(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-create", registry=registry)

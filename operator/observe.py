@@ -7,16 +7,15 @@ when they changed, posting an Event when the connection comes up, goes down or g
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from . import kube
 from .conditions import Facts, derive, merge_conditions
 from .events import EventLimiter
 from .reconcile import Rejections, spec_problems
 from .resources import child_name
-from .settings import Mode, OperatorSettings
+from .settings import OperatorSettings
 
 
 def heartbeat_age(connection: dict[str, Any] | None, now: datetime) -> float | None:
@@ -28,20 +27,37 @@ def heartbeat_age(connection: dict[str, Any] | None, now: datetime) -> float | N
     return max(0.0, (now - reported).total_seconds())
 
 
-async def gather_facts(
+#: The operator's index of bridge Deployments (kopf keeps it current from a watch): for
+#: (namespace, Deployment name), whether it has an available replica.
+DeploymentIndex = Mapping[tuple[str, str], Iterable[bool]]
+
+
+def is_available(deployment_status: Mapping[str, Any]) -> bool:
+    """Whether a Deployment's status shows an available replica."""
+    return int(deployment_status.get("availableReplicas") or 0) > 0
+
+
+def deployment_available(
+    deployments: DeploymentIndex | None, namespace: str, name: str
+) -> bool | None:
+    """Whether the source's bridge Deployment is available; None when it does not exist (or
+    in inline mode, which has none). Read from the index: no API call per check."""
+    if deployments is None:
+        return None
+    found = deployments.get((namespace, child_name(name)))
+    return None if found is None else any(found)
+
+
+def gather_facts(
     spec: dict[str, Any],
     status: dict[str, Any],
     meta: dict[str, Any],
-    namespace: str,
-    name: str,
     settings: OperatorSettings,
     now: datetime,
     rejection: str | None,
+    available: bool | None,
 ) -> Facts:
     connection = status.get("connection")
-    available = None
-    if settings.mode is Mode.POD:
-        available = await asyncio.to_thread(kube.deployment_available, namespace, child_name(name))
     return Facts(
         generation=int(meta.get("generation") or 0),
         spec_error=spec_problems(spec) or rejection,
@@ -53,7 +69,7 @@ async def gather_facts(
     )
 
 
-async def refresh_conditions(
+def refresh_conditions(
     body: Any,
     spec: dict[str, Any],
     status: dict[str, Any],
@@ -64,11 +80,13 @@ async def refresh_conditions(
     settings: OperatorSettings,
     events: EventLimiter,
     rejections: Rejections,
+    deployments: DeploymentIndex | None,
 ) -> None:
     """Derive the conditions from the facts; patch them (and post Events) when they change."""
     now = datetime.now(UTC)
     rejection = rejections.get((namespace, name))
-    facts = await gather_facts(spec, status, meta, namespace, name, settings, now, rejection)
+    available = deployment_available(deployments, namespace, name)
+    facts = gather_facts(spec, status, meta, settings, now, rejection, available)
     previous = list(status.get("conditions") or [])
     conditions = merge_conditions(previous, derive(facts), facts.generation, now)
     if (

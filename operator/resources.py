@@ -42,7 +42,7 @@ def labels(source: str) -> dict[str, str]:
         c.LABEL_NAME: c.APP_NAME,
         c.LABEL_INSTANCE: source,
         c.LABEL_COMPONENT: "bridge",
-        c.LABEL_MANAGED_BY: "ws2kafka-operator",
+        c.LABEL_MANAGED_BY: c.MANAGED_BY,
     }
 
 

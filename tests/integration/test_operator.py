@@ -286,7 +286,11 @@ async def test_a_real_bridge_with_its_service_account_drives_status(
             "-",
             input=source_manifest("other", feed.url, topic, kafka.bootstrap_servers),
         )
-        await until(lambda: kube.get_json(ns, "configmap", "live-bridge"), 30, "config")
+        await until(
+            lambda: kube.kubectl("-n", ns, "get", "cm/live-bridge", check=False).returncode == 0,
+            30,
+            "config",
+        )
         config = tmp_path / "source.yaml"
         config.write_text(kube.get_json(ns, "configmap", "live-bridge")["data"]["source.yaml"])
         token = kube.service_account_token(ns, "live-bridge")
