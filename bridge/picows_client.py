@@ -6,21 +6,25 @@ the same spec and ``build_connect_kwargs`` arguments and raises the same
 ``websockets`` ``ClientConnection`` API that :class:`~ws2kafka.bridge.service.Bridge` uses
 (``recv``, ``send``, ``ping``, ``close``, ``transport.abort()``, ``subprotocol``,
 ``response``), and raises ``websockets``' own ``ConnectionClosed`` classes, so
-``describe_failure`` classifies its failures exactly like those of the default client.
+``describe_failure`` classifies its failures exactly like those of the websockets client.
 
 It runs on ``picows.websockets`` (the websockets client API implemented on picows, with
-permessage-deflate), which receives about nine times faster than websockets (see
-docs/performance.md).
+permessage-deflate). It is the default client: the bridge runs 1.4-1.9x faster with it than
+with websockets (see docs/performance.md), which stays selectable as the fallback.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import urllib.request
+import re
 from collections.abc import Awaitable
 from typing import Any
 
 from picows import (
+    WSFrame,
+    WSInvalidMessageError,
     WSInvalidStatusError,
     WSTransport,
     WSUpgradeRequest,
@@ -35,17 +39,66 @@ from picows.websockets.exceptions import ConnectionClosed as PicowsConnectionClo
 from picows.websockets.exceptions import ConnectionClosedOK as PicowsConnectionClosedOK
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Close
+from websockets.proxy import get_proxy
+from websockets.uri import parse_uri
 
 from .config import WebSocketSourceSpec
 from .errors import AuthenticationFailed, HandshakeFailed
-from .source import retry_after_seconds
+from .source import RedactHeaderValues, retry_after_seconds
 
-log = logging.getLogger(__name__)
+#: The logger of the picows client (handshake, connection, picows itself): like
+#: ``source.CLIENT_LOG`` for websockets, its records never carry header secrets.
+log = logging.getLogger("ws2kafka.picows.client")
+log.addFilter(RedactHeaderValues())
 
 #: What ``websockets`` offers when compression is on.
 PERMESSAGE_DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
 #: Send buffer high watermark, as ``websockets``' default ``write_limit``.
 WRITE_LIMIT = 32768
+
+
+#: picows' ERROR records about the peer's protocol violations (e.g. a message over the limit):
+#: the bridge reports the close they cause, code and reason, itself.
+_PROTOCOL_ERRORS = frozenset(
+    {
+        "on_ws_frame raised WSProtocolError: %s, send CLOSE and initiate disconnect",
+        "WS parser error: %s, initiate disconnect",
+    }
+)
+
+
+class PicowsLog(logging.LoggerAdapter[logging.Logger]):
+    """picows' own log, routed into :data:`log` and made as quiet as websockets' client.
+
+    picows dumps the raw upgrade request, Authorization value included, at its level 9: that
+    record is dropped (:func:`_log_handshake` logs the handshake with values redacted). Its
+    INFO records ("WS connection established", "Disconnected") and its protocol errors become
+    DEBUG: the bridge logs every connect and close itself, and websockets' client logs neither
+    above DEBUG.
+    """
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if msg == "Send upgrade request: %s":
+            return
+        if level == logging.INFO or msg in _PROTOCOL_ERRORS:
+            level = logging.DEBUG
+        super().log(level, msg, *args, **kwargs)
+
+
+PICOWS_LOG = PicowsLog(log)
+
+
+def _log_handshake(request: WSUpgradeRequest | None, response: WSUpgradeResponse) -> None:
+    """The handshake at DEBUG, in websockets' format, so that ``RedactHeaderValues`` applies."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    if request is not None:
+        log.debug("> GET %s HTTP/1.1", request.path.decode(errors="replace"))
+        for name, value in request.headers.items():
+            log.debug("> %s: %s", name, value)
+    log.debug("< HTTP/1.1 %d %s", response.status.value, response.status.phrase)
+    for name, value in response.headers.items():
+        log.debug("< %s: %s", name, value)
 
 
 class AbortingTransport:
@@ -61,13 +114,45 @@ class AbortingTransport:
 
 
 class _Listener(PicowsClientConnection):
-    """``picows.websockets``' connection, keeping the transport it hides, to abort it."""
+    """``picows.websockets``' connection, keeping the transport it hides, to abort it, and
+    deaf after a frame that failed the connection."""
 
     ws_transport: WSTransport
+    #: the task of :func:`_disconnected`, referenced here so that it is not garbage collected
+    disconnected: asyncio.Future[None]
+    failed = False
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.ws_transport = transport
+        self.disconnected = asyncio.ensure_future(_disconnected(transport))
         super().on_ws_connected(transport)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        """Drop every frame after one that failed the connection, as websockets does.
+
+        picows answers a protocol error (e.g. 1009) with a close frame, but still hands over
+        the frames it had already read: ``picows.websockets`` then completed the failed
+        message with them, and a fragmented message over ``maxFrameBytes`` was delivered
+        truncated instead of closing the connection.
+        """
+        if self.failed:
+            return
+        try:  # the base class named, not super(): this runs for every frame
+            PicowsClientConnection.on_ws_frame(self, transport, frame)
+        except Exception:
+            self.failed = True
+            raise
+
+
+async def _disconnected(transport: WSTransport) -> None:
+    """Wait for the end of the connection, whatever picows raises about it.
+
+    picows fails its disconnect future with the protocol error it closed for (e.g. 1009),
+    which the bridge learns from ``recv()``; left unretrieved, asyncio would log it as an
+    ERROR ("Future exception was never retrieved") for every such close.
+    """
+    with contextlib.suppress(Exception):
+        await transport.wait_disconnected()
 
 
 class PicowsConnection:
@@ -140,6 +225,7 @@ async def open_picows(spec: WebSocketSourceSpec, kwargs: dict[str, Any]) -> Pico
         headers.append(("Sec-WebSocket-Extensions", PERMESSAGE_DEFLATE_OFFER))
 
     def listener_factory(request: WSUpgradeRequest, response: WSUpgradeResponse) -> _Listener:
+        _log_handshake(request, response)
         wrapped = Response.from_picows(response)
         return _Listener(
             request=Request.from_picows(request),
@@ -157,31 +243,68 @@ async def open_picows(spec: WebSocketSourceSpec, kwargs: dict[str, Any]) -> Pico
         )
 
     try:
-        _, listener = await ws_connect(
-            listener_factory,
-            spec.url,
-            ssl_context=kwargs.get("ssl"),
-            websocket_handshake_timeout=kwargs["open_timeout"],
-            enable_auto_ping=False,
-            enable_auto_pong=True,
-            max_frame_size=max_size,
-            extra_headers=headers,
-            proxy=_proxy(spec.url),
-        )
+        # picows times the HTTP upgrade only; websockets' open_timeout also covers the TCP
+        # connect (and proxy tunnel) and the TLS handshake, which a blackholed peer can stall
+        async with asyncio.timeout(kwargs["open_timeout"]):
+            _, listener = await ws_connect(
+                listener_factory,
+                spec.url,
+                ssl_context=kwargs.get("ssl"),
+                websocket_handshake_timeout=kwargs["open_timeout"],
+                enable_auto_ping=False,
+                enable_auto_pong=True,
+                max_frame_size=max_size,
+                extra_headers=headers,
+                proxy=_proxy(spec.url),
+                logger_name=PICOWS_LOG,
+            )
     except WSInvalidStatusError as exc:
         response = exc.response
         assert response is not None  # picows sets it on every invalid status
-        status = int(response.status)
-        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        if status in (401, 403):
-            raise AuthenticationFailed(status) from None
-        raise HandshakeFailed(status, retry_after) from None
+        _log_handshake(None, response)
+        raise _rejected(int(response.status), response.headers.get("Retry-After")) from None
+    except WSInvalidMessageError as exc:
+        rejection = _unlisted_status(exc.raw_header) if exc.response is None else None
+        if rejection is None:
+            raise
+        raise _rejected(*rejection) from None
     assert isinstance(listener, _Listener)
     return PicowsConnection(listener)
 
 
+def _rejected(status: int, retry_after: str | None) -> HandshakeFailed:
+    if status in (401, 403):
+        return AuthenticationFailed(status)
+    return HandshakeFailed(status, retry_after_seconds(retry_after))
+
+
+_STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3})(?: |$)")
+
+
+def _unlisted_status(raw_header: bytes | None) -> tuple[int, str | None] | None:
+    """Status and Retry-After of an upgrade response whose status picows could not parse.
+
+    picows only parses the statuses ``http.HTTPStatus`` lists and calls any other one (e.g.
+    Cloudflare's 520-530) an invalid message; websockets rejects it as an HTTP status like any
+    other, which the bridge needs to honour Retry-After and to report the status.
+    """
+    lines = (raw_header or b"").split(b"\r\n")
+    match = _STATUS_LINE.match(lines[0])
+    if match is None:
+        return None
+    retry_after = None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"retry-after":
+            retry_after = value.strip().decode("latin-1")
+    return int(match[1]), retry_after
+
+
 def _proxy(url: str) -> str | None:
-    """The proxy from the environment, as ``websockets`` (``proxy=True``) picks it."""
-    proxies = urllib.request.getproxies()
-    secure = url.startswith("wss://")
-    return proxies.get("wss" if secure else "ws") or proxies.get("https" if secure else "http")
+    """The proxy from the environment, picked by ``websockets``' own rule (``proxy=True``).
+
+    That rule honours ``no_proxy`` and prefers ``ws(s)_proxy``, then SOCKS, then
+    ``https_proxy`` (even for ``ws://``), then ``http_proxy``: in a cluster behind a proxy,
+    the same feeds go through it whichever client is selected.
+    """
+    return get_proxy(parse_uri(url))

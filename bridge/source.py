@@ -60,7 +60,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 #: Handshake headers whose values may be logged; every other value (Authorization, API keys,
-#: any custom header) is replaced by "[redacted]" in websockets' DEBUG log.
+#: any custom header) is replaced by "[redacted]" in the clients' DEBUG log.
 _VISIBLE_HEADERS = frozenset(
     {
         "host",
@@ -78,8 +78,11 @@ _VISIBLE_HEADERS = frozenset(
 )
 
 
-class _RedactHeaderValues(logging.Filter):
-    """websockets logs each handshake header at DEBUG as ``> name: value``: hide the values."""
+class RedactHeaderValues(logging.Filter):
+    """websockets logs each handshake header at DEBUG as ``> name: value``: hide the values.
+
+    The picows client logs its handshake in the same form, through the same filter.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -95,7 +98,7 @@ class _RedactHeaderValues(logging.Filter):
 
 #: The logger handed to the websockets client: its records never carry header secrets.
 CLIENT_LOG = logging.getLogger("ws2kafka.websockets.client")
-CLIENT_LOG.addFilter(_RedactHeaderValues())
+CLIENT_LOG.addFilter(RedactHeaderValues())
 
 
 def build_connect_kwargs(spec: WebSocketSourceSpec) -> dict[str, Any]:

@@ -303,6 +303,12 @@ async def send_oversized_frame(ws: ServerConnection) -> None:
     await ws.send("x" * (HOSTILE_FRAME_LIMIT + 1))
 
 
+async def send_oversized_fragments(ws: ServerConnection) -> None:
+    """A message in fragments, compressed if negotiated, over :data:`HOSTILE_FRAME_LIMIT` in
+    total though each fragment is under it (the client must close 1009 and deliver nothing)."""
+    await ws.send(["x" * 600, "y" * 600])
+
+
 async def send_invalid_utf8(ws: ServerConnection) -> None:
     """A text frame that is not UTF-8 (the client must close 1007)."""
     await ws.send(b'{"seq": \xff}', text=True)

@@ -193,6 +193,30 @@ async def test_retry_after_is_honoured(kafka: KafkaBroker) -> None:
     assert time.monotonic() - started >= 1.0
 
 
+async def test_a_status_outside_the_http_registry_is_a_handshake_failure(
+    kafka: KafkaBroker,
+) -> None:
+    # Cloudflare answers with 520-530, which http.HTTPStatus does not list
+    topic = new_topic(kafka)
+    async with serve(
+        lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=rejecting(520, "1")
+    ) as server:
+        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        spec = bridge_spec(
+            kafka,
+            url,
+            topic,
+            reconnect={"initialDelaySeconds": 0.01, "maxDelaySeconds": 5, "maxAttempts": 2},
+        )
+        bridge = Bridge(spec, name="unlisted")
+        started = time.monotonic()
+        summary = await asyncio.wait_for(bridge.run(), 30)
+    assert summary.exit_code == ExitCode.GAVE_UP
+    assert bridge.stats.errors == {"HandshakeFailed": 2}
+    assert "HTTP 520" in (bridge.stats.last_error or "")
+    assert time.monotonic() - started >= 1.0  # its Retry-After was honoured
+
+
 async def test_stale_feed_is_dropped_and_reconnected(kafka: KafkaBroker) -> None:
     topic = new_topic(kafka)
     async with SequenceFeed(count=5) as feed:  # 5 frames, then silence

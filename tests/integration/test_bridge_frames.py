@@ -16,6 +16,7 @@ from ws2kafka.devstack.feeds import (
     HostileFeed,
     SequenceFeed,
     send_invalid_utf8,
+    send_oversized_fragments,
     send_oversized_frame,
 )
 from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_until, seqs
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.kafka
 
 @pytest.mark.parametrize(
     ("violation", "close_code"),
-    [(send_oversized_frame, 1009), (send_invalid_utf8, 1007)],
-    ids=["1009", "1007"],
+    [(send_oversized_frame, 1009), (send_oversized_fragments, 1009), (send_invalid_utf8, 1007)],
+    ids=["1009", "1009-fragments", "1007"],
 )
 async def test_a_bad_frame_closes_with_its_code_and_the_bridge_reconnects(
     kafka: KafkaBroker,

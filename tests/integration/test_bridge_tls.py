@@ -1,14 +1,17 @@
 """``wss://`` feeds: certificate verification, a private CA, mutual TLS, and the escape hatch.
 
 A throwaway CA, server and client certificate are made with the ``openssl`` command line for
-each test session; no Python dependency is added for it.
+each test session; no Python dependency is added for it. Every test runs with both WebSocket
+clients: each brings its own TLS layer (picows: aiofastnet's; websockets: asyncio's).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,10 +84,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     )
 
 
-async def test_an_unknown_ca_fails_verification_and_the_bridge_keeps_retrying(pki: Pki) -> None:
+@pytest.fixture(params=["picows", "websockets"])
+def connection(request: pytest.FixtureRequest) -> dict[str, str]:
+    """``connection`` of the spec, selecting each client in turn."""
+    return {"client": request.param}
+
+
+async def test_an_unknown_ca_fails_verification_and_the_bridge_keeps_retrying(
+    pki: Pki, connection: dict[str, str]
+) -> None:
     async with SequenceFeed(count=10, ssl=pki.server_context()) as feed:
         assert feed.url.startswith("wss://")
-        bridge = Bridge(bridge_spec(f"127.0.0.1:{free_port()}", feed.url, "t"), name="untrusted")
+        spec = bridge_spec(f"127.0.0.1:{free_port()}", feed.url, "t", connection=connection)
+        bridge = Bridge(spec, name="untrusted")
         summary = await run_until(
             bridge,
             lambda: bridge.stats.connect_failures >= 3,
@@ -92,16 +104,49 @@ async def test_an_unknown_ca_fails_verification_and_the_bridge_keeps_retrying(pk
         )
     stats = bridge.stats
     assert stats.errors == {"SSLCertVerificationError": stats.connect_failures}
-    assert "certificate verify failed" in (stats.last_error or "")
+    # the wording differs (websockets: "certificate verify failed: ...", picows: "ssl handshake
+    # failed: ..."); both name the verification error and say why it failed
+    assert "CERTIFICATE_VERIFY_FAILED" in (stats.last_error or "")
+    assert "unable to get local issuer certificate" in (stats.last_error or "")
     assert (stats.connects, summary.received, feed.connections) == (0, 0, [])
     assert summary.exit_code == ExitCode.OK  # nothing was received, so nothing is missing
 
 
+async def test_connect_timeout_covers_a_stalled_tls_handshake(connection: dict[str, str]) -> None:
+    """A peer that accepts TCP but never answers the TLS hello must not hang the bridge."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # keep the socket open, say nothing
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    async with server:
+        url = f"wss://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        spec = bridge_spec(
+            f"127.0.0.1:{free_port()}",
+            url,
+            "absent",
+            connection={**connection, "connectTimeoutSeconds": 0.3},
+            reconnect={"initialDelaySeconds": 0.01, "maxDelaySeconds": 0.02, "maxAttempts": 3},
+        )
+        started = time.monotonic()
+        bridge = Bridge(spec, name="stalled")
+        summary = await asyncio.wait_for(bridge.run(), 30)
+        for writer in accepted:
+            writer.close()
+    assert summary.exit_code == ExitCode.GAVE_UP
+    assert bridge.stats.errors == {"ConnectTimeout": 3}
+    assert time.monotonic() - started < 5
+
+
 @pytest.mark.kafka
-async def test_ca_file_trusts_a_private_ca(kafka: KafkaBroker, pki: Pki) -> None:
+async def test_ca_file_trusts_a_private_ca(
+    kafka: KafkaBroker, pki: Pki, connection: dict[str, str]
+) -> None:
     topic = new_topic(kafka)
     async with SequenceFeed(count=50, ssl=pki.server_context()) as feed:
-        spec = bridge_spec(kafka, feed.url, topic, tls={"caFile": str(pki.ca)})
+        tls = {"caFile": str(pki.ca)}
+        spec = bridge_spec(kafka, feed.url, topic, tls=tls, connection=connection)
         bridge = Bridge(spec, name="privateca")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 50, "50 records")
     assert (summary.exit_code, summary.received, summary.delivered) == (ExitCode.OK, 50, 50)
@@ -110,12 +155,15 @@ async def test_ca_file_trusts_a_private_ca(kafka: KafkaBroker, pki: Pki) -> None
 
 
 @pytest.mark.kafka
-async def test_mutual_tls_presents_the_client_certificate(kafka: KafkaBroker, pki: Pki) -> None:
+async def test_mutual_tls_presents_the_client_certificate(
+    kafka: KafkaBroker, pki: Pki, connection: dict[str, str]
+) -> None:
     topic = new_topic(kafka)
     context = pki.server_context(require_client_cert=True)
     async with SequenceFeed(count=20, ssl=context) as feed:
         anonymous = Bridge(
-            bridge_spec(kafka, feed.url, topic, tls={"caFile": str(pki.ca)}), name="anonymous"
+            bridge_spec(kafka, feed.url, topic, tls={"caFile": str(pki.ca)}, connection=connection),
+            name="anonymous",
         )
         await run_until(anonymous, lambda: anonymous.stats.connect_failures >= 2, "2 refusals")
         assert (anonymous.stats.connects, feed.connections) == (0, [])
@@ -126,7 +174,8 @@ async def test_mutual_tls_presents_the_client_certificate(kafka: KafkaBroker, pk
             "clientCertFile": str(pki.client_cert),
             "clientKeyFile": str(pki.client_key),
         }
-        mutual = Bridge(bridge_spec(kafka, feed.url, topic, tls=tls), name="mutual")
+        spec = bridge_spec(kafka, feed.url, topic, tls=tls, connection=connection)
+        mutual = Bridge(spec, name="mutual")
         summary = await run_until(mutual, lambda: mutual.stats.delivered >= 20, "20 records")
     assert (summary.exit_code, summary.received, summary.delivered) == (ExitCode.OK, 20, 20)
     assert (mutual.stats.errors, len(feed.connections)) == ({}, 1)
@@ -135,13 +184,14 @@ async def test_mutual_tls_presents_the_client_certificate(kafka: KafkaBroker, pk
 
 @pytest.mark.kafka
 async def test_insecure_skip_verify_connects_and_warns_at_every_connect(
-    kafka: KafkaBroker, pki: Pki, caplog: pytest.LogCaptureFixture
+    kafka: KafkaBroker, pki: Pki, connection: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="ws2kafka")
     topic = new_topic(kafka)
     # two connections: the warning is repeated for each, not only once at start
     async with SequenceFeed(close_after=5, ssl=pki.server_context()) as feed:
-        spec = bridge_spec(kafka, feed.url, topic, tls={"insecureSkipVerify": True})
+        tls = {"insecureSkipVerify": True}
+        spec = bridge_spec(kafka, feed.url, topic, tls=tls, connection=connection)
         bridge = Bridge(spec, name="insecure")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 10, "10 records")
     assert (summary.exit_code, summary.undelivered) == (ExitCode.OK, 0)

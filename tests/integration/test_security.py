@@ -32,6 +32,7 @@ from ws2kafka.devstack.feeds import (
     HostileFeed,
     SequenceFeed,
     send_invalid_utf8,
+    send_oversized_fragments,
     send_oversized_frame,
 )
 from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_until, seqs
@@ -377,8 +378,8 @@ def test_a_ten_megabyte_subscription_in_a_resource_is_refused_clearly(
 @pytest.mark.kafka
 @pytest.mark.parametrize(
     ("violation", "close_code"),
-    [(send_oversized_frame, 1009), (send_invalid_utf8, 1007)],
-    ids=["1009", "1007"],
+    [(send_oversized_frame, 1009), (send_oversized_fragments, 1009), (send_invalid_utf8, 1007)],
+    ids=["1009", "1009-fragments", "1007"],
 )
 async def test_a_feed_that_always_sends_a_bad_frame_gets_backoff_not_a_crash_loop(
     kafka: KafkaBroker,
@@ -421,10 +422,12 @@ async def test_a_feed_that_always_sends_a_bad_frame_gets_backoff_not_a_crash_loo
     assert record_count(kafka, topic) == 2 * connects
 
 
+@pytest.mark.parametrize("client", ["picows", "websockets"])
 async def test_debug_logging_never_shows_handshake_secrets(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, client: str
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    # every level, not only DEBUG: picows dumps its raw upgrade request at its level 9
+    caplog.set_level(1)
     async with SequenceFeed(count=3) as feed:
         spec = bridge_spec(
             f"127.0.0.1:{free_port()}",
@@ -432,6 +435,7 @@ async def test_debug_logging_never_shows_handshake_secrets(
             "absent",
             auth={"bearerToken": {"value": TOKEN}},
             headers=[{"name": "X-Api-Key", "valueFrom": {"value": API_KEY}}],
+            connection={"client": client},
             drainTimeoutSeconds=0.5,
         )
         bridge = Bridge(spec, name="debug")

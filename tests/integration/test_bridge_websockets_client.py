@@ -1,9 +1,14 @@
-"""The main bridge behaviours with the picows client (``connection.client: picows``), for real."""
+"""The main bridge behaviours with the fallback client (``connection.client: websockets``).
+
+picows is the default client, which every other bridge test runs with; these keep the
+websockets reference implementation tested for those who select it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import pytest
@@ -11,9 +16,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from ws2kafka.bridge.picows_client import open_picows
 from ws2kafka.bridge.service import Bridge, ExitCode
-from ws2kafka.bridge.source import Opener
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.feeds import SequenceFeed
 from ws2kafka.devstack.harness import bridge_spec, headers_of, new_topic, run_until, seqs, value_of
@@ -22,20 +25,27 @@ from ws2kafka.devstack.waiting import until
 
 pytestmark = pytest.mark.kafka
 
-PICOWS: Opener = open_picows
+#: ``connection`` of a spec selecting the websockets client.
+WEBSOCKETS = {"client": "websockets"}
 
 
-async def test_text_frames_arrive_exactly_once_in_order(kafka: KafkaBroker) -> None:
+async def test_text_frames_arrive_exactly_once_in_order(
+    kafka: KafkaBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="ws2kafka")
     topic = new_topic(kafka)
     async with SequenceFeed(count=500) as feed:
-        spec = bridge_spec(kafka, feed.url, topic, connection={"client": "picows"})
-        bridge = Bridge(spec, name="seq")  # selected by the config field
+        spec = bridge_spec(kafka, feed.url, topic, connection=WEBSOCKETS)
+        bridge = Bridge(spec, name="seq")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 500, "500 records")
     assert summary.exit_code == ExitCode.OK
     assert (summary.received, summary.delivered, summary.undelivered) == (500, 500, 0)
     messages = kafka.consume_all(topic, expected=500)
     assert [json.loads(value_of(m))["seq"] for m in messages] == list(range(1, 501))
     assert headers_of(messages[0])["ws2kafka.type"] == b"text"
+    # the config field selected websockets: the handshake was logged by its client only
+    clients = {r.name for r in caplog.records if r.name.endswith(".client")}
+    assert clients == {"ws2kafka.websockets.client"}
 
 
 async def test_binary_frames_are_produced_unchanged(kafka: KafkaBroker) -> None:
@@ -49,7 +59,7 @@ async def test_binary_frames_are_produced_unchanged(kafka: KafkaBroker) -> None:
 
     async with serve(handler, "127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        bridge = Bridge(bridge_spec(kafka, url, topic), name="raw", opener=PICOWS)
+        bridge = Bridge(bridge_spec(kafka, url, topic, connection=WEBSOCKETS), name="raw")
         await run_until(bridge, lambda: bridge.stats.delivered >= 4, "4 binary records")
     messages = kafka.consume_all(topic, expected=4)
     assert [value_of(m) for m in messages] == payloads
@@ -60,8 +70,8 @@ async def test_subscriptions_are_resent_after_every_reconnect(kafka: KafkaBroker
     topic = new_topic(kafka)
     subscribe = ['{"op":"subscribe","ch":"a"}', '{"op":"subscribe","ch":"b"}']
     async with SequenceFeed(wait_for_subscribe=True, close_after=50, close_code=1001) as feed:
-        spec = bridge_spec(kafka, feed.url, topic, subscribe=subscribe)
-        bridge = Bridge(spec, name="resub", opener=PICOWS)
+        spec = bridge_spec(kafka, feed.url, topic, subscribe=subscribe, connection=WEBSOCKETS)
+        bridge = Bridge(spec, name="resub")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 150, "3 connections")
     assert len(feed.connections) >= 3
     assert all(conn.messages == subscribe for conn in feed.connections)
@@ -73,7 +83,7 @@ async def test_subscriptions_are_resent_after_every_reconnect(kafka: KafkaBroker
 async def test_graceful_stop_under_load_loses_nothing(kafka: KafkaBroker) -> None:
     topic = new_topic(kafka)
     async with SequenceFeed(pad=200) as feed:
-        bridge = Bridge(bridge_spec(kafka, feed.url, topic), name="stop", opener=PICOWS)
+        bridge = Bridge(bridge_spec(kafka, feed.url, topic, connection=WEBSOCKETS), name="stop")
         summary = await run_until(bridge, lambda: bridge.stats.received >= 20_000, "load")
     assert summary.exit_code == ExitCode.OK
     assert summary.undelivered == 0
@@ -93,9 +103,9 @@ async def test_half_open_connection_is_detected_by_ping_timeout(kafka: KafkaBrok
 
     async with serve(silent, "127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        connection = {"pingIntervalSeconds": 0.2, "pingTimeoutSeconds": 0.5}
+        connection = {**WEBSOCKETS, "pingIntervalSeconds": 0.2, "pingTimeoutSeconds": 0.5}
         spec = bridge_spec(kafka, url, topic, connection=connection)
-        bridge = Bridge(spec, name="halfopen", opener=PICOWS)
+        bridge = Bridge(spec, name="halfopen")
         task = asyncio.create_task(bridge.run())
         started = time.monotonic()
         try:
@@ -121,8 +131,8 @@ async def test_401_is_an_authentication_failure_and_max_attempts_gives_up(
     async with serve(lambda ws: ws.wait_closed(), "127.0.0.1", 0, process_request=reject) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         reconnect = {"initialDelaySeconds": 0.01, "maxDelaySeconds": 0.05, "maxAttempts": 3}
-        spec = bridge_spec(kafka, url, topic, reconnect=reconnect)
-        bridge = Bridge(spec, name="denied", opener=PICOWS)
+        spec = bridge_spec(kafka, url, topic, reconnect=reconnect, connection=WEBSOCKETS)
+        bridge = Bridge(spec, name="denied")
         summary = await asyncio.wait_for(bridge.run(), 30)
     assert summary.exit_code == ExitCode.GAVE_UP
     assert bridge.stats.state is ConnectionState.GAVE_UP
@@ -140,7 +150,7 @@ async def test_a_frame_above_max_frame_bytes_closes_with_1009_and_reconnects(
 
     async with serve(handler, "127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        spec = bridge_spec(kafka, url, topic, connection={"maxFrameBytes": 1024})
-        bridge = Bridge(spec, name="big", opener=PICOWS)
+        spec = bridge_spec(kafka, url, topic, connection={**WEBSOCKETS, "maxFrameBytes": 1024})
+        bridge = Bridge(spec, name="big")
         await run_until(bridge, lambda: bridge.stats.close_codes.get(1009, 0) >= 2, "2 closes")
     assert bridge.stats.received == 0
