@@ -453,6 +453,24 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return table
 
 
+def summarize_latency(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per rate and variant: the median of each percentile over the repeated runs."""
+    rows = []
+    for rate in sorted({r["rate"] for r in runs if r["rate"]}):
+        for variant in VARIANTS:
+            mine = [r for r in runs if r["rate"] == rate and r["variant"] == variant]
+            if not mine:
+                continue
+            row: dict[str, Any] = {"rate": rate, "variant": variant, "runs": len(mine)}
+            for quantile in ("p50", "p99", "p999"):
+                row[quantile] = statistics.median(r["latency_ms"][quantile] for r in mine)
+            row["p99_min"] = min(r["latency_ms"]["p99"] for r in mine)
+            row["p99_max"] = max(r["latency_ms"]["p99"] for r in mine)
+            row["exact_once"] = all(r["exact_once"] for r in mine)
+            rows.append(row)
+    return rows
+
+
 def plot(table: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -497,7 +515,19 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="write the JSON here too")
     parser.add_argument("--plot", type=Path, help="write the throughput PNG here")
     parser.add_argument(
-        "--sizes", type=int, nargs="+", choices=SIZES, default=SIZES, help="frame sizes (bytes)"
+        "--sizes",
+        type=int,
+        nargs="*",
+        choices=SIZES,
+        default=SIZES,
+        help="frame sizes of the flat-out runs (bytes; none: no throughput runs)",
+    )
+    parser.add_argument(
+        "--rates",
+        type=int,
+        nargs="*",
+        default=RATES,
+        help="msg/s of the latency runs (200 B frames; none: no latency runs)",
     )
     parser.add_argument(
         "--variants",
@@ -540,17 +570,24 @@ def main() -> None:
                     run = bench.run(variant, size, count)
                     print(json.dumps(_brief(run)), file=sys.stderr)
                     runs.append(run)
-        for rate in RATES:
-            # the produce ceiling at the same rate is the latency baseline: Kafka's own share
-            latency_variants = [v for v in args.variants if v.startswith("bridge-")]
-            if CEILING_PRODUCE in args.variants:
-                latency_variants.insert(0, CEILING_PRODUCE)
-            for variant in latency_variants:
-                run = bench.run(variant, 200, rate * latency_seconds, rate)
-                print(json.dumps(_brief(run)), file=sys.stderr)
-                runs.append(run)
+        # the produce ceiling at the same rate is the latency baseline: Kafka's own share
+        latency_variants = [v for v in args.variants if v.startswith("bridge-")]
+        if CEILING_PRODUCE in args.variants:
+            latency_variants.insert(0, CEILING_PRODUCE)
+        for rate in args.rates:
+            for _ in range(repeats):
+                for variant in latency_variants:
+                    run = bench.run(variant, 200, rate * latency_seconds, rate)
+                    print(json.dumps(_brief(run)), file=sys.stderr)
+                    runs.append(run)
     table = summarize(runs)
-    report = {"machine": describe(), "command": " ".join(sys.argv), "table": table, "runs": runs}
+    report = {
+        "machine": describe(),
+        "command": " ".join(sys.argv),
+        "table": table,
+        "latency": summarize_latency(runs),
+        "runs": runs,
+    }
     text = json.dumps(report, indent=2)
     print(text)
     if args.output:

@@ -362,8 +362,10 @@ class BufferSpec(Model):
 
     max_messages: int = Field(default=10_000, ge=1, le=10_000_000)
     """Frames received but not yet acknowledged by Kafka, at most."""
-    max_bytes: int = Field(default=64 * 1_048_576, ge=1024, le=16 * 1024 * 1_048_576)
-    """Their payload bytes, at most."""
+    max_bytes: int = Field(default=32 * 1_048_576, ge=1024, le=16 * 1024 * 1_048_576)
+    """Their payload bytes, at most. librdkafka holds its own copy of what it was handed, so
+    the bridge's memory grows by up to twice this; 32 MiB keeps a bridge of large frames
+    under 150 MB (docs/performance.md)."""
     overflow: Overflow = Overflow.BLOCK
     """``block`` stops reading the socket (TCP pushes back on the server; its pings are answered
     once reading resumes, and the bridge's own keepalive is suspended meanwhile), ``dropOldest``
