@@ -9,6 +9,7 @@ Prometheus collector reads these values at scrape time.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -59,12 +60,8 @@ class LatencyHistogram:
     total: float = 0.0
 
     def observe(self, seconds: float) -> None:
-        index = 0
-        for bound in LATENCY_BUCKETS:
-            if seconds <= bound:
-                break
-            index += 1
-        self.counts[index] += 1
+        """Count one latency (called per delivered record: a C bisect, not a Python loop)."""
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.total += seconds
 
 
