@@ -37,8 +37,9 @@ crds: venv  ## regenerate crds/websocketsource.yaml from bridge/config.py
 	$(BIN)/ws2kafka crds --write
 
 bench: stack  ## benchmarks: bridge vs ceilings, operator scale (JSON in docs/)
-	$(BIN)/python bench/run.py --output docs/performance.json --plot docs/performance.png
+	$(BIN)/python bench/run.py --repeats 5 --output docs/performance.json --plot docs/performance.png
 	$(BIN)/python bench/operator_scale.py --output docs/operator-scale.json
+	$(BIN)/python bench/hot_path.py --output docs/hot-path.json
 
 lint: venv  ## ruff, mypy --strict, hadolint
 	$(BIN)/ruff check .
@@ -47,6 +48,7 @@ lint: venv  ## ruff, mypy --strict, hadolint
 	$(BIN)/mypy tests
 	$(BIN)/mypy bench/run.py
 	$(BIN)/mypy bench/operator_scale.py
+	$(BIN)/mypy bench/hot_path.py
 	$(BIN)/hadolint Dockerfile
 
 test: lint stack  ## the whole suite: lint, then pytest against a real Kafka broker and API server

@@ -1,0 +1,197 @@
+"""ws2kafka hot path: the bridge's CPU per frame, without sockets, against produce() alone.
+
+Run from the repository root: ``.venv/bin/python bench/hot_path.py [--output FILE]``.
+
+The whole-system numbers (``bench/run.py``) say how fast the bridge is; this says where its
+time goes. A real ``Bridge`` reads pre-made 200 B text frames from an in-memory connection
+that hands them over in bursts (as a socket read delivers many frames at once) and produces
+them with a real confluent-kafka producer whose broker is unreachable, so ``produce()`` only
+queues, as it does on a healthy broker. The baseline, measured in the same run, is that
+producer's ``produce()`` of the same records: what any bridge must pay. The difference is the
+bridge's own Python work per frame. Then its parts, one by one (``timeit``). Prints JSON; CPU
+costs are medians over ``--repeats`` runs, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import timeit
+from pathlib import Path
+from typing import Any
+
+from websockets.exceptions import ConnectionClosedOK
+
+from ws2kafka.bridge.flow import FlowControl
+from ws2kafka.bridge.framing import RecordBuilder
+from ws2kafka.bridge.service import Bridge
+from ws2kafka.bridge.sink import KafkaSink
+from ws2kafka.bridge.source import SourceConnection
+from ws2kafka.bridge.stats import BridgeStats, LatencyHistogram
+from ws2kafka.devstack.harness import bridge_spec
+from ws2kafka.devstack.machine import describe
+from ws2kafka.devstack.waiting import until
+
+#: A closed port: producing only queues, and nothing is ever delivered.
+NO_BROKER = "127.0.0.1:1"
+FRAME = ('{"seq":1,"price":"42012.50","qty":"0.015","side":"buy","pad":"' + "x" * 200)[:198] + '"}'
+#: Frames a burst hands over without suspending (a 256 KiB socket read holds ~1,200).
+BURST = 200
+
+
+class Bursts:
+    """An in-memory connection: ``frames`` copies of FRAME, ``BURST`` at a time, then closed."""
+
+    subprotocol = None
+
+    def __init__(self, frames: int) -> None:
+        self._left = frames
+        self.first_recv = 0.0
+
+    @property
+    def transport(self) -> Any:
+        return self
+
+    def abort(self) -> None:
+        """Nothing to abort."""
+
+    async def recv(self) -> str:
+        if not self.first_recv:
+            self.first_recv = time.perf_counter()
+        if self._left == 0:
+            raise ConnectionClosedOK(None, None)
+        self._left -= 1
+        if self._left % BURST == 0:
+            await asyncio.sleep(0)  # the end of a burst: the loop runs its callbacks
+        return FRAME
+
+    async def send(self, message: str) -> None:
+        """No subscriptions here."""
+
+    async def ping(self) -> Any:
+        raise NotImplementedError
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Closed already."""
+
+
+def spec(frames: int) -> Any:
+    """A bridge whose buffer and producer queue hold every frame: nothing waits for Kafka."""
+    return bridge_spec(
+        NO_BROKER,
+        "ws://127.0.0.1:1",
+        "hot",
+        buffer={"maxMessages": frames + 1, "maxBytes": 1 << 33},
+        drainTimeoutSeconds=0.1,
+        reconnect={"maxAttempts": 1},
+    )
+
+
+def record_builder(the_spec: Any) -> RecordBuilder:
+    """The builder of a bridge's connection, as the bridge makes it."""
+    return RecordBuilder(
+        the_spec.kafka, source="hot", connection_id="c0", inflate=the_spec.connection.inflate
+    )
+
+
+async def bridge_per_frame(frames: int) -> float:
+    """µs of wall time per frame from the first read to the last record handed to librdkafka."""
+    connection = Bursts(frames)
+
+    async def opener(*_: object) -> SourceConnection:
+        return connection
+
+    bridge = Bridge(spec(frames), name="hot", opener=opener)
+    task = asyncio.create_task(bridge.run())
+    await until(
+        lambda: bridge.stats.handed >= frames or task.done(), 600, "every frame", interval=0.001
+    )
+    elapsed = time.perf_counter() - connection.first_recv
+    bridge.stop()
+    await task
+    return elapsed / frames * 1e6
+
+
+def produce_per_frame(frames: int) -> float:
+    """µs per ``produce()`` of the bridge's own records, on the bridge's own producer config."""
+    the_spec = spec(frames)
+    builder = record_builder(the_spec)
+    now_us = time.time_ns() // 1000
+    records = [builder.build(FRAME.encode(), False, now_us, seq) for seq in range(1, frames + 1)]
+    stats = BridgeStats()
+    sink = KafkaSink(
+        the_spec.kafka,
+        stats,
+        window=frames,
+        max_bytes=1 << 33,
+        client_id="hot-baseline",
+        on_settled=lambda: None,
+        on_refused=lambda _: None,
+    )
+    started = time.perf_counter()
+    for index in range(0, frames, BURST):
+        sink.produce(records[index : index + BURST])
+    elapsed = time.perf_counter() - started
+    asyncio.run(sink.close())
+    return elapsed / frames * 1e6
+
+
+def parts() -> dict[str, float]:
+    """µs per call of each step the read loop takes per frame."""
+    the_spec = spec(10)
+    builder = record_builder(the_spec)
+    payload = FRAME.encode()
+    record = builder.build(payload, False, 1_764_300_000_000_000, 1)
+    flow = FlowControl(the_spec.buffer, BridgeStats())
+    histogram = LatencyHistogram()
+
+    def admit() -> None:
+        flow.admit(record)
+        flow.take()
+
+    steps = {
+        "text_frame_encode": lambda: FRAME.encode(),
+        "record_builder_build": lambda: builder.build(payload, False, 1_764_300_000_000_000, 1),
+        "flow_admit_and_take": admit,
+        "clocks": lambda: (time.time_ns(), time.monotonic()),
+        "latency_histogram_observe": lambda: histogram.observe(0.004),
+    }
+    number = 200_000
+    return {
+        name: min(timeit.repeat(step, number=number, repeat=5)) / number * 1e6
+        for name, step in steps.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=200_000, help="frames per run")
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each measurement")
+    parser.add_argument("--output", type=Path, help="write the JSON here too")
+    args = parser.parse_args()
+    bridge = [asyncio.run(bridge_per_frame(args.frames)) for _ in range(args.repeats)]
+    produce = [produce_per_frame(args.frames) for _ in range(args.repeats)]
+    report = {
+        "machine": describe(),
+        "command": " ".join(sys.argv),
+        "frame_bytes": len(FRAME),
+        "us_per_frame": {
+            "bridge_read_loop": statistics.median(bridge),
+            "produce_baseline": statistics.median(produce),
+            "bridge_overhead": statistics.median(bridge) - statistics.median(produce),
+        },
+        "runs": {"bridge_read_loop": bridge, "produce_baseline": produce},
+        "parts_us": parts(),
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.output:
+        args.output.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
