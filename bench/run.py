@@ -425,10 +425,13 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     table: list[dict[str, Any]] = []
     for size in SIZES:
         rows = {}
-        for variant in VARIANTS:
-            mine = [
+        by_variant = {
+            variant: [
                 r for r in runs if r["variant"] == variant and r["size"] == size and not r["rate"]
             ]
+            for variant in VARIANTS
+        }
+        for variant, mine in by_variant.items():
             if not mine:
                 continue
             rates = [r["msgs_per_s"] for r in mine]
@@ -449,8 +452,28 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             ceiling = min(rows[CEILING_WS]["msgs_per_s"], rows[CEILING_PRODUCE]["msgs_per_s"])
             for row in rows.values():
                 row["ratio_to_min_ceiling"] = row["msgs_per_s"] / ceiling
+                row["paired_ratio_median"] = paired_ratio(
+                    by_variant[row["variant"]], by_variant[CEILING_WS], by_variant[CEILING_PRODUCE]
+                )
         table.extend(rows.values())
     return table
+
+
+def paired_ratio(
+    mine: list[dict[str, Any]],
+    ceiling_ws: list[dict[str, Any]],
+    ceiling_produce: list[dict[str, Any]],
+) -> float:
+    """The median over repeats of each run's ratio to the ceilings measured in the same repeat.
+
+    The broker's speed drifts during a run (the ceilings vary by a third between repeats);
+    a run compared with its neighbours in time is steadier than medians compared with medians.
+    """
+    ratios: list[float] = [
+        run["msgs_per_s"] / min(ws["msgs_per_s"], produce["msgs_per_s"])
+        for run, ws, produce in zip(mine, ceiling_ws, ceiling_produce, strict=True)
+    ]
+    return statistics.median(ratios)
 
 
 def summarize_latency(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -240,7 +240,7 @@ class ConnectionSpec(Model):
     inflate: Inflate = Inflate.NONE
     """Decompress binary frames (gzip or zlib) before producing them."""
     client: Client = Client.PICOWS
-    """``picows`` (the default: the bridge runs 1.4-1.9x faster with it, see
+    """``picows`` (the default: the bridge runs up to 1.5x faster with it, see
     docs/performance.md) or ``websockets``, the reference implementation kept as a fallback:
     both pass the same tests; select websockets if a server trips picows, or to tell a client
     problem from a feed problem."""

@@ -9,7 +9,7 @@ the same spec and ``build_connect_kwargs`` arguments and raises the same
 ``describe_failure`` classifies its failures exactly like those of the websockets client.
 
 It runs on ``picows.websockets`` (the websockets client API implemented on picows, with
-permessage-deflate). It is the default client: the bridge runs 1.4-1.9x faster with it than
+permessage-deflate). It is the default client: the bridge runs up to 1.5x faster with it than
 with websockets (see docs/performance.md), which stays selectable as the fallback.
 """
 
