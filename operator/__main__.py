@@ -136,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         "bridge_image": args.bridge_image,
         "heartbeat_timeout_seconds": args.heartbeat_timeout,
     }
-    settings = OperatorSettings.from_env(**overrides)
+    try:
+        settings = OperatorSettings.from_env(**overrides)
+    except ValueError as exc:  # pydantic's ValidationError too: it names the setting
+        print(f"ws2kafka-operator: invalid settings: {exc}", file=sys.stderr)
+        return 2
     asyncio.run(run_operator(settings, args.metrics_port))
     return 0
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from . import constants as c
-from .settings import OperatorSettings
+from .settings import BridgePod, OperatorSettings
 
 Manifest = dict[str, Any]
 
@@ -213,7 +213,20 @@ def _pod_spec(
             {"name": "config", "configMap": {"name": name}},
             {"name": "tmp", "emptyDir": {}},
         ],
+        **_placement(settings.bridge_pod),
     }
+
+
+def _placement(pod: BridgePod) -> Manifest:
+    """The operator's pod settings that are set (an empty one is left to the cluster)."""
+    fields: Manifest = {
+        "imagePullSecrets": [{"name": name} for name in pod.image_pull_secrets],
+        "nodeSelector": dict(pod.node_selector),
+        "tolerations": list(pod.tolerations),
+        "affinity": dict(pod.affinity),
+        "priorityClassName": pod.priority_class_name,
+    }
+    return {key: value for key, value in fields.items() if value}
 
 
 def _probe(path: str, *, period: int, failures: int) -> Manifest:

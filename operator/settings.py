@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 
 class Mode(StrEnum):
@@ -15,6 +18,25 @@ class Mode(StrEnum):
     """One Deployment (bridge pod) per source: production."""
     INLINE = "inline"
     """Every bridge inside the operator process: local use and small installs."""
+
+
+class BridgePod(BaseModel):
+    """Where bridge pods run and how their image is pulled (pod mode), as in a PodSpec.
+
+    Set as JSON in ``WS2KAFKA_OPERATOR_BRIDGE_POD`` (the Helm chart's ``bridge.*`` values). The
+    Secrets named in ``imagePullSecrets`` must exist in the namespace of each source: bridge
+    pods run there, under a ServiceAccount of their own.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: dict[str, Any] = Field(default_factory=dict)
+    priority_class_name: str = ""
 
 
 class OperatorSettings(BaseModel):
@@ -40,14 +62,30 @@ class OperatorSettings(BaseModel):
     """How often the operator re-derives conditions from the facts."""
     event_interval_seconds: float = Field(default=60.0, ge=0)
     """At most one Event per resource and reason in this many seconds."""
+    bridge_pod: BridgePod = Field(default_factory=BridgePod)
+    """Scheduling and image pull secrets of bridge pods."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> OperatorSettings:
         """Defaults, overridden by ``WS2KAFKA_OPERATOR_<FIELD>`` variables, then by flags."""
         values: dict[str, object] = {}
         for name in cls.model_fields:
-            raw = os.environ.get(f"WS2KAFKA_OPERATOR_{name.upper()}")
-            if raw is not None:
-                values[name] = raw.split(",") if name == "namespaces" else raw
+            variable = f"WS2KAFKA_OPERATOR_{name.upper()}"
+            raw = os.environ.get(variable)
+            if raw is None:
+                continue
+            if name == "namespaces":
+                values[name] = raw.split(",")
+            elif name == "bridge_pod":
+                values[name] = _json(variable, raw)
+            else:
+                values[name] = raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
+
+
+def _json(variable: str, raw: str) -> object:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{variable} is not JSON: {exc}") from None

@@ -40,7 +40,7 @@ from ws2kafka.operator.resources import (
     build_service_account,
     child_name,
 )
-from ws2kafka.operator.settings import OperatorSettings
+from ws2kafka.operator.settings import BridgePod, OperatorSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "ws2kafka"
@@ -403,7 +403,14 @@ def test_rendered_objects_pass_server_validation(
 def test_operator_pod_is_hardened_and_runs_a_valid_command(
     kube: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    values = {"watchNamespaces": ["team-a", "team-b"], "bridge": {"image": "registry.example/b:1"}}
+    toleration = {"key": "feeds", "operator": "Exists", "effect": "NoSchedule"}
+    bridge = {
+        "image": "registry.example/b:1",
+        "imagePullSecrets": [{"name": "registry"}],
+        "nodeSelector": {"pool": "feeds"},
+        "tolerations": [toleration],
+    }
+    values = {"watchNamespaces": ["team-a", "team-b"], "bridge": bridge}
     docs = yaml.safe_load_all(render(kube, tmp_path, "ops", values))
     [deployment] = [doc for doc in docs if doc and doc["kind"] == "Deployment"]
     assert deployment["spec"]["replicas"] == 1
@@ -447,6 +454,11 @@ def test_operator_pod_is_hardened_and_runs_a_valid_command(
         "report_interval_seconds": 5.0,
         "condition_interval_seconds": 5.0,
         "event_interval_seconds": 60.0,
+        "bridge_pod": BridgePod(
+            image_pull_secrets=["registry"],
+            node_selector={"pool": "feeds"},
+            tolerations=[toleration],
+        ),
     }
     assert {field: getattr(settings, field) for field in expected} == expected
     assert len(container["env"]) == len(expected), "every variable is an operator setting"

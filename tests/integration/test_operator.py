@@ -48,6 +48,14 @@ def crd(kube: ControlPlane) -> None:
     kube.kubectl("wait", "--for=condition=Established", "crd/websocketsources.ws2kafka.dev")
 
 
+#: The operator's bridge pod settings (``WS2KAFKA_OPERATOR_BRIDGE_POD``, Helm's ``bridge.*``).
+BRIDGE_POD = {
+    "imagePullSecrets": ["registry"],
+    "nodeSelector": {"pool": "feeds"},
+    "tolerations": [{"key": "feeds", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
 def start_operator(kube: ControlPlane, workdir: Path, mode: str, pattern: str) -> ManagedProcess:
     process = ManagedProcess(
         f"operator-{mode}",
@@ -68,6 +76,7 @@ def start_operator(kube: ControlPlane, workdir: Path, mode: str, pattern: str) -
             **kube.env(),
             "WS2KAFKA_OPERATOR_CONDITION_INTERVAL_SECONDS": "1",
             "WS2KAFKA_OPERATOR_REPORT_INTERVAL_SECONDS": "1",
+            "WS2KAFKA_OPERATOR_BRIDGE_POD": json.dumps(BRIDGE_POD),
         },
     )
     process.wait_until(
@@ -167,6 +176,11 @@ def test_pod_mode_renders_children_without_copying_secrets(
     container = pod["containers"][0]
     assert container["args"][:2] == ["ws2kafka-operator", "bridge"]
     assert pod["serviceAccountName"] == "trades-bridge"
+    assert pod["imagePullSecrets"] == [{"name": "registry"}]  # the operator's bridge pod settings
+    assert (pod["nodeSelector"], pod["tolerations"]) == (
+        BRIDGE_POD["nodeSelector"],
+        BRIDGE_POD["tolerations"],
+    )
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"

@@ -143,3 +143,14 @@ exact names; without the permission it retries for about a minute before it star
   resources: ["namespaces"]
   verbs: ["list", "watch"]
 {{- end }}
+
+{{/*
+The operator's bridge pod settings (WS2KAFKA_OPERATOR_BRIDGE_POD), as JSON: pull secrets by
+name, scheduling as in a PodSpec.
+*/}}
+{{- define "ws2kafka.bridgePod" -}}
+{{- $secrets := list -}}
+{{- range .Values.bridge.imagePullSecrets }}{{ $secrets = append $secrets .name }}{{ end -}}
+{{- $pod := dict "imagePullSecrets" $secrets "nodeSelector" .Values.bridge.nodeSelector "tolerations" .Values.bridge.tolerations "affinity" .Values.bridge.affinity "priorityClassName" .Values.bridge.priorityClassName -}}
+{{- toJson $pod -}}
+{{- end }}

@@ -7,7 +7,7 @@ from ws2kafka.operator.resources import (
     build_role,
     render_source,
 )
-from ws2kafka.operator.settings import OperatorSettings
+from ws2kafka.operator.settings import BridgePod, OperatorSettings
 
 SPEC = {
     "url": "wss://feed.example/ws",
@@ -60,6 +60,31 @@ def test_deployment_is_hardened_and_suspend_scales_to_zero() -> None:
     assert container["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
     suspended = build_deployment("src", "ns", rendered, OperatorSettings(), suspended=True)
     assert suspended["spec"]["replicas"] == 0
+
+
+def test_bridge_pods_get_the_operators_placement_and_pull_secrets_only_when_set() -> None:
+    rendered = render_source(SPEC)
+    plain = build_deployment("src", "ns", rendered, OperatorSettings(), suspended=False)
+    placement = ("imagePullSecrets", "nodeSelector", "tolerations", "affinity", "priorityClassName")
+    assert not set(placement) & set(plain["spec"]["template"]["spec"])
+    pod = BridgePod.model_validate(
+        {
+            "imagePullSecrets": ["registry"],
+            "nodeSelector": {"pool": "feeds"},
+            "tolerations": [{"key": "feeds", "operator": "Exists", "effect": "NoSchedule"}],
+            "priorityClassName": "high",
+        }
+    )
+    settings = OperatorSettings(bridge_pod=pod)
+    spec = build_deployment("src", "ns", rendered, settings, suspended=False)["spec"]
+    template = spec["template"]["spec"]
+    assert template["imagePullSecrets"] == [{"name": "registry"}]
+    assert template["nodeSelector"] == {"pool": "feeds"}
+    assert template["tolerations"] == [
+        {"key": "feeds", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert template["priorityClassName"] == "high"
+    assert "affinity" not in template
 
 
 def test_bridge_role_allows_only_its_own_status() -> None:
