@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ from ws2kafka.bridge.sink import KafkaSink
 from ws2kafka.bridge.source import SourceConnection
 from ws2kafka.bridge.stats import BridgeStats, LatencyHistogram
 from ws2kafka.devstack.harness import bridge_spec
-from ws2kafka.devstack.machine import describe
+from ws2kafka.devstack.machine import describe, emit
 from ws2kafka.devstack.waiting import until
 
 #: A closed port: producing only queues, and nothing is ever delivered.
@@ -187,10 +186,7 @@ def main() -> None:
         "runs": {"bridge_read_loop": bridge, "produce_baseline": produce},
         "parts_us": parts(),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ from ws2kafka.devstack.loadfeed import (
     number_batch,
     sequence_of,
 )
-from ws2kafka.devstack.machine import cpu_seconds, describe
+from ws2kafka.devstack.machine import cpu_seconds, describe, emit
 from ws2kafka.devstack.processes import ManagedProcess
 from ws2kafka.devstack.waiting import wait_until
 from ws2kafka.operator.constants import GROUP, PLURAL, VERSION
@@ -618,10 +618,7 @@ def main() -> None:
                     FRAMES_PER_SOURCE[size],
                     args.client,
                 )
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
 
 
 if __name__ == "__main__":

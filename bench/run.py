@@ -43,7 +43,7 @@ from ws2kafka.devstack.loadfeed import (
     sent_at_ms,
     sequence_of,
 )
-from ws2kafka.devstack.machine import cpu_seconds, describe
+from ws2kafka.devstack.machine import cpu_seconds, describe, emit
 
 if TYPE_CHECKING:
     from ws2kafka.bridge.framing import Record
@@ -616,10 +616,7 @@ def main() -> None:
         "runs": runs,
         "broker_warm_up": broker_warm_up,
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
+    emit(report, args.output)
     if args.plot:
         plot(table, args.plot)
 

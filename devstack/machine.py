@@ -1,7 +1,8 @@
-"""What a benchmark report says about where it ran, and the process's own CPU time."""
+"""A benchmark report: where it ran, the process's own CPU time, and its JSON output."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -29,3 +30,11 @@ def cpu_seconds() -> float:
     """User + system CPU seconds of this process so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def emit(report: dict[str, Any], output: Path | None) -> None:
+    """The report as JSON on stdout, and in ``output`` when given."""
+    text = json.dumps(report, indent=2)
+    sys.stdout.write(text + "\n")
+    if output is not None:
+        output.write_text(text + "\n")
