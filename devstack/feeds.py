@@ -314,6 +314,15 @@ async def send_invalid_utf8(ws: ServerConnection) -> None:
     await ws.send(b'{"seq": \xff}', text=True)
 
 
+#: Every protocol violation a hostile feed can commit, by test id, with the close code the
+#: bridge must answer it with.
+VIOLATIONS: dict[str, tuple[Callable[[ServerConnection], Awaitable[None]], int]] = {
+    "1009": (send_oversized_frame, 1009),
+    "1009-fragments": (send_oversized_fragments, 1009),
+    "1007": (send_invalid_utf8, 1007),
+}
+
+
 class HostileFeed:
     """Sends two numbered frames (``{"seq": n}``, numbering across connections), then a
     protocol violation, on the first connection only or on every one.

@@ -13,11 +13,9 @@ from websockets.asyncio.server import ServerConnection
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.devstack.feeds import (
     HOSTILE_FRAME_LIMIT,
+    VIOLATIONS,
     HostileFeed,
     SequenceFeed,
-    send_invalid_utf8,
-    send_oversized_fragments,
-    send_oversized_frame,
 )
 from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_until, seqs
 from ws2kafka.devstack.kafka import KafkaBroker
@@ -27,8 +25,8 @@ pytestmark = pytest.mark.kafka
 
 @pytest.mark.parametrize(
     ("violation", "close_code"),
-    [(send_oversized_frame, 1009), (send_oversized_fragments, 1009), (send_invalid_utf8, 1007)],
-    ids=["1009", "1009-fragments", "1007"],
+    list(VIOLATIONS.values()),
+    ids=list(VIOLATIONS),
 )
 async def test_a_bad_frame_closes_with_its_code_and_the_bridge_reconnects(
     kafka: KafkaBroker,

@@ -29,11 +29,9 @@ from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.feeds import (
     HOSTILE_FRAME_LIMIT,
+    VIOLATIONS,
     HostileFeed,
     SequenceFeed,
-    send_invalid_utf8,
-    send_oversized_fragments,
-    send_oversized_frame,
 )
 from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_until, seqs
 from ws2kafka.devstack.kafka import KafkaBroker
@@ -378,8 +376,8 @@ def test_a_ten_megabyte_subscription_in_a_resource_is_refused_clearly(
 @pytest.mark.kafka
 @pytest.mark.parametrize(
     ("violation", "close_code"),
-    [(send_oversized_frame, 1009), (send_oversized_fragments, 1009), (send_invalid_utf8, 1007)],
-    ids=["1009", "1009-fragments", "1007"],
+    list(VIOLATIONS.values()),
+    ids=list(VIOLATIONS),
 )
 async def test_a_feed_that_always_sends_a_bad_frame_gets_backoff_not_a_crash_loop(
     kafka: KafkaBroker,
