@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,6 +292,24 @@ class BroadcastFeed:
             if entry in self._live:
                 self._live.remove(entry)
             conn.close_code = ws.close_code
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """A TCP server that accepts connections and never answers (a stalled handshake, plain or
+    TLS); yields its port. The accepted sockets stay open until the server closes."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def keep_silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(keep_silent, "127.0.0.1", 0)
+    async with server:
+        try:
+            yield server.sockets[0].getsockname()[1]
+        finally:
+            for writer in accepted:
+                writer.close()
 
 
 #: The frame limit to configure on a bridge facing :func:`send_oversized_frame`.

@@ -17,7 +17,7 @@ from websockets.http11 import Request, Response
 
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
-from ws2kafka.devstack.feeds import SequenceFeed
+from ws2kafka.devstack.feeds import SequenceFeed, silent_server
 from ws2kafka.devstack.harness import (
     bridge_spec,
     headers_of,
@@ -272,14 +272,8 @@ async def test_key_from_json_pointer(kafka: KafkaBroker) -> None:
 
 async def test_connect_timeout_counts_a_silent_handshake(kafka: KafkaBroker) -> None:
     """A server that accepts TCP but never answers the upgrade must not hang the bridge."""
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)  # keep the socket open, say nothing
-
-    server = await asyncio.start_server(mute, "127.0.0.1", 0)
-    async with server:
-        url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with silent_server() as port:
+        url = f"ws://127.0.0.1:{port}"
         spec = bridge_spec(
             kafka,
             url,
@@ -290,8 +284,6 @@ async def test_connect_timeout_counts_a_silent_handshake(kafka: KafkaBroker) -> 
         started = time.monotonic()
         bridge = Bridge(spec, name="mute")
         summary = await asyncio.wait_for(bridge.run(), 30)
-        for writer in accepted:
-            writer.close()
     assert summary.exit_code == ExitCode.GAVE_UP
     assert bridge.stats.connect_failures == 3
     assert bridge.stats.errors == {"ConnectTimeout": 3}

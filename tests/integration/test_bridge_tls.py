@@ -19,7 +19,7 @@ import pytest
 
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
-from ws2kafka.devstack.feeds import SequenceFeed
+from ws2kafka.devstack.feeds import SequenceFeed, silent_server
 from ws2kafka.devstack.harness import bridge_spec, new_topic, run_until, seqs
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.processes import free_port
@@ -114,14 +114,8 @@ async def test_an_unknown_ca_fails_verification_and_the_bridge_keeps_retrying(
 
 async def test_connect_timeout_covers_a_stalled_tls_handshake(connection: dict[str, str]) -> None:
     """A peer that accepts TCP but never answers the TLS hello must not hang the bridge."""
-    accepted: list[asyncio.StreamWriter] = []
-
-    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(writer)  # keep the socket open, say nothing
-
-    server = await asyncio.start_server(mute, "127.0.0.1", 0)
-    async with server:
-        url = f"wss://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with silent_server() as port:
+        url = f"wss://127.0.0.1:{port}"
         spec = bridge_spec(
             f"127.0.0.1:{free_port()}",
             url,
@@ -132,8 +126,6 @@ async def test_connect_timeout_covers_a_stalled_tls_handshake(connection: dict[s
         started = time.monotonic()
         bridge = Bridge(spec, name="stalled")
         summary = await asyncio.wait_for(bridge.run(), 30)
-        for writer in accepted:
-            writer.close()
     assert summary.exit_code == ExitCode.GAVE_UP
     assert bridge.stats.errors == {"ConnectTimeout": 3}
     assert time.monotonic() - started < 5
