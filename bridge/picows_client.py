@@ -43,8 +43,7 @@ from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
 from .config import WebSocketSourceSpec
-from .errors import AuthenticationFailed, HandshakeFailed
-from .source import RedactHeaderValues, retry_after_seconds
+from .source import RedactHeaderValues, handshake_rejected
 
 #: The logger of the picows client (handshake, connection, picows itself): like
 #: ``source.CLIENT_LOG`` for websockets, its records never carry header secrets.
@@ -262,20 +261,16 @@ async def open_picows(spec: WebSocketSourceSpec, kwargs: dict[str, Any]) -> Pico
         response = exc.response
         assert response is not None  # picows sets it on every invalid status
         _log_handshake(None, response)
-        raise _rejected(int(response.status), response.headers.get("Retry-After")) from None
+        raise handshake_rejected(
+            int(response.status), response.headers.get("Retry-After")
+        ) from None
     except WSInvalidMessageError as exc:
         rejection = _unlisted_status(exc.raw_header) if exc.response is None else None
         if rejection is None:
             raise
-        raise _rejected(*rejection) from None
+        raise handshake_rejected(*rejection) from None
     assert isinstance(listener, _Listener)
     return PicowsConnection(listener)
-
-
-def _rejected(status: int, retry_after: str | None) -> HandshakeFailed:
-    if status in (401, 403):
-        return AuthenticationFailed(status)
-    return HandshakeFailed(status, retry_after_seconds(retry_after))
 
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3})(?: |$)")

@@ -129,11 +129,18 @@ async def open_connection(spec: WebSocketSourceSpec, kwargs: dict[str, Any]) -> 
     try:
         return await connect(spec.url, **kwargs)
     except InvalidStatus as exc:
-        status = exc.response.status_code
-        retry_after = retry_after_seconds(exc.response.headers.get("Retry-After"))
-        if status in (401, 403):
-            raise AuthenticationFailed(status) from None
-        raise HandshakeFailed(status, retry_after) from None
+        response = exc.response
+        raise handshake_rejected(
+            response.status_code, response.headers.get("Retry-After")
+        ) from None
+
+
+def handshake_rejected(status: int, retry_after: str | None) -> HandshakeFailed:
+    """The error of a handshake the server answered with ``status`` (and ``Retry-After``),
+    whichever client read it: 401/403 are AuthenticationFailed."""
+    if status in (401, 403):
+        return AuthenticationFailed(status)
+    return HandshakeFailed(status, retry_after_seconds(retry_after))
 
 
 def retry_after_seconds(value: str | None) -> float | None:
