@@ -51,6 +51,8 @@ exit codes:
   1  stopped, some received frames could not be delivered (see the final summary)
   2  invalid configuration (one line per problem, naming the field)
   3  gave up reconnecting after reconnect.maxAttempts failures
+  4  the Kafka producer failed fatally (librdkafka); what it held is counted as undelivered,
+     and a restart (a new producer) recovers
 """
 
 

@@ -27,6 +27,9 @@ from pydantic.alias_generators import to_camel
 
 from .errors import ConfigError
 
+#: The longest ``drainTimeoutSeconds``: an hour of Kafka outage rides out a shutdown.
+MAX_DRAIN_TIMEOUT_SECONDS: Final = 3600
+
 #: Largest subscription message: the whole spec is rendered into a ConfigMap (1 MiB at most).
 MAX_SUBSCRIBE_BYTES = 262_144
 
@@ -37,9 +40,22 @@ JsonPointer = Annotated[
 ]
 
 
-#: librdkafka properties that ``kafka.properties`` must not set: the bridge sets them itself
-#: (the CRD generator turns this set into the API server's CEL rule as well).
-RESERVED_PROPERTIES: Final = frozenset({"bootstrap.servers", "on_delivery", "error_cb", "stats_cb"})
+#: librdkafka properties that ``kafka.properties`` must not set: the bridge sets them itself,
+#: or its accounting depends on them (with ``delivery.report.only.error`` successful
+#: deliveries are never reported, so records would never settle and ``block`` would stall).
+#: The CRD generator turns this set into the API server's CEL rule as well.
+RESERVED_PROPERTIES: Final = frozenset(
+    {
+        "bootstrap.servers",
+        "delivery.report.only.error",
+        "dr_cb",
+        "dr_msg_cb",
+        "error_cb",
+        "logger",
+        "on_delivery",
+        "stats_cb",
+    }
+)
 
 
 class Model(BaseModel):
@@ -451,7 +467,7 @@ class WebSocketSourceSpec(Model):
     """Sequence-gap detection (off unless set)."""
     rotation: RotationSpec = Field(default_factory=RotationSpec)
     """Make-before-break rotation of the connection."""
-    drain_timeout_seconds: float = Field(default=25.0, gt=0, le=3600)
+    drain_timeout_seconds: float = Field(default=25.0, gt=0, le=MAX_DRAIN_TIMEOUT_SECONDS)
     """On shutdown, how long to wait for Kafka to acknowledge what was received."""
     suspend: bool = False
     """Stop the bridge without deleting the resource (the operator scales it to zero)."""

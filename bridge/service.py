@@ -25,17 +25,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Data
 
 from .config import Client, WebSocketSourceSpec
-from .errors import GaveUp
-from .flow import FlowControl
+from .errors import GaveUp, ProducerFatal
 from .framing import HEADER_SOURCE, FrameRejected, Record, RecordBuilder
 from .gaps import CONTROL_GAP, HEADER_CONTROL, Gap
+from .kafka_health import KafkaVerdict
 from .picows_client import open_picows
+from .pipeline import Pipeline, SinkFactory, kafka_sink
 from .policy import decide_retry, flaps_after
 from .ratelog import RateLimitedLog
 from .reporting import NullReporter, StateReporter, StatusSnapshot
 from .runstate import RunState, UncleanExit
 from .sequence import FrameChecks, SequenceGap
-from .sink import KafkaSink
 from .source import (
     Failure,
     Opener,
@@ -90,9 +90,6 @@ async def wait_event(event: asyncio.Event, timeout: float) -> bool:
     return event.is_set()
 
 
-#: Admitted records handed to the producer at once while frames keep arriving without a pause.
-HAND_OVER_BATCH = 512
-
 #: Seconds between two writes of the run-state file (the precision of a crash's gap).
 RUN_STATE_SECONDS = 1.0
 
@@ -108,6 +105,8 @@ class ExitCode:
     """Stopped, but some received frames could not be delivered (counted in the summary)."""
     CONFIG = 2
     GAVE_UP = 3
+    PRODUCER_FATAL = 4
+    """The Kafka producer failed fatally (librdkafka: it must be recreated): a restart does."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +137,7 @@ class Bridge:
         opener: Opener | None = None,
         summary_interval: float = SUMMARY_INTERVAL,
         state_file: Path | None = None,
+        sink_factory: SinkFactory = kafka_sink,
     ) -> None:
         self.spec = spec
         self.name = name
@@ -149,24 +149,23 @@ class Bridge:
         self._summary_interval = summary_interval
         self._run_state = RunState(state_file) if state_file is not None else None
         self._unclean = self._run_state.previous_unclean_exit() if self._run_state else None
-        self._flow = FlowControl(spec.buffer, self.stats)
         self._rejections = RateLimitedLog(log, "frames rejected", prefix=f"{name}: ")
         self._drops = RateLimitedLog(log, "frames dropped", prefix=f"{name}: ")
         self._drops_logged = 0
-        self._sink = KafkaSink(
-            spec.kafka,
-            self.stats,
-            window=self._flow.window,
-            max_bytes=spec.buffer.max_bytes,
-            client_id=f"ws2kafka-{name}",
-            on_settled=self._on_settled,
-            on_refused=self._rejections.add,
+        self._state_file_errors = RateLimitedLog(
+            log, "state-file writes failed", prefix=f"{name}: "
         )
+        self._pipeline = Pipeline(
+            spec,
+            self.stats,
+            name=name,
+            on_fatal=self._producer_failed,
+            on_refused=self._rejections.add,
+            sink_factory=sink_factory,
+        )
+        self._producer_fatal: ProducerFatal | None = None
         self._stopping = asyncio.Event()
-        self._settled = asyncio.Event()
         self._state_changed = asyncio.Event()
-        self._paused = False
-        self._resumed_monotonic = 0.0
         self._ws: SourceConnection | None = None
         self._end: Failure | None = None
         self._last_frame_monotonic = time.monotonic()
@@ -181,7 +180,6 @@ class Bridge:
         self._reauthenticate = False
         self._rotate_requested = asyncio.Event()
         self._successor: Successor | None = None
-        self._hand_over_scheduled = False
 
     # -- public API ---------------------------------------------------------------------
 
@@ -196,7 +194,7 @@ class Bridge:
             self._closing = asyncio.get_running_loop().create_task(
                 ws.close(1001, "ws2kafka shutting down")
             )
-        self._settled.set()
+        self._pipeline.wake()
 
     def rotate(self) -> None:
         """Replace the connection make-before-break (no effect unless connected).
@@ -209,7 +207,11 @@ class Bridge:
 
     def paused(self) -> bool:
         """Reading is paused by the ``block`` overflow policy."""
-        return self._paused
+        return self._pipeline.paused
+
+    def kafka_verdict(self) -> KafkaVerdict:
+        """The Kafka side in one reason (status, conditions)."""
+        return self._pipeline.kafka_verdict()
 
     @property
     def ready(self) -> bool:
@@ -220,8 +222,14 @@ class Bridge:
         return not stale_after or time.monotonic() - self._last_frame_monotonic < stale_after
 
     async def run(self) -> Summary:
-        """Run until stopped or given up; always drains and returns the final accounting."""
-        self._sink.start(asyncio.get_running_loop())
+        """Run until stopped, given up or the producer failed; always drains and returns the
+        final accounting.
+
+        One exit path: whatever ends the run (a stop, an error, a cancellation), the
+        background tasks are cancelled and awaited and the producer's poll thread is stopped
+        before ``run`` returns or raises, so nothing of a finished bridge lives on.
+        """
+        self._pipeline.start(asyncio.get_running_loop())
         background = [
             asyncio.create_task(self._report_forever(), name="report"),
             asyncio.create_task(self._summarize_forever(), name="summary"),
@@ -230,27 +238,48 @@ class Bridge:
         if self._run_state is not None:
             background.append(asyncio.create_task(self._persist_forever(), name="run-state"))
         try:
-            await self._connect_forever()
+            try:
+                await self._connect_forever()
+            finally:
+                summary = await self._drain()
         finally:
-            summary = await self._drain()
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            await self._report_now()
-            if self._run_state is not None:  # drained and accounted for: not a crash
-                self._run_state.write(
-                    connection_id=self.connection_id, received=self.stats.received, clean=True
-                )
+            await self._pipeline.close()
+        await self._report_now()
+        if self._run_state is not None:  # drained and accounted for: not a crash
+            await self._persist(clean=True)
         return summary
+
+    def _producer_failed(self, error: ProducerFatal) -> None:
+        """librdkafka cannot go on: stop reading (what is held is counted as undelivered)."""
+        self._producer_fatal = error
+        self.stats.last_error = f"ProducerFatal: {error}"
+        log.error("%s: the Kafka producer failed fatally (%s): stopping", self.name, error)
+        self.stop()
 
     async def _persist_forever(self) -> None:
         """Leave a trace every second, so a killed run is reported as a gap by the next."""
-        assert self._run_state is not None
         while True:
-            self._run_state.write(
-                connection_id=self.connection_id, received=self.stats.received, clean=False
-            )
+            await self._persist(clean=False)
             await asyncio.sleep(RUN_STATE_SECONDS)
+
+    async def _persist(self, *, clean: bool) -> None:
+        """Write the run-state file in a thread (a slow disk must not stall the reads); a
+        failed write is logged as a rate and retried at the next tick, never fatal."""
+        run_state = self._run_state
+        assert run_state is not None
+        try:
+            await asyncio.to_thread(
+                run_state.write,
+                connection_id=self.connection_id,
+                received=self.stats.received,
+                clean=clean,
+            )
+        except OSError as exc:
+            self._state_file_errors.add(f"{run_state.path}: {exc}")
+            self._state_file_errors.flush(force=clean)
 
     # -- connecting ---------------------------------------------------------------------
 
@@ -354,7 +383,7 @@ class Bridge:
             timestamp_ms=int(gap.reconnected_at * 1000),
             headers=[(HEADER_CONTROL, CONTROL_GAP), (HEADER_SOURCE, self.name.encode())],
         )
-        if not self._sink.produce_control(self.spec.gaps.topic, record, self._on_gap_delivery):
+        if not self._pipeline.produce_control(self.spec.gaps.topic, record, self._on_gap_delivery):
             self.stats.gap_records_refused += 1
             log.error("%s: the gap record could not be queued for Kafka", self.name)
 
@@ -513,25 +542,25 @@ class Bridge:
     async def _read(self, ws: SourceConnection, builder: RecordBuilder, first: Data | None) -> None:
         """The hot path: one iteration per frame, no logging, no JSON unless configured.
 
-        Records are handed to the producer once per loop wake-up (``_schedule_hand_over``),
+        Records are handed to the producer once per loop wake-up (``schedule_hand_over``),
         not once per frame: frames that arrived together are read without suspending, then
         produced as one batch.
         """
         stats = self.stats
-        flow = self._flow
-        admit = flow.admit
+        pipeline = self._pipeline
+        admit = pipeline.admit
         build = builder.build
         checks = self._checks
-        schedule = self._schedule_hand_over
+        schedule = pipeline.schedule_hand_over
         time_ns = time.time_ns
         recv: Callable[[], Awaitable[Data]] = ws.recv
         if first is not None:
             recv = _Replay(first, ws.recv)
         sequence = 0
-        pause = flow.must_pause()
+        pause = pipeline.must_pause()
         while True:
             if pause and not self._stopping.is_set():
-                await self._wait_for_room()
+                await pipeline.wait_for_room(self._stopping)
                 pause = False
             data = await recv()
             received_ns = time_ns()
@@ -548,51 +577,19 @@ class Bridge:
             self._last_frame_monotonic = time.monotonic()
             try:
                 record = build(payload, binary, received_ns // 1000, sequence)
-            except FrameRejected as exc:
-                stats.rejected_frames += 1
-                self._rejections.add(str(exc))
-                continue
-            if checks is not None and not checks.admit(record.value):
+                if checks is not None and not checks.admit(record.value):
+                    continue
+            except Exception as exc:  # a frame, however hostile, never ends the read loop
+                self._reject(exc)
                 continue
             pause = admit(record)
             schedule()
 
-    def _schedule_hand_over(self) -> None:
-        """Hand the admitted records to the producer at the next loop iteration (once), or
-        now when a full batch is waiting, so librdkafka's batches fill while frames pour in."""
-        if self._flow.pending >= HAND_OVER_BATCH:
-            self._hand_over()
-        elif not self._hand_over_scheduled:
-            self._hand_over_scheduled = True
-            asyncio.get_running_loop().call_soon(self._scheduled_hand_over)
-
-    def _scheduled_hand_over(self) -> None:
-        self._hand_over_scheduled = False
-        self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Give the producer what the window allows; what its queue refuses goes back."""
-        batch = self._flow.take()
-        if batch:
-            taken = self._sink.produce(batch)
-            if taken < len(batch):
-                self._flow.give_back(batch[taken:])
-
-    async def _wait_for_room(self) -> None:
-        """Overflow policy ``block``: stop reading until the buffer drains below the watermark."""
-        self._paused = True
-        try:
-            while not self._flow.may_resume() and not self._stopping.is_set():
-                self._settled.clear()
-                await self._settled.wait()
-        finally:
-            self._paused = False
-            self._resumed_monotonic = time.monotonic()
-
-    def _on_settled(self) -> None:
-        """Called on the loop by the poll thread when records were acknowledged."""
-        self._hand_over()
-        self._settled.set()
+    def _reject(self, exc: Exception) -> None:
+        """Count a frame that cannot become a record, by reason, and log it as a rate."""
+        reason = "FrameRejected" if isinstance(exc, FrameRejected) else type(exc).__name__
+        self.stats.reject(reason)
+        self._rejections.add(f"{reason}: {exc}"[:300])
 
     def _alive_since(self, moment: float) -> bool:
         """Whether silence since ``moment`` proves nothing about the peer.
@@ -600,9 +597,10 @@ class Bridge:
         While reading is paused (overflow ``block``), neither pongs nor frames can be read, and
         just after a resume they wait behind the backlog; a data frame proves the peer alive.
         """
+        pipeline = self._pipeline
         return (
-            self._paused
-            or self._resumed_monotonic >= moment
+            pipeline.paused
+            or pipeline.resumed_monotonic >= moment
             or self._last_frame_monotonic >= moment
         )
 
@@ -690,7 +688,8 @@ class Bridge:
         stale_after = self.spec.connection.stale_after_seconds
         while True:
             await asyncio.sleep(min(stale_after / 4, 5.0))
-            silent = time.monotonic() - max(self._last_frame_monotonic, self._resumed_monotonic)
+            resumed = self._pipeline.resumed_monotonic
+            silent = time.monotonic() - max(self._last_frame_monotonic, resumed)
             if silent >= stale_after and not self.paused():
                 self._end = Failure("StaleData", f"no data frame for {silent:.1f} s")
                 ws.transport.abort()
@@ -710,18 +709,13 @@ class Bridge:
         if self._gave_up is None:
             self._set_state(ConnectionState.DRAINING)
         stats = self.stats
-        deadline = time.monotonic() + self.spec.drain_timeout_seconds
-        # The producer window stays as it is: librdkafka's queue is sized for it, and every
-        # settlement hands over the next records (``_on_settled``) until the buffer is empty.
-        self._on_settled()
-        while stats.held and time.monotonic() < deadline:
-            self._settled.clear()
-            await wait_event(self._settled, deadline - time.monotonic())
-        await self._sink.close()
+        await self._pipeline.drain(self.spec.drain_timeout_seconds)
         self._log_rates(force=True)
         undelivered = stats.held
         exit_code = ExitCode.OK
-        if self._gave_up is not None:
+        if self._producer_fatal is not None:
+            exit_code = ExitCode.PRODUCER_FATAL
+        elif self._gave_up is not None:
             exit_code = ExitCode.GAVE_UP
         elif undelivered:
             exit_code = ExitCode.UNDELIVERED
@@ -758,7 +752,9 @@ class Bridge:
             self._state_changed.set()
 
     async def _report_now(self) -> None:
-        snapshot = StatusSnapshot.of(self.stats, self.connection_id, time.time())
+        snapshot = StatusSnapshot.of(
+            self.stats, self.connection_id, time.time(), kafka=self.kafka_verdict()
+        )
         try:
             requests = await self._reporter.report(snapshot)
         except Exception:  # a reporting problem must never stop the data path
@@ -805,10 +801,11 @@ class Bridge:
                 f"{time.time() - stats.last_frame_at:.1f} s ago" if stats.last_frame_at else "never"
             )
             log.info(
-                "%s: state=%s received=%d (+%d) produced=%d failed=%d dropped=%d buffered=%d "
-                "reconnects=%d last frame %s",
+                "%s: state=%s kafka=%s received=%d (+%d) produced=%d failed=%d dropped=%d "
+                "buffered=%d reconnects=%d last frame %s",
                 self.name,
                 stats.state.value,
+                self.kafka_verdict().reason.value,
                 stats.received,
                 stats.received - previous,
                 stats.delivered,

@@ -1,9 +1,10 @@
 """Deriving a source's conditions from facts, without I/O.
 
-The bridge reports facts (``status.connection``: state, counters, heartbeat time); the
-operator turns them, with what it knows of the spec and the Deployment, into the conditions
-``Ready`` (the summary), ``Connected``, ``Progressing`` and ``Degraded``. A condition keeps its
-``lastTransitionTime`` until its status changes.
+The bridge reports facts (``status.connection``: state, counters, heartbeat time, and the
+Kafka side in ``status.connection.kafka``); the operator turns them, with what it knows of the
+spec and the Deployment, into the conditions ``Ready`` (the summary: connected *and* producing),
+``Connected`` (the feed), ``Producing`` (Kafka), ``Progressing`` and ``Degraded``. A
+condition keeps its ``lastTransitionTime`` until its status changes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-CONDITION_TYPES = ("Ready", "Connected", "Progressing", "Degraded")
+from ws2kafka.bridge.kafka_health import KafkaReason
+
+CONDITION_TYPES = ("Ready", "Connected", "Producing", "Progressing", "Degraded")
 
 Condition = dict[str, Any]
 
@@ -48,6 +51,7 @@ def derive(facts: Facts) -> dict[str, Verdict]:
     return {
         "Ready": _ready(facts, state, reporting),
         "Connected": _connected(facts, state, reporting, connected),
+        "Producing": _producing(facts, reporting),
         "Progressing": _progressing(facts, state, reporting),
         "Degraded": _degraded(facts, state),
     }
@@ -72,7 +76,27 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
         )
     if state != "Connected":
         return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")
+    kafka = _kafka(facts)
+    if kafka is not None and kafka.get("reason") != KafkaReason.PRODUCING:
+        return Verdict("False", str(kafka.get("reason")), str(kafka.get("message") or ""))
     return Verdict("True", "Streaming", "connected and producing to Kafka")
+
+
+def _kafka(facts: Facts) -> dict[str, Any] | None:
+    """``status.connection.kafka``, the bridge's view of Kafka (absent from old bridges)."""
+    kafka = (facts.connection or {}).get("kafka")
+    return kafka if isinstance(kafka, dict) else None
+
+
+def _producing(facts: Facts, reporting: bool) -> Verdict:
+    if facts.suspended:
+        return Verdict("False", "Suspended", "spec.suspend is true")
+    kafka = _kafka(facts)
+    if not reporting or kafka is None:
+        return Verdict("Unknown", "BridgeNotReporting", "no recent report of the Kafka side")
+    reason = str(kafka.get("reason") or "Unknown")
+    message = str(kafka.get("message") or "")
+    return Verdict("True" if reason == KafkaReason.PRODUCING else "False", reason, message)
 
 
 def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool) -> Verdict:

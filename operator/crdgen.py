@@ -39,6 +39,7 @@ from ws2kafka.bridge.config import (
     TlsSpec,
     WebSocketSourceSpec,
 )
+from ws2kafka.bridge.kafka_health import KafkaReason
 from ws2kafka.bridge.stats import ConnectionState
 
 from .constants import GROUP, KIND, PLURAL, VERSION
@@ -207,6 +208,13 @@ PRINTER_COLUMNS: Final = (
         "type": "string",
         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
         "description": "Whether the feed is connected and its records reach Kafka.",
+    },
+    {
+        "name": "Kafka",
+        "type": "string",
+        "jsonPath": ".status.connection.kafka.reason",
+        "priority": 1,
+        "description": "The Kafka side: Producing, BrokersUnreachable, BufferFilling...",
     },
     {
         "name": "Messages",
@@ -515,7 +523,43 @@ def _connection_fields() -> Schema:
             "When the bridge sent this report; a bridge that stops reporting is flagged.",
             date_time=True,
         ),
+        "kafka": {
+            "description": "The Kafka side, as the bridge's producer sees it (KafkaVerdict).",
+            "type": "object",
+            "nullable": True,
+            "properties": _kafka_fields(),
+        },
         "podName": _string("The bridge pod that reports (null in inline mode).", nullable=True),
+    }
+
+
+def _kafka_fields() -> Schema:
+    """``status.connection.kafka``: the keys of KafkaVerdict.to_status()."""
+    return {
+        "reason": _string(f"One of {', '.join(KafkaReason)}."),
+        "message": _string("What is wrong, or that records are acknowledged."),
+        "brokersUp": {
+            "description": "Brokers the producer is connected to (null before its first "
+            "statistics).",
+            "type": "integer",
+            "nullable": True,
+        },
+        "lastError": _string("The last error librdkafka reported.", nullable=True),
+        "lastErrorTime": _string("When.", nullable=True, date_time=True),
+        "lastDeliveryTime": _string(
+            "When Kafka last acknowledged a record.", nullable=True, date_time=True
+        ),
+        "bufferedRecords": _integer("Records received and not yet acknowledged."),
+        "bufferUsagePercent": {
+            "description": "How full the buffer is (the fuller of records and bytes).",
+            "type": "number",
+            "minimum": 0,
+        },
+        "oldestUnacknowledgedSeconds": {
+            "description": "Age of the oldest record waiting for Kafka's acknowledgement.",
+            "type": "number",
+            "minimum": 0,
+        },
     }
 
 

@@ -2,7 +2,8 @@
 
 The same bridge library and the same status reporting as a bridge pod; Secrets are read by
 the operator and handed to the bridge in memory only. A spec change stops the bridge (it
-drains) and starts a new one; a bridge that gave up waits for the next spec change.
+drains) and starts a new one; a bridge that gave up waits for the next spec change, one whose
+Kafka producer failed fatally is started again (with a new producer) after a pause.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import kubernetes
 
 from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.errors import ConfigError
-from ws2kafka.bridge.service import Bridge
+from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import BridgeStats
 
 from . import kube
@@ -112,7 +113,10 @@ async def run_inline(
             bridge.stop()
             summary = await task
             bridges.running.pop(key, None)
-        if summary.exit_code and not stopped.is_set():
+        if summary.exit_code == ExitCode.PRODUCER_FATAL and not stopped.is_set():
+            # a new bridge has a new producer: what a pod restart does in pod mode
+            await _wait_for_change(spec, fingerprint, stopped, limit=RETRY_SECONDS)
+        elif summary.exit_code and not stopped.is_set():
             await _wait_for_change(spec, fingerprint, stopped)
 
 

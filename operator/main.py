@@ -11,6 +11,8 @@ from typing import Any
 
 import kopf
 
+from ws2kafka.bridge.config import MAX_DRAIN_TIMEOUT_SECONDS
+
 from . import constants as c
 from .events import EventLimiter
 from .inline import InlineBridges, run_inline
@@ -19,8 +21,10 @@ from .reconcile import Rejections, reconcile_source
 from .settings import Mode, OperatorSettings
 
 RESOURCE = (c.GROUP, c.VERSION, c.PLURAL)
-#: Time an inline bridge gets to drain after its daemon is told to stop.
-INLINE_DRAIN_SECONDS = 30.0
+#: Time an inline bridge gets after its daemon is told to stop, before kopf cancels it: the
+#: longest drain a spec may ask for, plus time to close and report. A bridge bounds its own
+#: drain by its ``drainTimeoutSeconds``, so this only cuts off one that hangs.
+INLINE_STOP_SECONDS = MAX_DRAIN_TIMEOUT_SECONDS + 30.0
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -125,7 +129,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             id=c.HANDLER_INLINE,
             # on deletion or shutdown kopf first sets `stopped`: the bridge then drains into
             # Kafka; only a daemon still running after the backoff is cancelled
-            cancellation_backoff=INLINE_DRAIN_SECONDS,
+            cancellation_backoff=INLINE_STOP_SECONDS,
             cancellation_timeout=60,
             registry=registry,
         )

@@ -15,6 +15,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from ws2kafka.bridge.kafka_health import KafkaReason
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.feeds import SequenceFeed, silent_server
@@ -47,6 +48,35 @@ async def test_every_frame_reaches_kafka_once_in_order_with_headers(kafka: Kafka
     assert headers["ws2kafka.type"] == b"text"
     received_ms = int(headers["ws2kafka.received"]) // 1000
     assert messages[9].timestamp()[1] == received_ms  # receive time, not produce time
+
+
+async def test_the_kafka_side_is_known_from_what_librdkafka_reports(kafka: KafkaBroker) -> None:
+    """A real producer: a reachable broker shows as Producing (its statistics count the
+    broker up), a closed port as BrokersUnreachable with the records that wait."""
+    topic = new_topic(kafka)
+    async with SequenceFeed(rate=200) as feed:
+        healthy = Bridge(bridge_spec(kafka, feed.url, topic), name="healthy")
+
+        def producing() -> bool:
+            verdict = healthy.kafka_verdict()
+            return verdict.healthy and bool(verdict.brokers_up) and healthy.stats.delivered > 10
+
+        await run_until(healthy, producing, "Producing with a broker up", timeout=30)
+        nowhere = Bridge(
+            bridge_spec("127.0.0.1:1", feed.url, topic, drainTimeoutSeconds=0.5), name="nowhere"
+        )
+
+        def unreachable() -> bool:
+            verdict = nowhere.kafka_verdict()
+            return (
+                verdict.reason is KafkaReason.BROKERS_UNREACHABLE and verdict.backlog.records > 20
+            )
+
+        summary = await run_until(nowhere, unreachable, "BrokersUnreachable", timeout=30)
+    verdict = nowhere.kafka_verdict()
+    assert verdict.backlog.records == summary.undelivered > 0
+    assert verdict.last_error is not None
+    assert summary.exit_code == ExitCode.UNDELIVERED
 
 
 async def test_binary_frames_are_produced_unchanged_and_inflated(kafka: KafkaBroker) -> None:

@@ -18,7 +18,8 @@ import yaml
 
 from ws2kafka.bridge.config import parse_spec
 from ws2kafka.bridge.errors import ConfigError
-from ws2kafka.bridge.reporting import StatusSnapshot, rfc3339
+from ws2kafka.bridge.gaps import rfc3339
+from ws2kafka.bridge.reporting import StatusSnapshot
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.kube import ControlPlane
 from ws2kafka.operator.constants import API_VERSION, GROUP, KIND, PLURAL

@@ -405,6 +405,9 @@ async def test_inline_mode_streams_into_kafka_and_reports(
             return condition(source, "Ready").get("status") == "True" and produced >= 50
 
         await until(streaming, 60, "inline bridge Ready with 50 records")
+        source = kube.get_json(ns, "wss", "inline")
+        assert condition(source, "Producing")["status"] == "True"
+        assert source["status"]["connection"]["kafka"]["reason"] == "Producing"
         table = kube.kubectl("-n", ns, "get", "wssources").stdout
         assert "Connected" in table
         assert "True" in table
@@ -422,6 +425,36 @@ async def test_inline_mode_streams_into_kafka_and_reports(
         await rotate_by_annotation(kube, ns, "inline", feed)
         kube.kubectl("-n", ns, "delete", "wss", "inline", "--timeout=60s")
     assert "final summary" in inline_operator.log_path.read_text()
+
+
+async def test_a_source_whose_kafka_is_unreachable_is_not_ready(
+    kube: ControlPlane, inline_operator: ManagedProcess
+) -> None:
+    """The likeliest install mistake, bootstrapServers pointing nowhere: the feed is
+    connected and frames are received, but nothing reaches Kafka. Ready used to say
+    ``Streaming: connected and producing to Kafka``."""
+    ns = new_namespace(kube, "op-inline")
+    async with SequenceFeed(rate=50) as feed:
+        manifest = source_manifest("nokafka", feed.url, "t", "127.0.0.1:1", drainTimeoutSeconds=1)
+        kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+
+        def unreachable() -> bool:
+            source = kube.get_json(ns, "wss", "nokafka")
+            return condition(source, "Ready").get("reason") == "BrokersUnreachable"
+
+        await until(unreachable, 60, "Ready=False BrokersUnreachable")
+        source = kube.get_json(ns, "wss", "nokafka")
+        ready, producing = condition(source, "Ready"), condition(source, "Producing")
+        assert ready["status"] == "False"
+        assert (producing["status"], producing["reason"]) == ("False", "BrokersUnreachable")
+        assert condition(source, "Connected")["status"] == "True"
+        assert "records wait in the buffer" in ready["message"]
+        kafka_side = source["status"]["connection"]["kafka"]
+        assert kafka_side["bufferedRecords"] > 0
+        assert kafka_side["lastError"]
+        wide = kube.kubectl("-n", ns, "get", "wssources", "-o", "wide").stdout
+        assert "BrokersUnreachable" in wide
+        kube.kubectl("-n", ns, "delete", "wss", "nokafka", "--timeout=60s")
 
 
 async def rotate_by_annotation(kube: ControlPlane, ns: str, name: str, feed: SequenceFeed) -> None:

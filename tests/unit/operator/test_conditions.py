@@ -41,6 +41,37 @@ def test_ready(overrides: dict[str, object], status: str, reason: str) -> None:
     assert (ready.status, ready.reason) == (status, reason)
 
 
+UNREACHABLE = {
+    "reason": "BrokersUnreachable",
+    "message": "no Kafka broker reachable (last error: refused); 574 records wait in the buffer",
+}
+
+
+@pytest.mark.parametrize(
+    ("kafka", "ready", "producing"),
+    [
+        ({"reason": "Producing", "message": "ok"}, ("True", "Streaming"), ("True", "Producing")),
+        (UNREACHABLE, ("False", "BrokersUnreachable"), ("False", "BrokersUnreachable")),
+        (
+            {"reason": "TopicAuthorizationFailed", "message": "denied"},
+            ("False", "TopicAuthorizationFailed"),
+            ("False", "TopicAuthorizationFailed"),
+        ),
+        (None, ("True", "Streaming"), ("Unknown", "BridgeNotReporting")),
+    ],
+)
+def test_ready_covers_the_kafka_side(
+    kafka: dict[str, str] | None, ready: tuple[str, str], producing: tuple[str, str]
+) -> None:
+    """A bridge connected to its feed is not Ready while nothing reaches Kafka (an older
+    bridge that reports no Kafka side is judged by its connection alone)."""
+    verdicts = derive(facts(connection={**CONNECTED, "kafka": kafka}))
+    assert (verdicts["Ready"].status, verdicts["Ready"].reason) == ready
+    assert (verdicts["Producing"].status, verdicts["Producing"].reason) == producing
+    if kafka is UNREACHABLE:
+        assert "574 records wait" in verdicts["Ready"].message
+
+
 def test_degraded_on_losses_and_terminal_states() -> None:
     assert derive(facts())["Degraded"].status == "False"
     lossy = derive(facts(connection={**CONNECTED, "messagesDropped": 4}))["Degraded"]
@@ -56,7 +87,13 @@ def test_stale_heartbeat_makes_connected_unknown() -> None:
 def test_transition_time_moves_only_when_status_changes() -> None:
     t0 = datetime(2026, 11, 28, tzinfo=UTC)
     first = merge_conditions([], derive(facts()), 3, t0)
-    assert [c["type"] for c in first] == ["Ready", "Connected", "Progressing", "Degraded"]
+    assert [c["type"] for c in first] == [
+        "Ready",
+        "Connected",
+        "Producing",
+        "Progressing",
+        "Degraded",
+    ]
     same = merge_conditions(first, derive(facts()), 3, t0 + timedelta(minutes=5))
     assert same == first
     down = merge_conditions(first, derive(facts(heartbeat_age=99.0)), 3, t0 + timedelta(minutes=9))
