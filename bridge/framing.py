@@ -168,7 +168,7 @@ class RecordBuilder:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 milliseconds = value * _UNIT_TO_MS[spec.unit]
                 # NaN and infinities fail both comparisons
-                if 0 < milliseconds <= MAX_TIMESTAMP_MS:
+                if 1 <= milliseconds <= MAX_TIMESTAMP_MS:
                     return int(milliseconds)
         return received_us // 1000
 

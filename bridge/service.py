@@ -31,10 +31,9 @@ from .gaps import CONTROL_GAP, HEADER_CONTROL, Gap
 from .kafka_health import KafkaVerdict
 from .picows_client import open_picows
 from .pipeline import Pipeline, SinkFactory, kafka_sink
-from .policy import decide_retry, flaps_after
 from .ratelog import RateLimitedLog
 from .reporting import NullReporter, StateReporter, StatusSnapshot
-from .runstate import RunState, UncleanExit
+from .runstate import RunState
 from .sequence import FrameChecks, SequenceGap
 from .source import (
     Failure,
@@ -45,6 +44,7 @@ from .source import (
     open_connection,
 )
 from .stats import BridgeStats, ConnectionState
+from .supervisor import GiveUp, Retry, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +66,6 @@ class Successor:
     ws: SourceConnection
     connection_id: str
     first: Data
-
-
-@dataclass(frozen=True)
-class Ended:
-    """A connection that ended, remembered until the next one opens (for its gap marker)."""
-
-    connection_id: str
-    at: float
-    failure: Failure
-    frames: int
 
 
 async def wait_event(event: asyncio.Event, timeout: float) -> bool:
@@ -148,7 +138,12 @@ class Bridge:
         self._connect_kwargs = build_connect_kwargs(spec)  # resolves secrets: fails early
         self._summary_interval = summary_interval
         self._run_state = RunState(state_file) if state_file is not None else None
-        self._unclean = self._run_state.previous_unclean_exit() if self._run_state else None
+        self._supervisor = Supervisor(
+            spec.reconnect,
+            source=name,
+            started_at=self.stats.started_at,
+            unclean=self._run_state.previous_unclean_exit() if self._run_state else None,
+        )
         self._rejections = RateLimitedLog(log, "frames rejected", prefix=f"{name}: ")
         self._drops = RateLimitedLog(log, "frames dropped", prefix=f"{name}: ")
         self._drops_logged = 0
@@ -284,45 +279,41 @@ class Bridge:
     # -- connecting ---------------------------------------------------------------------
 
     async def _connect_forever(self) -> None:
-        spec = self.spec
-        failures = 0
-        flaps = 0
-        connected_before = False
-        ended: Ended | None = None
+        """Open, read, and follow the supervisor's decision after every failure or end."""
+        supervisor = self._supervisor
         successor: Successor | None = None
         while not self._stopping.is_set():
             if successor is None:
                 self._set_state(ConnectionState.CONNECTING)
                 try:
                     if self._reauthenticate:
-                        self._connect_kwargs = build_connect_kwargs(spec)
+                        self._connect_kwargs = build_connect_kwargs(self.spec)
                         self._reauthenticate = False
                     ws = await self._open()
                 except Exception as exc:  # every failure is classified, counted and retried
-                    failures += 1
                     failure = describe_failure(exc)
                     self._count_failure(failure, connect=True)
-                    if not await self._back_off(failures, failure):
+                    if not await self._follow(supervisor.connect_failed(failure)):
                         return
                     continue
                 if ws is None:
                     return
                 connection_id = new_connection_id()
-                if connected_before:
+                opened = supervisor.opened(connection_id, time.time())
+                if opened.reconnect:
                     self.stats.reconnects += 1
-                if ended is not None or failures or self._unclean is not None:
-                    self._record_gap(ended, connection_id, failures)
+                if opened.gap is not None:
+                    self._record_gap(opened.gap)
                 first: Data | None = None
             else:
                 ws, connection_id = successor.ws, successor.connection_id
                 first = successor.first
+                supervisor.rotated()
                 self.stats.rotations += 1
-            failures = 0
-            connected_before = True
             opened_at = time.monotonic()
             outcome = await self._session(ws, connection_id, first)
             if isinstance(outcome, Successor):
-                successor, ended, self._successor = outcome, None, None
+                successor, self._successor = outcome, None
                 if self._stopping.is_set():
                     await successor.ws.close(1001, "ws2kafka shutting down")
                 continue
@@ -330,45 +321,17 @@ class Bridge:
             if self._stopping.is_set():
                 return
             failure, frames = outcome
-            ended = Ended(connection_id, time.time(), failure, frames)
             self._count_failure(failure, connect=False)
-            if not spec.reconnect.enabled:
-                log.error("%s: connection ended and reconnect is disabled", self.name)
-                self._give_up(1, failure)
-                return
-            flaps = flaps_after(time.monotonic() - opened_at, flaps)
-            if not await self._back_off(1, failure, flaps=flaps):
+            lived = time.monotonic() - opened_at
+            decision = supervisor.ended(
+                connection_id, failure, frames=frames, at=time.time(), lived=lived
+            )
+            if not await self._follow(decision):
                 return
 
-    @staticmethod
-    def _crash_as_ended(crash: UncleanExit) -> Ended:
-        """The previous run's last connection, as far as its state file tells."""
-        failure = Failure(
-            "UncleanExit",
-            f"the previous run stopped without draining (killed?) after {crash.received} frames;"
-            " frames not yet acknowledged then may be lost",
-        )
-        return Ended(crash.connection_id or "unknown", crash.last_alive, failure, 0)
-
-    def _record_gap(self, ended: Ended | None, connection_id: str, failed_attempts: int) -> None:
-        """Count, log, report and (if configured) produce the gap before ``connection_id``."""
+    def _record_gap(self, gap: Gap) -> None:
+        """Count, log, report and (if configured) produce a gap."""
         stats = self.stats
-        if ended is None and self._unclean is not None:
-            ended = self._crash_as_ended(self._unclean)
-        self._unclean = None
-        failure = ended.failure if ended is not None else None
-        gap = Gap(
-            source=self.name,
-            old_connection_id=ended.connection_id if ended is not None else None,
-            new_connection_id=connection_id,
-            disconnected_at=ended.at if ended is not None else stats.started_at,
-            reconnected_at=time.time(),
-            close_code=failure.close_code if failure is not None else None,
-            close_reason=failure.message if failure is not None else stats.last_error,
-            error=failure.reason if failure is not None else None,
-            frames_on_old_connection=ended.frames if ended is not None else 0,
-            failed_attempts=failed_attempts,
-        )
         stats.gaps += 1
         stats.gap_seconds += gap.seconds
         stats.last_gap = gap
@@ -424,17 +387,17 @@ class Bridge:
             return None
         return ws
 
-    async def _back_off(self, attempt: int, failure: Failure, *, flaps: int = 0) -> bool:
-        """Sleep before the next attempt; False when the bridge gives up or is stopping.
-
-        ``attempt`` counts failed connects (for ``maxAttempts``); the delay grows with it, or
-        with ``flaps``, the run of short-lived connections, when that is longer.
-        """
-        reconnect = self.spec.reconnect
-        if reconnect.max_attempts and attempt >= reconnect.max_attempts:
-            self._give_up(attempt, failure)
+    async def _follow(self, decision: Retry | GiveUp) -> bool:
+        """Carry out the supervisor's decision: wait before the next attempt (False when the
+        bridge is stopping meanwhile), or give up (False)."""
+        if isinstance(decision, GiveUp):
+            if decision.reconnect_disabled:
+                log.error("%s: connection ended and reconnect is disabled", self.name)
+            self._gave_up = decision.error
+            self._set_state(ConnectionState.GAVE_UP, str(decision.error))
+            log.error("%s: %s", self.name, decision.error)
             return False
-        decision = decide_retry(failure, max(attempt, flaps), reconnect)
+        failure = decision.failure
         self._reauthenticate = self._reauthenticate or decision.reauthenticate
         self._set_state(decision.state, f"{failure.reason}: {failure.message}")
         log.warning(
@@ -442,17 +405,12 @@ class Bridge:
             self.name,
             failure.message,
             failure.reason,
-            attempt,
+            decision.attempt,
             decision.delay,
             ", re-reading secrets" if decision.reauthenticate else "",
         )
         await wait_event(self._stopping, decision.delay)
         return not self._stopping.is_set()
-
-    def _give_up(self, attempts: int, failure: Failure) -> None:
-        self._gave_up = GaveUp(attempts, f"{failure.reason}: {failure.message}")
-        self._set_state(ConnectionState.GAVE_UP, str(self._gave_up))
-        log.error("%s: %s", self.name, self._gave_up)
 
     def _count_failure(self, failure: Failure, *, connect: bool) -> None:
         stats = self.stats
