@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
+import pythonjsonlogger.json
 import yaml
 from prometheus_client import CollectorRegistry
 
@@ -111,20 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log pipelines."""
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """One JSON object per line for log pipelines (python-json-logger, kept by kopf's own
+    dependencies): ``time`` in UTC with milliseconds, ``level``, ``logger``, ``message``, and
+    ``exception`` when there is one; fields passed as ``extra`` are added as they are."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+    converter = staticmethod(time.gmtime)
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={
+                "asctime": "time",
+                "levelname": "level",
+                "name": "logger",
+                "exc_info": "exception",
+            },
+        )
 
 
 def configure_logging(level: str, fmt: str) -> None:
