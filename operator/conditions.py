@@ -8,6 +8,7 @@ operator turns them, with what it knows of the spec and the Deployment, into the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,66 @@ from typing import Any
 CONDITION_TYPES = ("Ready", "Connected", "Progressing", "Degraded")
 
 Condition = dict[str, Any]
+
+
+#: Longest message taken from a pod: a termination message may hold the last 80 log lines.
+MAX_POD_MESSAGE = 1024
+#: Container waiting reasons of a pod on its way up: nothing is wrong (yet).
+_STARTING = frozenset({"ContainerCreating", "PodInitializing"})
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """Why a bridge pod does not run, in the kubelet's words (small: kept per pod in an index)."""
+
+    pod: str
+    reason: str
+    """``CrashLoopBackOff``, ``ImagePullBackOff``, ``CreateContainerConfigError``,
+    ``OOMKilled``, ``Unschedulable``, ``Evicted``..."""
+    message: str
+    """The kubelet's message and the last termination message of the container."""
+
+
+def pod_problem(pod: str, status: Mapping[str, Any]) -> PodProblem | None:
+    """What keeps a bridge pod from running, from its ``status``; None while nothing does.
+
+    The last termination (reason, exit code, message) is kept even while the container waits
+    to be restarted: a bridge that dies at startup writes its fatal error there. A crash
+    caused by the memory limit is reported as ``OOMKilled`` rather than the generic back-off.
+    """
+    if status.get("reason") == "Evicted":
+        return PodProblem(pod, "Evicted", _bounded(str(status.get("message") or "evicted")))
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        waiting = state.get("waiting") or {}
+        ended = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
+        if waiting.get("reason") in _STARTING or not (waiting or state.get("terminated")):
+            continue
+        reason = str(waiting.get("reason") or (ended or {}).get("reason") or "Terminated")
+        parts = [f"{reason}: {waiting['message']}" if waiting.get("message") else reason]
+        if ended:
+            parts.append(_termination(ended))
+            if ended.get("reason") == "OOMKilled":
+                reason = "OOMKilled"
+        return PodProblem(pod, reason, _bounded(f"pod {pod}: " + "; ".join(parts)))
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = str(condition.get("reason") or "Unschedulable")
+            message = f"pod {pod}: {condition.get('message') or 'not scheduled'}"
+            return PodProblem(pod, reason, _bounded(message))
+    return None
+
+
+def _termination(ended: Mapping[str, Any]) -> str:
+    text = f"last exit code {ended.get('exitCode')} ({ended.get('reason') or 'no reason'})"
+    message = str(ended.get("message") or "").strip()
+    return f"{text}: {message}" if message else text
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_POD_MESSAGE:
+        return message
+    return message[: MAX_POD_MESSAGE - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -31,6 +92,8 @@ class Facts:
     heartbeat_timeout: float
     deployment_available: bool | None
     """Pod mode: whether the Deployment has an available replica; inline mode: None."""
+    pod_problem: PodProblem | None = None
+    """Pod mode: why a bridge pod of the source cannot run, as its status says."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +123,7 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if facts.suspended:
         return Verdict("False", "Suspended", "spec.suspend is true: no bridge runs")
     if facts.deployment_available is False:
-        return Verdict("False", "DeploymentUnavailable", "the bridge pod is not available")
+        return _unavailable(facts)
     if facts.heartbeat_age is None:
         return Verdict("False", "BridgeStarting", "waiting for the bridge's first report")
     if not reporting:
@@ -73,6 +136,14 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if state != "Connected":
         return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")
     return Verdict("True", "Streaming", "connected and producing to Kafka")
+
+
+def _unavailable(facts: Facts) -> Verdict:
+    """Ready when the Deployment has no available pod: the pod's own reason if it has one."""
+    problem = facts.pod_problem
+    if problem is None:
+        return Verdict("False", "DeploymentUnavailable", "the bridge pod is not available")
+    return Verdict("False", problem.reason, problem.message)
 
 
 def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool) -> Verdict:
@@ -90,6 +161,10 @@ def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool
 def _progressing(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if facts.spec_error or facts.suspended:
         return Verdict("False", "Idle", "nothing to roll out")
+    if facts.deployment_available is False and facts.pod_problem is not None:
+        # the kubelet retries, but the pod will not come up without a change
+        problem = facts.pod_problem
+        return Verdict("False", problem.reason, f"the rollout is stuck: {problem.message}")
     if facts.deployment_available is False or not reporting:
         return Verdict("True", "RollingOut", "waiting for the bridge to start and report")
     if state in ("Starting", "Connecting", "Backoff"):

@@ -14,6 +14,7 @@ import kopf
 from . import constants as c
 from .events import EventLimiter
 from .inline import InlineBridges, run_inline
+from .conditions import PodProblem, pod_problem
 from .observe import is_available, refresh_conditions
 from .reconcile import Rejections, reconcile_source
 from .settings import Mode, OperatorSettings
@@ -70,6 +71,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         name: str,
         patch: kopf.Patch,
         bridge_deployments: kopf.Index[tuple[str, str], bool] | None = None,
+        bridge_pods: kopf.Index[tuple[str, str], PodProblem | None] | None = None,
         **_: Any,
     ) -> None:
         assert namespace is not None  # the resource is namespaced
@@ -85,6 +87,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             events,
             rejections,
             bridge_deployments,  # pod mode only
+            bridge_pods,
         )
 
     @kopf.on.delete(*RESOURCE, registry=registry, optional=True)
@@ -94,10 +97,12 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
 
     if settings.mode is Mode.POD:
 
+        # an index reaches the timer as the keyword argument named by its id
         @kopf.index(
             "apps",
             "v1",
             "deployments",
+            id="bridge_deployments",
             labels={c.LABEL_MANAGED_BY: c.MANAGED_BY},
             registry=registry,
         )
@@ -106,6 +111,20 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         ) -> dict[tuple[str, str], bool]:
             # the conditions timer reads this instead of GETting each Deployment every check
             return {(namespace or "", name): is_available(status)}
+
+        @kopf.index(
+            "v1",
+            "pods",
+            id="bridge_pods",
+            labels={c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_COMPONENT: "bridge"},
+            registry=registry,
+        )
+        async def bridge_pods(
+            *, namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any
+        ) -> dict[tuple[str, str], PodProblem | None]:
+            # only the verdict is kept, not the pod: memory stays small with many sources
+            source = labels.get(c.LABEL_INSTANCE, "")
+            return {(namespace or "", source): pod_problem(name, status)}
 
         @kopf.on.resume(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-resume", registry=registry)
         @kopf.on.create(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-create", registry=registry)

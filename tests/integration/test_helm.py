@@ -110,6 +110,7 @@ SOURCE_RULES = {
 POD_MODE_RULES = {
     "deployments.apps": CHILD_VERBS,
     "deployments.apps/status": {"get"},
+    "pods": {"list", "watch"},
     "configmaps": CHILD_VERBS,
     "serviceaccounts": CHILD_VERBS,
     "roles.rbac.authorization.k8s.io": CHILD_VERBS,

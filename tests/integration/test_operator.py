@@ -277,6 +277,55 @@ def test_spec_change_rolls_suspend_scales_to_zero_delete_collects(
     assert "inconsistencies" not in pod_operator.log_path.read_text()
 
 
+def crashed_container(last: dict[str, Any]) -> dict[str, Any]:
+    """The bridge container's status as a kubelet writes it while backing off a restart."""
+    return {
+        "name": "bridge",
+        "image": "ghcr.io/ws2kafka/ws2kafka:0.1.0",
+        "imageID": "",
+        "ready": False,
+        "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+        "lastState": {"terminated": last},
+    }
+
+
+def test_a_bridge_pod_that_cannot_run_says_why(
+    kube: ControlPlane, pod_operator: ManagedProcess
+) -> None:
+    ns = new_namespace(kube, "op-pod")
+    manifest = source_manifest("stuck", "ws://feed:1/x", "t", "kafka:9092")
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+
+    def ready() -> dict[str, Any]:
+        return condition(kube.get_json(ns, "wss", "stuck"), "Ready")
+
+    # no kubelet: the Pod stays Pending, so the Deployment (read from the operator's index)
+    # has no available replica
+    wait_until(
+        lambda: ready().get("reason") == "DeploymentUnavailable", 30, "DeploymentUnavailable"
+    )
+    [pod] = wait_until(lambda: kube.get_json(ns, "pods")["items"], 30, "the bridge Pod object")
+    name = pod["metadata"]["name"]
+
+    def kubelet_reports(container: dict[str, Any]) -> None:
+        status = {"status": {"phase": "Running", "containerStatuses": [container]}}
+        kube.kubectl(
+            "-n", ns, "patch", "pod", name, "--subresource=status", "--type=merge",
+            "-p", json.dumps(status),
+        )  # fmt: skip
+
+    fatal = "spec.tls.ca: cannot read /etc/ws2kafka-tls/ca.pem"
+    kubelet_reports(crashed_container({"exitCode": 2, "reason": "Error", "message": fatal}))
+    wait_until(lambda: ready().get("reason") == "CrashLoopBackOff", 30, "CrashLoopBackOff")
+    assert f"last exit code 2 (Error): {fatal}" in ready()["message"]
+    assert ready()["message"].startswith(f"pod {name}: ")
+    progressing = condition(kube.get_json(ns, "wss", "stuck"), "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "CrashLoopBackOff")
+    kubelet_reports(crashed_container({"exitCode": 137, "reason": "OOMKilled"}))
+    wait_until(lambda: ready().get("reason") == "OOMKilled", 30, "OOMKilled")
+
+
 async def test_a_real_bridge_with_its_service_account_drives_status(
     kube: ControlPlane, kafka: KafkaBroker, pod_operator: ManagedProcess, tmp_path: Path
 ) -> None:
