@@ -12,9 +12,9 @@ from typing import Any
 import kopf
 
 from . import constants as c
+from .conditions import PodProblem, pod_problem
 from .events import EventLimiter
 from .inline import InlineBridges, run_inline
-from .conditions import PodProblem, pod_problem
 from .observe import is_available, refresh_conditions
 from .reconcile import Rejections, reconcile_source
 from .settings import Mode, OperatorSettings
@@ -96,7 +96,6 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         rejections.pop((namespace or "", name), None)
 
     if settings.mode is Mode.POD:
-
         # an index reaches the timer as the keyword argument named by its id
         @kopf.index(
             "apps",
