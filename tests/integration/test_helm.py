@@ -328,19 +328,12 @@ def variant_values(variant: str, watched: list[str]) -> dict[str, Any]:
 
 
 def render(kube: ControlPlane, directory: Path, namespace: str, values: dict[str, Any]) -> str:
-    """The chart's objects, for a release whose name YAML would read as a boolean unquoted."""
+    """The chart's objects, for a release whose name YAML would read as a boolean unquoted.
+
+    Rendered as offline and GitOps tools do: without ``--kube-version``, against helm's
+    built-in default Kubernetes version."""
     path = write_values(directory, values)
-    return kube.helm(
-        "template",
-        "y",
-        str(CHART),
-        "-n",
-        namespace,
-        "--kube-version",
-        K8S_VERSION,
-        "-f",
-        str(path),
-    ).stdout
+    return kube.helm("template", "y", str(CHART), "-n", namespace, "-f", str(path)).stdout
 
 
 def operator_container(kube: ControlPlane, release: Release) -> dict[str, Any]:
