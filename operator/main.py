@@ -6,6 +6,7 @@ no inline daemon and an inline operator creates no Deployments.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -59,6 +60,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         *RESOURCE,
         id=c.HANDLER_CONDITIONS,
         interval=settings.condition_interval_seconds,
+        when=still_known,
         registry=registry,
     )
     async def conditions(
@@ -90,10 +92,16 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             bridge_pods,
         )
 
-    @kopf.on.delete(*RESOURCE, registry=registry, optional=True)
-    def forget(*, namespace: str | None, name: str, **_: Any) -> None:
-        events.forget(namespace or "", name)
-        rejections.pop((namespace or "", name), None)
+    @kopf.index(*RESOURCE, id="known_sources", registry=registry)
+    async def known_sources(*, namespace: str | None, name: str, **_: Any) -> dict[Source, bool]:
+        # kopf drops a deleted source from its indexes before anything else sees the event
+        return {(namespace or "", name): True}
+
+    @kopf.on.event(*RESOURCE, registry=registry)
+    def forget(*, type: str, namespace: str | None, name: str, **_: Any) -> None:
+        if type == "DELETED":
+            events.forget(namespace or "", name)
+            rejections.pop((namespace or "", name), None)
 
     if settings.mode is Mode.POD:
         # an index reaches the timer as the keyword argument named by its id
@@ -145,6 +153,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             # Kafka; only a daemon still running after the backoff is cancelled
             cancellation_backoff=INLINE_DRAIN_SECONDS,
             cancellation_timeout=60,
+            when=still_known,
             registry=registry,
         )
         async def inline(
@@ -158,4 +167,35 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             assert namespace is not None
             await run_inline(spec, namespace, name, stopped, settings, bridges)
 
+    _without_finalizer(registry)
     return registry
+
+
+#: A source, by (namespace, name).
+Source = tuple[str, str]
+
+
+def still_known(*, namespace: str | None, name: str, **kwargs: Any) -> bool:
+    """The filter of the timer and the inline daemon: the source has not been deleted.
+
+    kopf stops a running timer or daemon whose filter stops matching; this is what stops them
+    when a source is deleted, since the sources carry no finalizer (see
+    :func:`_without_finalizer`)."""
+    sources: kopf.Index[Source, bool] = kwargs["known_sources"]
+    return (namespace or "", name) in sources
+
+
+def _without_finalizer(registry: kopf.OperatorRegistry) -> None:
+    """Let kopf run the per-source timer and daemon without a finalizer on the sources.
+
+    kopf puts a finalizer on every resource with a timer or daemon, to stop them before the
+    resource is gone; the :func:`still_known` filter stops them instead. Owner references
+    already collect a source's children, and an inline bridge drains into Kafka whether its
+    source still exists or not. A finalizer would make deleting a source, or its namespace,
+    wait for a running operator: for ever after ``helm uninstall``. A finalizer left by an
+    earlier version is removed by kopf when it sees that no handler requires one.
+    """
+    spawning = registry._spawning  # kopf offers no public switch for timers and daemons
+    spawning._handlers[:] = [
+        dataclasses.replace(handler, requires_finalizer=False) for handler in spawning._handlers
+    ]

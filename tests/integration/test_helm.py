@@ -555,7 +555,7 @@ def test_operator_runs_pod_mode_with_its_account(
     kube: ControlPlane, pod_release: Release, tmp_path: Path
 ) -> None:
     """The installed command, environment and token create every child of a source, keep its
-    conditions and remove the finalizer on delete, without one refused request."""
+    conditions, and the source deletes at once, without one refused request."""
     ns = ("-n", pod_release.watched[0])
     port = free_port()
     with run_installed_operator(kube, pod_release, tmp_path, port) as operator:
@@ -602,10 +602,51 @@ def test_operator_runs_inline_mode_with_namespaced_roles(
         wait_for(lambda: "final summary" in operator.log_path.read_text(), 30, "the drain")
         assert operator.running()
     assert permission_problems(operator.log_path.read_text()) == []
-    # kopf releases a stopped daemon's finalizer only at its next check, up to the daemon's
-    # cancellation_timeout later; the operator is gone, so release it here
-    drop_finalizers = ("--type=merge", "-p", '{"metadata":{"finalizers":null}}')
-    kube.kubectl(*ns, "patch", "wss", "feed", *drop_finalizers, check=False)
+    # no finalizer: the source was gone at once, its daemon stopped by the operator's filter
+    assert not source_exists(kube, inline_release.watched[0], "feed")
+
+
+def source_exists(kube: ControlPlane, namespace: str, name: str) -> bool:
+    return kube.kubectl("-n", namespace, "get", "wss", name, check=False).returncode == 0
+
+
+@pytest.mark.k8s
+@pytest.mark.parametrize("mode", ["pod", "inline"])
+def test_after_uninstall_sources_and_their_namespaces_delete_at_once(
+    kube: ControlPlane, mode: str, tmp_path: Path
+) -> None:
+    """No finalizer on the sources (kopf would set one for the timer, and for inline mode's
+    daemon): once the release is uninstalled and its pod stopped, deleting a source or its
+    whole namespace completes within seconds."""
+    watched = [new_namespace(kube, "helm-after") for _ in range(2)]
+    values: dict[str, Any] = {"watchNamespaces": watched, "operator": {"mode": mode}}
+    if mode == "inline":
+        values["rbac"] = {"scope": "namespaced"}
+    release = install(kube, tmp_path, values)
+    with run_installed_operator(kube, release, tmp_path, free_port()):
+        for namespace in watched:
+            kube.kubectl("-n", namespace, "apply", "-f", "-", input=source_manifest("feed"))
+
+        def handled() -> bool:
+            sources = [get_json(kube, "-n", ns, "wss", "feed") for ns in watched]
+            return all(source.get("status", {}).get("conditions") for source in sources)
+
+        wait_for(handled, 30, "both sources handled")
+        for namespace in watched:
+            assert (
+                get_json(kube, "-n", namespace, "wss", "feed")["metadata"].get("finalizers", [])
+                == []
+            )
+        kube.helm("uninstall", release.name, "-n", release.namespace, "--wait", "--timeout=60s")
+    # the operator pod is gone (the with block stopped it as the kubelet would)
+    kube.kubectl("-n", watched[0], "delete", "wss", "feed", "--timeout=20s")
+    kube.kubectl("delete", "namespace", watched[1], "--wait=false")
+
+    def namespace_gone() -> bool:
+        return kube.kubectl("get", "namespace", watched[1], check=False).returncode != 0
+
+    wait_for(namespace_gone, 60, "the deleted namespace, its source included, gone")
+    drop_release(kube, Release(release.name, release.namespace, watched[:1], release.notes))
 
 
 @pytest.mark.k8s
