@@ -138,6 +138,7 @@ class Bridge:
         opener: Opener | None = None,
         summary_interval: float = SUMMARY_INTERVAL,
         state_file: Path | None = None,
+        unclean_exit: UncleanExit | None = None,
     ) -> None:
         self.spec = spec
         self.name = name
@@ -148,7 +149,10 @@ class Bridge:
         self._connect_kwargs = build_connect_kwargs(spec)  # resolves secrets: fails early
         self._summary_interval = summary_interval
         self._run_state = RunState(state_file) if state_file is not None else None
-        self._unclean = self._run_state.previous_unclean_exit() if self._run_state else None
+        # the state file knows a killed run of this container; ``unclean_exit`` comes from
+        # elsewhere (a bridge pod's predecessor, from its last status report)
+        previous = self._run_state.previous_unclean_exit() if self._run_state else None
+        self._unclean = previous or unclean_exit
         self._flow = FlowControl(spec.buffer, self.stats)
         self._rejections = RateLimitedLog(log, "frames rejected", prefix=f"{name}: ")
         self._drops = RateLimitedLog(log, "frames dropped", prefix=f"{name}: ")
@@ -313,12 +317,8 @@ class Bridge:
 
     @staticmethod
     def _crash_as_ended(crash: UncleanExit) -> Ended:
-        """The previous run's last connection, as far as its state file tells."""
-        failure = Failure(
-            "UncleanExit",
-            f"the previous run stopped without draining (killed?) after {crash.received} frames;"
-            " frames not yet acknowledged then may be lost",
-        )
+        """The previous run's last connection, as far as its trace tells."""
+        failure = Failure("UncleanExit", crash.describe())
         return Ended(crash.connection_id or "unknown", crash.last_alive, failure, 0)
 
     def _record_gap(self, ended: Ended | None, connection_id: str, failed_attempts: int) -> None:

@@ -113,16 +113,19 @@ def run_bridge(args: argparse.Namespace) -> int:
     if not namespace or not name:
         print("ws2kafka-operator: --resource must be NAMESPACE/NAME", file=sys.stderr)
         return ExitCode.CONFIG
-    try:
-        spec, _ = load_config(args.config, name)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"ws2kafka-operator: {problem}", file=sys.stderr)
-        return ExitCode.CONFIG
     reporter = KubeStatusReporter(
         namespace, name, pod_name=os.environ.get("POD_NAME"), interval=args.report_interval
     )
-    return asyncio.run(serve(spec, name, args, reporter=reporter))
+    try:
+        spec, _ = load_config(args.config, name)
+        previous = reporter.previous_unclean_exit()
+        return asyncio.run(serve(spec, name, args, reporter=reporter, unclean_exit=previous))
+    except ConfigError as exc:
+        # the pod's termination message (FallbackToLogsOnError) shows these lines too
+        for problem in exc.problems:
+            print(f"ws2kafka-operator: {problem}", file=sys.stderr)
+        reporter.report_startup_failure("; ".join(exc.problems))
+        return ExitCode.CONFIG
 
 
 def main(argv: list[str] | None = None) -> int:

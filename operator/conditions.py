@@ -94,6 +94,8 @@ class Facts:
     """Pod mode: whether the Deployment has an available replica; inline mode: None."""
     pod_problem: PodProblem | None = None
     """Pod mode: why a bridge pod of the source cannot run, as its status says."""
+    last_gap: dict[str, Any] | None = None
+    """``status.lastGap`` as the bridge last reported it."""
 
 
 @dataclass(frozen=True)
@@ -139,11 +141,27 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
 
 
 def _unavailable(facts: Facts) -> Verdict:
-    """Ready when the Deployment has no available pod: the pod's own reason if it has one."""
+    """Ready when the Deployment has no available pod: the pod's own reason if it has one,
+    else the bridge's last word if it could not start."""
     problem = facts.pod_problem
-    if problem is None:
-        return Verdict("False", "DeploymentUnavailable", "the bridge pod is not available")
-    return Verdict("False", problem.reason, problem.message)
+    if problem is not None:
+        return Verdict("False", problem.reason, problem.message)
+    connection = facts.connection or {}
+    if connection.get("state") == "StartupFailed":
+        return Verdict("False", "StartupFailed", connection.get("lastError") or "StartupFailed")
+    return Verdict("False", "DeploymentUnavailable", "the bridge pod is not available")
+
+
+def _unclean_exit(facts: Facts) -> Verdict | None:
+    """Degraded while the bridge runs on the connection that followed an unclean end of its
+    predecessor (killed with records buffered): the gap says what may have been lost."""
+    gap = facts.last_gap or {}
+    current = (facts.connection or {}).get("connectionId")
+    if gap.get("error") != "UncleanExit" or not current or gap.get("newConnectionId") != current:
+        return None
+    return Verdict(
+        "True", "UncleanExit", gap.get("closeReason") or "the previous bridge was killed"
+    )
 
 
 def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool) -> Verdict:
@@ -176,6 +194,9 @@ def _degraded(facts: Facts, state: str | None) -> Verdict:
     connection = facts.connection or {}
     if state in ("AuthenticationFailed", "GaveUp"):
         return Verdict("True", state, connection.get("lastError") or state)
+    unclean = _unclean_exit(facts)
+    if unclean is not None:
+        return unclean
     dropped = int(connection.get("messagesDropped") or 0)
     failed = int(connection.get("messagesFailed") or 0)
     if dropped or failed:

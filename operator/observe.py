@@ -80,6 +80,7 @@ def gather_facts(
         heartbeat_timeout=settings.heartbeat_timeout_seconds,
         deployment_available=available,
         pod_problem=pod_problem,
+        last_gap=status.get("lastGap"),
     )
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
+from ws2kafka.bridge.config import WebSocketSourceSpec
 
 from . import constants as c
 from .settings import BridgePod, OperatorSettings
@@ -30,6 +33,8 @@ class RenderedSource:
     config_yaml: str
     env: list[Manifest]
     spec_hash: str
+    grace_seconds: int
+    """The pod's terminationGracePeriodSeconds: see :func:`grace_period`."""
 
 
 def child_name(source: str) -> str:
@@ -46,6 +51,18 @@ def labels(source: str) -> dict[str, str]:
     }
 
 
+#: What a stopping bridge needs beyond ``spec.drainTimeoutSeconds``: the close handshake
+#: (5 s at most, while the drain runs), closing the producer, the final summary and report.
+STOP_MARGIN_SECONDS = 15
+
+
+def grace_period(spec: dict[str, Any]) -> int:
+    """Seconds the kubelet waits after SIGTERM before it kills the bridge: its whole drain
+    timeout plus the stop margin, so a drain is never cut short by the pod's deletion."""
+    default = WebSocketSourceSpec.model_fields["drain_timeout_seconds"].default
+    return math.ceil(float(spec.get("drainTimeoutSeconds", default))) + STOP_MARGIN_SECONDS
+
+
 def render_source(spec: dict[str, Any]) -> RenderedSource:
     """Replace secret references by env references; hash what the pod depends on."""
     env: list[Manifest] = []
@@ -53,7 +70,7 @@ def render_source(spec: dict[str, Any]) -> RenderedSource:
     bridge_spec.pop("suspend", None)
     config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
     digest = hashlib.sha256((config_yaml + json.dumps(env, sort_keys=True)).encode())
-    return RenderedSource(config_yaml, env, digest.hexdigest()[:16])
+    return RenderedSource(config_yaml, env, digest.hexdigest()[:16], grace_period(spec))
 
 
 def _externalize_secrets(node: Any, env: list[Manifest]) -> Any:
@@ -162,7 +179,7 @@ def _pod_spec(
     name = child_name(source)
     return {
         "serviceAccountName": name,
-        "terminationGracePeriodSeconds": 40,
+        "terminationGracePeriodSeconds": rendered.grace_seconds,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,
@@ -191,6 +208,9 @@ def _pod_spec(
                     {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                     *rendered.env,
                 ],
+                # a bridge that cannot start says why on stderr: the pod's termination
+                # message, which the operator puts into the source's Ready condition
+                "terminationMessagePolicy": "FallbackToLogsOnError",
                 "ports": [{"name": "metrics", "containerPort": c.METRICS_PORT}],
                 "livenessProbe": _probe("/healthz", period=10, failures=3),
                 "readinessProbe": _probe("/readyz", period=5, failures=2),

@@ -185,3 +185,28 @@ def test_an_unavailable_deployment_takes_the_pods_reason() -> None:
     )
     # a pod problem does not matter while the Deployment is available (an old pod serves)
     assert derive(facts(pod_problem=stuck))["Ready"].reason == "Streaming"
+
+
+UNCLEAN_GAP = {
+    "error": "UncleanExit",
+    "newConnectionId": "c-new",
+    "closeReason": "the previous bridge (pod a) ended without a clean stop, ... 750 ...",
+}
+
+
+def test_degraded_while_running_on_the_connection_after_an_unclean_exit() -> None:
+    connection = {**CONNECTED, "connectionId": "c-new"}
+    degraded = derive(facts(connection=connection, last_gap=UNCLEAN_GAP))["Degraded"]
+    assert (degraded.status, degraded.reason) == ("True", "UncleanExit")
+    assert "750" in degraded.message
+    # a later connection (a reconnect or a rotation) ends it; so does an ordinary gap
+    later = {**CONNECTED, "connectionId": "c-later"}
+    assert derive(facts(connection=later, last_gap=UNCLEAN_GAP))["Degraded"].reason == "NoLoss"
+    ordinary = {**UNCLEAN_GAP, "error": "ConnectionClosedError"}
+    assert derive(facts(connection=connection, last_gap=ordinary))["Degraded"].reason == "NoLoss"
+
+
+def test_a_bridge_that_could_not_start_says_why_while_its_pod_is_down() -> None:
+    failed = {"state": "StartupFailed", "lastError": "spec.tls.caFile: cannot read /x"}
+    ready = derive(facts(deployment_available=False, connection=failed))["Ready"]
+    assert (ready.reason, ready.message) == ("StartupFailed", "spec.tls.caFile: cannot read /x")

@@ -3,6 +3,7 @@
 import yaml
 
 from ws2kafka.operator.resources import (
+    STOP_MARGIN_SECONDS,
     build_deployment,
     build_role,
     render_source,
@@ -96,3 +97,24 @@ def test_bridge_role_allows_only_its_own_status() -> None:
             "verbs": ["get", "patch"],
         }
     ]
+
+
+def test_the_grace_period_covers_the_drain_timeout() -> None:
+    def grace(spec: dict[str, object]) -> int:
+        deployment = build_deployment(
+            "s", "ns", render_source(spec), OperatorSettings(), suspended=False
+        )
+        seconds: int = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        return seconds
+
+    assert grace(SPEC) == 25 + STOP_MARGIN_SECONDS  # the default drain timeout
+    assert grace({**SPEC, "drainTimeoutSeconds": 3600}) == 3600 + STOP_MARGIN_SECONDS
+    assert grace({**SPEC, "drainTimeoutSeconds": 0.5}) == 1 + STOP_MARGIN_SECONDS
+
+
+def test_a_bridge_that_cannot_start_leaves_its_error_as_termination_message() -> None:
+    deployment = build_deployment(
+        "s", "ns", render_source(SPEC), OperatorSettings(), suspended=False
+    )
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
