@@ -1,7 +1,8 @@
 """Inline mode: each source's bridge runs inside the operator process, one kopf daemon each.
 
-The same bridge library and the same status reporting as a bridge pod; Secrets are read by
-the operator and handed to the bridge in memory only. A spec change stops the bridge (it
+The same bridge library and the same status reporting as a bridge pod; Secrets (and the
+ConfigMap keys of TLS material) are read by the operator and handed to the bridge in memory
+only. A spec change stops the bridge (it
 drains) and starts a new one; a bridge that gave up waits for the next spec change.
 """
 
@@ -46,14 +47,32 @@ def read_secret(namespace: str, name: str, key: str) -> str:
     return base64.b64decode(data[key]).decode()
 
 
-def resolve_secrets(spec: dict[str, Any], namespace: str, reader: SecretReader) -> dict[str, Any]:
-    """A copy of the spec with every ``secretKeyRef`` replaced by the secret's value."""
+def read_config_map(namespace: str, name: str, key: str) -> str:
+    """One key of a ConfigMap (TLS material such as a CA bundle)."""
+    core = kubernetes.client.CoreV1Api(kube.api_client())
+    data = core.read_namespaced_config_map(name, namespace).data or {}
+    if key not in data:
+        raise ConfigError([f"ConfigMap {namespace}/{name} has no key {key}"])
+    return str(data[key])
+
+
+def resolve_secrets(
+    spec: dict[str, Any],
+    namespace: str,
+    reader: SecretReader,
+    config_maps: SecretReader = read_config_map,
+) -> dict[str, Any]:
+    """A copy of the spec with every ``secretKeyRef`` replaced by the secret's value, and
+    every ``configMapKeyRef`` (TLS material) by the ConfigMap key's."""
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
             ref = node.get("secretKeyRef")
             if isinstance(ref, dict) and len(node) == 1:
                 return {"value": reader(namespace, ref["name"], ref["key"])}
+            ref = node.get("configMapKeyRef")
+            if isinstance(ref, dict) and len(node) == 1:
+                return {"value": config_maps(namespace, ref["name"], ref["key"])}
             return {key: walk(value) for key, value in node.items()}
         if isinstance(node, list):
             return [walk(item) for item in node]

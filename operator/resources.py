@@ -5,6 +5,8 @@ plain dicts, so the rendering is tested without a cluster and applied by ``kube.
 
 Secrets never leave their Secret: every ``secretKeyRef`` in the spec becomes an ``env``
 reference in the rendered bridge config, and the pod maps that variable to the Secret key.
+TLS material (``spec.tls.ca``, ``clientCert``, ``clientKey``) is a file for the bridge: the
+pod mounts the referenced Secret or ConfigMap keys, and the rendered config names the files.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class RenderedSource:
     spec_hash: str
     grace_seconds: int
     """The pod's terminationGracePeriodSeconds: see :func:`grace_period`."""
+    tls_sources: list[Manifest]
+    """Sources of the pod's projected TLS volume (empty: the source references none)."""
 
 
 def child_name(source: str) -> str:
@@ -66,11 +70,36 @@ def grace_period(spec: dict[str, Any]) -> int:
 def render_source(spec: dict[str, Any]) -> RenderedSource:
     """Replace secret references by env references; hash what the pod depends on."""
     env: list[Manifest] = []
-    bridge_spec = _externalize_secrets(copy.deepcopy(spec), env)
+    tls_sources: list[Manifest] = []
+    bridge_spec = _externalize_secrets(_mount_tls(copy.deepcopy(spec), tls_sources), env)
     bridge_spec.pop("suspend", None)
     config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
-    digest = hashlib.sha256((config_yaml + json.dumps(env, sort_keys=True)).encode())
-    return RenderedSource(config_yaml, env, digest.hexdigest()[:16], grace_period(spec))
+    depends = config_yaml + json.dumps([env, tls_sources], sort_keys=True)
+    digest = hashlib.sha256(depends.encode())
+    return RenderedSource(
+        config_yaml, env, digest.hexdigest()[:16], grace_period(spec), tls_sources
+    )
+
+
+#: The file each TLS reference becomes in the bridge pod, and the config field naming it.
+_TLS_FILES = {"ca": "ca.pem", "clientCert": "client.pem", "clientKey": "client-key.pem"}
+
+
+def _mount_tls(spec: dict[str, Any], sources: list[Manifest]) -> dict[str, Any]:
+    """Replace each TLS reference by the path where the pod mounts the referenced key."""
+    tls = spec.get("tls") or {}
+    for field, filename in _TLS_FILES.items():
+        reference = tls.pop(field, None)
+        if reference is None:
+            continue
+        if "secretKeyRef" in reference:
+            kind, ref = "secret", reference["secretKeyRef"]
+        else:
+            kind, ref = "configMap", reference["configMapKeyRef"]
+        item = {"key": ref["key"], "path": filename}
+        sources.append({kind: {"name": ref["name"], "items": [item]}})
+        tls[f"{field}File"] = f"{c.TLS_DIR}/{filename}"
+    return spec
 
 
 def _externalize_secrets(node: Any, env: list[Manifest]) -> Any:
@@ -226,15 +255,29 @@ def _pod_spec(
                 "volumeMounts": [
                     {"name": "config", "mountPath": c.CONFIG_DIR, "readOnly": True},
                     {"name": "tmp", "mountPath": "/tmp"},
+                    *_tls_mounts(rendered),
                 ],
             }
         ],
         "volumes": [
             {"name": "config", "configMap": {"name": name}},
             {"name": "tmp", "emptyDir": {}},
+            *_tls_volumes(rendered),
         ],
         **_placement(settings.bridge_pod),
     }
+
+
+def _tls_volumes(rendered: RenderedSource) -> list[Manifest]:
+    if not rendered.tls_sources:
+        return []
+    return [{"name": "tls", "projected": {"sources": rendered.tls_sources}}]
+
+
+def _tls_mounts(rendered: RenderedSource) -> list[Manifest]:
+    if not rendered.tls_sources:
+        return []
+    return [{"name": "tls", "mountPath": c.TLS_DIR, "readOnly": True}]
 
 
 def _placement(pod: BridgePod) -> Manifest:

@@ -116,7 +116,7 @@ POD_MODE_RULES = {
     "roles.rbac.authorization.k8s.io": CHILD_VERBS,
     "rolebindings.rbac.authorization.k8s.io": CHILD_VERBS,
 }
-INLINE_MODE_RULES = {"secrets": {"get"}}
+INLINE_MODE_RULES = {"secrets": {"get"}, "configmaps": {"get"}}
 #: What kopf reads at cluster level, in both RBAC scopes.
 DISCOVERY_RULES = {
     "customresourcedefinitions.apiextensions.k8s.io": {"get", "list", "watch"},

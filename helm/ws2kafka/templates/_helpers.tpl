@@ -128,7 +128,7 @@ the API server refuses to let anyone grant what they do not hold.
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 {{- else }}
 - apiGroups: [""]
-  resources: ["secrets"]
+  resources: ["secrets", "configmaps"]
   verbs: ["get"]
 {{- end }}
 {{- end }}
