@@ -21,6 +21,7 @@ from ws2kafka.bridge.service import ExitCode
 
 from .inline import InlineBridges
 from .main import build_registry
+from .readiness import Readiness
 from .reporter import KubeStatusReporter
 from .settings import Mode, OperatorSettings
 
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=int,
         default=9401,
-        help="port of /metrics and /healthz; -1 disables (default: %(default)s)",
+        help="port of /metrics, /healthz (liveness) and /readyz (readiness); -1 disables "
+        "(default: %(default)s)",
     )
     bridge = commands.add_parser("bridge", help="run one bridge that reports to a resource")
     bridge.add_argument(
@@ -85,11 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
 async def run_operator(settings: OperatorSettings, metrics_port: int) -> None:
     bridges = InlineBridges()
     registry = build_registry(settings, bridges)
+    readiness = Readiness(settings.namespaces)
+    checking = asyncio.create_task(readiness.run(), name="readiness")
     health: HealthServer | None = None
     if metrics_port >= 0:
         metrics = CollectorRegistry()
         metrics.register(BridgeCollector(bridges.stats))
-        health = HealthServer(metrics, lambda: True, "0.0.0.0", metrics_port)
+        health = HealthServer(metrics, lambda: readiness.ready, "0.0.0.0", metrics_port)
         await health.start()
     log.info(
         "operator starting: mode=%s namespaces=%s",
@@ -102,8 +106,10 @@ async def run_operator(settings: OperatorSettings, metrics_port: int) -> None:
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
+            ready_flag=readiness.started,
         )
     finally:
+        checking.cancel()
         if health is not None:
             await health.close()
 

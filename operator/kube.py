@@ -68,3 +68,13 @@ def read_status(namespace: str, name: str) -> dict[str, Any]:
     )
     status = found.get("status") if isinstance(found, dict) else None
     return status if isinstance(status, dict) else {}
+
+
+def list_sources(namespace: str | None) -> None:
+    """List at most one WebSocketSource (cluster-wide for None): raises if the API server,
+    the CRD or the permission is missing."""
+    custom = kubernetes.client.CustomObjectsApi(api_client())
+    if namespace is None:
+        custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL, limit=1)
+    else:
+        custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, limit=1)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -356,6 +357,14 @@ def run_installed_operator(
     return ManagedProcess("helm-operator", args, workdir / "operator.log", env=env, cwd=workdir)
 
 
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def permission_problems(log: str) -> list[str]:
     """Log lines about a refused API request (the timestamp is left out: its milliseconds
     can read 403)."""
@@ -427,6 +436,7 @@ def test_operator_pod_is_hardened_and_runs_a_valid_command(
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container["ports"][0] == {"name": "metrics", "containerPort": 9401, "protocol": "TCP"}
 
     command, *args = container["args"]
@@ -575,6 +585,7 @@ def test_operator_runs_pod_mode_with_its_account(
         url = f"http://127.0.0.1:{port}/healthz"
         with urllib.request.urlopen(url, timeout=5) as response:
             assert response.status == 200, "the liveness probe's endpoint answers"
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 30, "ready")
         kube.kubectl(*ns, "delete", "wss", "feed", "--timeout=30s")
         assert operator.running()
     assert permission_problems(operator.log_path.read_text()) == []

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -468,6 +469,8 @@ async def test_inline_mode_streams_into_kafka_and_reports(
         assert f'ws2kafka_records_produced_total{{source="{ns}/inline"}}' in metrics
         status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/healthz")
         assert status == 200
+        status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/readyz")
+        assert status == 200, "kopf started and the sources are listed"
         await rotate_by_annotation(kube, ns, "inline", feed)
         kube.kubectl("-n", ns, "delete", "wss", "inline", "--timeout=60s")
     assert "final summary" in inline_operator.log_path.read_text()
@@ -487,6 +490,42 @@ async def rotate_by_annotation(kube: ControlPlane, ns: str, name: str, feed: Seq
     assert len(feed.connections) == connections + 1
     assert feed.connections[-1].messages[0] == '{"op":"sub"}'  # subscribed before the switch
     assert "lastGap" not in kube.get_json(ns, "wss", name)["status"]  # make-before-break
+
+
+def http_status(url: str) -> int:
+    try:
+        return http_get(url)[0]
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_operator_is_alive_but_not_ready_without_its_permissions(
+    kube: ControlPlane, crd: None, tmp_path: Path
+) -> None:
+    """A refused list of the sources (here: an account without any role) keeps /readyz at
+    503, while /healthz answers: the pod is not restarted, it is kept out of rotation."""
+    ns = new_namespace(kube, "op-norights")
+    token = kube.service_account_token(ns, "nobody")
+    kubeconfig = kube.write_kubeconfig(tmp_path / "nobody-kubeconfig", token)
+    operator = ManagedProcess(
+        "operator-norights",
+        [command("ws2kafka-operator"), "run", "--namespace", ns, "--metrics-port", "0"],
+        tmp_path / "operator.log",
+        env={"KUBECONFIG": str(kubeconfig)},
+    )
+    with operator:
+        port = wait_until(lambda: metrics_port_or_none(operator), 30, "the metrics endpoint")
+        base = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: "readiness checks failed" in operator.log_path.read_text(), 90, "a check"
+        )
+        assert http_status(f"{base}/healthz") == 200
+        assert http_status(f"{base}/readyz") == 503
+
+
+def metrics_port_or_none(process: ManagedProcess) -> int | None:
+    found = re.search(r"/readyz on [\d.]+:(\d+)", process.log_path.read_text())
+    return int(found.group(1)) if found else None
 
 
 def test_operator_help_explains_its_commands() -> None:
