@@ -118,7 +118,15 @@ async def run_inline(
         reporter = KubeStatusReporter(
             namespace, name, pod_name=None, interval=settings.report_interval_seconds
         )
-        bridge = Bridge(parsed, name=key, reporter=reporter)
+        previous = await asyncio.to_thread(reporter.previous_unclean_exit)
+        try:
+            bridge = Bridge(parsed, name=key, reporter=reporter, unclean_exit=previous)
+        except ConfigError as exc:  # e.g. TLS material that is not PEM
+            problems = "; ".join(exc.problems)
+            log.error("%s: not starting the bridge: %s", key, problems)
+            await asyncio.to_thread(reporter.report_startup_failure, problems)
+            await _wait_for_change(spec, fingerprint, stopped, limit=RETRY_SECONDS)
+            continue
         bridges.running[key] = bridge
         task = asyncio.create_task(bridge.run(), name=f"bridge {key}")
         try:

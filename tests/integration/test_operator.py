@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -429,6 +430,127 @@ async def test_a_real_bridge_with_its_service_account_drives_status(
                 return reason == "BridgeNotReporting"
 
             await until(not_reporting, HEARTBEAT_TIMEOUT + 20, "BridgeNotReporting")
+
+
+def bridge_argv(ns: str, source: str, config: Path) -> list[str]:
+    """What a bridge pod runs (its args, less the metrics port), for a local process."""
+    return [
+        command("ws2kafka-operator"), "bridge", "--config", str(config),
+        "--resource", f"{ns}/{source}", "--metrics-port", "0", "--report-interval", "1",
+    ]  # fmt: skip
+
+
+def bridge_config(kube: ControlPlane, ns: str, source: str, path: Path) -> Path:
+    """The rendered config, as the bridge pod finds it in its ConfigMap volume."""
+    wait_until(
+        lambda: kube.kubectl("-n", ns, "get", f"cm/{source}-bridge", check=False).returncode == 0,
+        30,
+        "the rendered config",
+    )
+    path.write_text(kube.get_json(ns, "configmap", f"{source}-bridge")["data"]["source.yaml"])
+    return path
+
+
+def bridge_env(kube: ControlPlane, ns: str, source: str, path: Path, pod: str) -> dict[str, str]:
+    """The bridge pod's identity: its ServiceAccount's token and its pod name."""
+    token = kube.service_account_token(ns, f"{source}-bridge")
+    return {"KUBECONFIG": str(kube.write_kubeconfig(path, token)), "POD_NAME": pod}
+
+
+async def test_a_replacement_bridge_reports_its_predecessors_unclean_end(
+    kube: ControlPlane, kafka: KafkaBroker, pod_operator: ManagedProcess, tmp_path: Path
+) -> None:
+    """A pod killed with records buffered (grace period exceeded, eviction, lost node) leaves
+    its last report in status; the new pod, on a fresh emptyDir, turns it into a gap."""
+    ns = new_namespace(kube, "op-pod")
+    topic = f"op-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)
+    async with SequenceFeed(rate=50) as feed:
+        manifest = source_manifest(
+            "moved", feed.url, topic, kafka.bootstrap_servers, drainTimeoutSeconds=120
+        )
+        kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+        config = bridge_config(kube, ns, "moved", tmp_path / "source.yaml")
+        pod = kube.get_json(ns, "deployment", "moved-bridge")["spec"]["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] == 120 + 15  # the drain, then close + report
+        env = bridge_env(kube, ns, "moved", tmp_path / "kubeconfig", "moved-bridge-new")
+        # the killed pod's last report, as its bridge wrote it with the same account
+        last_seen = datetime.now(UTC) - timedelta(seconds=30)
+        killed = {
+            "state": "Connected",
+            "since": "2026-11-28T00:00:00Z",
+            "podName": "moved-bridge-old",
+            "connectionId": "c-old",
+            "heartbeatTime": last_seen.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "messagesReceived": 750,
+            "messagesProduced": 0,
+            "messagesFailed": 0,
+            "messagesDropped": 0,
+        }
+        report = json.dumps({"status": {"connection": killed}})
+        kube.kubectl(
+            "-n", ns, "patch", "wss", "moved", "--subresource=status", "--type=merge",
+            "-p", report, token=kube.service_account_token(ns, "moved-bridge"),
+        )  # fmt: skip
+        with ManagedProcess(
+            "bridge", bridge_argv(ns, "moved", config), tmp_path / "bridge.log", env=env
+        ) as bridge:
+
+            def degraded() -> dict[str, Any]:
+                return condition(kube.get_json(ns, "wss", "moved"), "Degraded")
+
+            await until(lambda: degraded().get("reason") == "UncleanExit", 60, "UncleanExit")
+            gap = kube.get_json(ns, "wss", "moved")["status"]["lastGap"]
+            assert (gap["error"], gap["oldConnectionId"]) == ("UncleanExit", "c-old")
+            assert "pod moved-bridge-old" in gap["closeReason"]
+            assert "750 of them were not acknowledged" in gap["closeReason"]
+            assert degraded()["message"] == gap["closeReason"]
+            assert degraded()["status"] == "True"
+            bridge.stop()
+        connection = kube.get_json(ns, "wss", "moved")["status"]["connection"]
+        assert (connection["state"], connection["podName"]) == ("Stopped", "moved-bridge-new")
+
+
+def test_a_bridge_that_cannot_start_reports_why_and_exits(
+    kube: ControlPlane, pod_operator: ManagedProcess, tmp_path: Path
+) -> None:
+    """The CA is referenced from a ConfigMap, mounted in the pod; without a kubelet the file
+    is not there, as when a volume is missing: the bridge reports it and exits with 2."""
+    ns = new_namespace(kube, "op-pod")
+    ca = {"configMapKeyRef": {"name": "trust", "key": "ca.crt"}}
+    manifest = source_manifest(
+        "badtls", "wss://127.0.0.1:9/feed", "t", "127.0.0.1:9", tls={"ca": ca}
+    )
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+    config = bridge_config(kube, ns, "badtls", tmp_path / "source.yaml")
+    assert yaml.safe_load(config.read_text())["tls"]["caFile"] == "/etc/ws2kafka-tls/ca.pem"
+    pod = kube.get_json(ns, "deployment", "badtls-bridge")["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert volume["projected"]["sources"] == [
+        {"configMap": {"name": "trust", "items": [{"key": "ca.crt", "path": "ca.pem"}]}}
+    ]
+    env = bridge_env(kube, ns, "badtls", tmp_path / "kubeconfig", "badtls-bridge-1")
+    result = subprocess.run(
+        bridge_argv(ns, "badtls", config),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    problem = "spec.tls.caFile: cannot load /etc/ws2kafka-tls/ca.pem: No such file or directory"
+    assert result.returncode == 2, result.stderr
+    assert problem in result.stderr
+    connection = kube.get_json(ns, "wss", "badtls")["status"]["connection"]
+    assert (connection["state"], connection["lastError"]) == ("StartupFailed", problem)
+    assert connection["podName"] == "badtls-bridge-1"
+    wait_until(
+        lambda: (
+            condition(kube.get_json(ns, "wss", "badtls"), "Ready").get("reason") == "StartupFailed"
+        ),
+        30,
+        "Ready=False StartupFailed",
+    )
 
 
 async def test_inline_mode_streams_into_kafka_and_reports(
