@@ -1,7 +1,8 @@
 """Deriving a source's conditions from facts, without I/O.
 
 The bridge reports facts (``status.connection``: state, counters, heartbeat time); the
-operator turns them, with what it knows of the spec and the Deployment, into the conditions
+operator turns them, with what it knows of the spec, the Deployment and its pods (what the
+kubelet wrote in their status: :func:`pod_problem`), into the conditions
 ``Ready`` (the summary), ``Connected``, ``Progressing`` and ``Degraded``. A condition keeps its
 ``lastTransitionTime`` until its status changes.
 """
