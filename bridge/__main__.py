@@ -23,6 +23,7 @@ from .errors import ConfigError
 from .health import HealthServer
 from .metrics import BridgeCollector
 from .reporting import StateReporter
+from .runstate import UncleanExit
 from .service import Bridge, ExitCode
 
 log = logging.getLogger("ws2kafka.bridge")
@@ -162,10 +163,13 @@ async def serve(
     name: str,
     args: argparse.Namespace,
     reporter: StateReporter | None = None,
+    unclean_exit: UncleanExit | None = None,
 ) -> int:
     """Run the bridge with signal handling and the health endpoint until it stops.
 
-    ``reporter`` is the state-reporting hook (the operator's bridge pods pass theirs).
+    ``reporter`` is the state-reporting hook (the operator's bridge pods pass theirs), and
+    ``unclean_exit`` how a previous bridge of the source ended, if not cleanly. Whatever keeps
+    the bridge from starting raises ConfigError, before anything is received.
     """
     bridge = Bridge(
         spec,
@@ -173,6 +177,7 @@ async def serve(
         reporter=reporter,
         summary_interval=args.summary_interval,
         state_file=args.state_file,
+        unclean_exit=unclean_exit,
     )
     loop = asyncio.get_running_loop()
     stops = 0
@@ -192,7 +197,13 @@ async def serve(
         registry = CollectorRegistry()
         registry.register(BridgeCollector(lambda: [(bridge.name, bridge.stats)]))
         health = HealthServer(registry, lambda: bridge.ready, args.metrics_host, args.metrics_port)
-        await health.start()
+        try:
+            await health.start()
+        except OSError as exc:  # e.g. the port is taken (two host-network bridges on a node)
+            where = f"{args.metrics_host}:{args.metrics_port}"
+            raise ConfigError(
+                [f"--metrics-port: cannot listen on {where}: {exc.strerror}"]
+            ) from None
     try:
         summary = await bridge.run()
     finally:

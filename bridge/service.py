@@ -33,7 +33,7 @@ from .picows_client import open_picows
 from .pipeline import Pipeline, SinkFactory, kafka_sink
 from .ratelog import RateLimitedLog
 from .reporting import NullReporter, StateReporter, StatusSnapshot
-from .runstate import RunState
+from .runstate import RunState, UncleanExit
 from .sequence import FrameChecks, SequenceGap
 from .source import (
     Failure,
@@ -128,6 +128,7 @@ class Bridge:
         summary_interval: float = SUMMARY_INTERVAL,
         state_file: Path | None = None,
         sink_factory: SinkFactory = kafka_sink,
+        unclean_exit: UncleanExit | None = None,
     ) -> None:
         self.spec = spec
         self.name = name
@@ -138,11 +139,14 @@ class Bridge:
         self._connect_kwargs = build_connect_kwargs(spec)  # resolves secrets: fails early
         self._summary_interval = summary_interval
         self._run_state = RunState(state_file) if state_file is not None else None
+        # the state file knows a killed run of this container; ``unclean_exit`` comes from
+        # elsewhere (a bridge pod's predecessor, from its last status report)
+        previous = self._run_state.previous_unclean_exit() if self._run_state else None
         self._supervisor = Supervisor(
             spec.reconnect,
             source=name,
             started_at=self.stats.started_at,
-            unclean=self._run_state.previous_unclean_exit() if self._run_state else None,
+            unclean=previous or unclean_exit,
         )
         self._rejections = RateLimitedLog(log, "frames rejected", prefix=f"{name}: ")
         self._drops = RateLimitedLog(log, "frames dropped", prefix=f"{name}: ")

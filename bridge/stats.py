@@ -30,6 +30,9 @@ class ConnectionState(StrEnum):
     GAVE_UP = "GaveUp"
     DRAINING = "Draining"
     STOPPED = "Stopped"
+    STARTUP_FAILED = "StartupFailed"
+    """It never ran: bad config, an unreadable file, a missing secret (reported by the
+    operator's bridge command before it exits)."""
 
 
 #: Produce latency histogram bucket bounds, seconds.

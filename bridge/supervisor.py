@@ -163,9 +163,9 @@ def _gave_up(attempts: int, failure: Failure) -> GaveUp:
 
 def _crash_as_ended(crash: UncleanExit) -> _Ended:
     """The previous run's last connection, as far as its trace tells."""
-    failure = Failure(
-        "UncleanExit",
-        f"the previous run stopped without draining (killed?) after {crash.received} frames;"
-        " frames not yet acknowledged then may be lost",
+    return _Ended(
+        crash.connection_id or "unknown",
+        crash.last_alive,
+        Failure("UncleanExit", crash.describe()),
+        0,
     )
-    return _Ended(crash.connection_id or "unknown", crash.last_alive, failure, 0)

@@ -2,13 +2,15 @@
 
 The bridge reports facts (``status.connection``: state, counters, heartbeat time, and the
 Kafka side in ``status.connection.kafka``); the operator turns them, with what it knows of the
-spec and the Deployment, into the conditions ``Ready`` (the summary: connected *and* producing),
+spec, the Deployment and its pods (what the kubelet wrote in their status:
+:func:`pod_problem`), into the conditions ``Ready`` (the summary: connected *and* producing),
 ``Connected`` (the feed), ``Producing`` (Kafka), ``Progressing`` and ``Degraded``. A
 condition keeps its ``lastTransitionTime`` until its status changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +20,66 @@ from ws2kafka.bridge.kafka_health import KafkaReason
 CONDITION_TYPES = ("Ready", "Connected", "Producing", "Progressing", "Degraded")
 
 Condition = dict[str, Any]
+
+
+#: Longest message taken from a pod: a termination message may hold the last 80 log lines.
+MAX_POD_MESSAGE = 1024
+#: Container waiting reasons of a pod on its way up: nothing is wrong (yet).
+_STARTING = frozenset({"ContainerCreating", "PodInitializing"})
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """Why a bridge pod does not run, in the kubelet's words (small: kept per pod in an index)."""
+
+    pod: str
+    reason: str
+    """``CrashLoopBackOff``, ``ImagePullBackOff``, ``CreateContainerConfigError``,
+    ``OOMKilled``, ``Unschedulable``, ``Evicted``..."""
+    message: str
+    """The kubelet's message and the last termination message of the container."""
+
+
+def pod_problem(pod: str, status: Mapping[str, Any]) -> PodProblem | None:
+    """What keeps a bridge pod from running, from its ``status``; None while nothing does.
+
+    The last termination (reason, exit code, message) is kept even while the container waits
+    to be restarted: a bridge that dies at startup writes its fatal error there. A crash
+    caused by the memory limit is reported as ``OOMKilled`` rather than the generic back-off.
+    """
+    if status.get("reason") == "Evicted":
+        return PodProblem(pod, "Evicted", _bounded(str(status.get("message") or "evicted")))
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        waiting = state.get("waiting") or {}
+        ended = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
+        if waiting.get("reason") in _STARTING or not (waiting or state.get("terminated")):
+            continue
+        reason = str(waiting.get("reason") or (ended or {}).get("reason") or "Terminated")
+        parts = [f"{reason}: {waiting['message']}" if waiting.get("message") else reason]
+        if ended:
+            parts.append(_termination(ended))
+            if ended.get("reason") == "OOMKilled":
+                reason = "OOMKilled"
+        return PodProblem(pod, reason, _bounded(f"pod {pod}: " + "; ".join(parts)))
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = str(condition.get("reason") or "Unschedulable")
+            message = f"pod {pod}: {condition.get('message') or 'not scheduled'}"
+            return PodProblem(pod, reason, _bounded(message))
+    return None
+
+
+def _termination(ended: Mapping[str, Any]) -> str:
+    text = f"last exit code {ended.get('exitCode')} ({ended.get('reason') or 'no reason'})"
+    message = str(ended.get("message") or "").strip()
+    return f"{text}: {message}" if message else text
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_POD_MESSAGE:
+        return message
+    return message[: MAX_POD_MESSAGE - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -34,6 +96,10 @@ class Facts:
     heartbeat_timeout: float
     deployment_available: bool | None
     """Pod mode: whether the Deployment has an available replica; inline mode: None."""
+    pod_problem: PodProblem | None = None
+    """Pod mode: why a bridge pod of the source cannot run, as its status says."""
+    last_gap: dict[str, Any] | None = None
+    """``status.lastGap`` as the bridge last reported it."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +130,7 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if facts.suspended:
         return Verdict("False", "Suspended", "spec.suspend is true: no bridge runs")
     if facts.deployment_available is False:
-        return Verdict("False", "DeploymentUnavailable", "the bridge pod is not available")
+        return _unavailable(facts)
     if facts.heartbeat_age is None:
         return Verdict("False", "BridgeStarting", "waiting for the bridge's first report")
     if not reporting:
@@ -99,6 +165,30 @@ def _producing(facts: Facts, reporting: bool) -> Verdict:
     return Verdict("True" if reason == KafkaReason.PRODUCING else "False", reason, message)
 
 
+def _unavailable(facts: Facts) -> Verdict:
+    """Ready when the Deployment has no available pod: the pod's own reason if it has one,
+    else the bridge's last word if it could not start."""
+    problem = facts.pod_problem
+    if problem is not None:
+        return Verdict("False", problem.reason, problem.message)
+    connection = facts.connection or {}
+    if connection.get("state") == "StartupFailed":
+        return Verdict("False", "StartupFailed", connection.get("lastError") or "StartupFailed")
+    return Verdict("False", "DeploymentUnavailable", "the bridge pod is not available")
+
+
+def _unclean_exit(facts: Facts) -> Verdict | None:
+    """Degraded while the bridge runs on the connection that followed an unclean end of its
+    predecessor (killed with records buffered): the gap says what may have been lost."""
+    gap = facts.last_gap or {}
+    current = (facts.connection or {}).get("connectionId")
+    if gap.get("error") != "UncleanExit" or not current or gap.get("newConnectionId") != current:
+        return None
+    return Verdict(
+        "True", "UncleanExit", gap.get("closeReason") or "the previous bridge was killed"
+    )
+
+
 def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool) -> Verdict:
     if connected:
         since = (facts.connection or {}).get("since")
@@ -114,6 +204,10 @@ def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool
 def _progressing(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if facts.spec_error or facts.suspended:
         return Verdict("False", "Idle", "nothing to roll out")
+    if facts.deployment_available is False and facts.pod_problem is not None:
+        # the kubelet retries, but the pod will not come up without a change
+        problem = facts.pod_problem
+        return Verdict("False", problem.reason, f"the rollout is stuck: {problem.message}")
     if facts.deployment_available is False or not reporting:
         return Verdict("True", "RollingOut", "waiting for the bridge to start and report")
     if state in ("Starting", "Connecting", "Backoff"):
@@ -125,6 +219,9 @@ def _degraded(facts: Facts, state: str | None) -> Verdict:
     connection = facts.connection or {}
     if state in ("AuthenticationFailed", "GaveUp"):
         return Verdict("True", state, connection.get("lastError") or state)
+    unclean = _unclean_exit(facts)
+    if unclean is not None:
+        return unclean
     dropped = int(connection.get("messagesDropped") or 0)
     failed = int(connection.get("messagesFailed") or 0)
     if dropped or failed:

@@ -33,6 +33,7 @@ from ws2kafka.bridge.config import (
     Header,
     KafkaSinkSpec,
     KeySpec,
+    PemSource,
     ReconnectSpec,
     SecretValue,
     TimestampSpec,
@@ -152,11 +153,26 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
             ),
         ),
     },
-    TlsSpec: {
-        "_key_with_cert": (
+    PemSource: {
+        # value is not in the resource schema: a Secret or a ConfigMap key is the only source.
+        "_exactly_one_source": (
             Rule(
-                "has(self.clientCertFile) == has(self.clientKeyFile)",
-                "clientCertFile and clientKeyFile go together",
+                "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                "give exactly one of secretKeyRef or configMapKeyRef",
+            ),
+        ),
+    },
+    TlsSpec: {
+        # caFile, clientCertFile and clientKeyFile are not in the resource schema either
+        "_consistent": (
+            Rule(
+                "has(self.clientCert) == has(self.clientKey)",
+                "clientCert and clientKey go together",
+            ),
+            Rule(
+                "!has(self.clientKey) || !has(self.clientKey.configMapKeyRef)",
+                "clientKey must come from a Secret (secretKeyRef), not a ConfigMap",
+                field_path=".clientKey",
             ),
         ),
     },

@@ -155,9 +155,27 @@ INVALID = {
         "set bearerToken or basic, not both",
     ),
     "client cert without key": (
-        with_changes("tls.clientCertFile", "/etc/tls/client.pem"),
+        with_changes("tls.clientCert", SECRET_REF),
         "spec.tls",
-        "clientCertFile and clientKeyFile go together",
+        "clientCert and clientKey go together",
+    ),
+    "client key from a ConfigMap": (
+        with_changes(
+            "tls",
+            {"clientCert": SECRET_REF, "clientKey": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+        ),
+        "spec.tls.clientKey",
+        "clientKey must come from a Secret",
+    ),
+    "CA from a Secret and a ConfigMap": (
+        with_changes("tls.ca", {**SECRET_REF, "configMapKeyRef": {"name": "c", "key": "k"}}),
+        "spec.tls.ca",
+        "give exactly one of secretKeyRef or configMapKeyRef",
+    ),
+    "a local CA file": (
+        with_changes("tls.caFile", "/etc/tls/ca.pem"),
+        "spec.tls.caFile",
+        "unknown field",
     ),
     "reserved producer property": (
         with_changes("kafka.properties", {"bootstrap.servers": "elsewhere:9092"}),

@@ -205,11 +205,20 @@ def test_secret_values_can_only_refer_to_a_secret(spec: Schema) -> None:
         "spec.headers[].valueFrom",
         "spec.kafka.secretProperties{}",
     }
+    pem_sources = {"spec.tls.ca", "spec.tls.clientCert", "spec.tls.clientKey"}
     found = {path for path, node in walk(spec) if "secretKeyRef" in node.get("properties", {})}
-    assert found == secret_values
+    assert found == secret_values | pem_sources
     for path, node in walk(spec):
         if path in secret_values:
             assert list(node["properties"]) == ["secretKeyRef"], path
+        if path in pem_sources:  # the operator mounts the key into the bridge pod
+            assert list(node["properties"]) == ["secretKeyRef", "configMapKeyRef"], path
+    assert set(at(spec, "tls")["properties"]) == {
+        "ca",
+        "clientCert",
+        "clientKey",
+        "insecureSkipVerify",
+    }
     assert "x-ws2kafka-local" not in render_crd()
 
 
