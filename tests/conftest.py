@@ -74,3 +74,12 @@ def _fixture_for(log_name: str) -> str:
         if log_name.startswith(fixture):
             return fixture
     return "kube"
+
+
+@pytest.fixture(params=["picows", "websockets"])
+def client(request: pytest.FixtureRequest) -> str:
+    """The WebSocket client (``connection.client``) a bridge test runs with: a test that takes
+    this fixture runs once with picows, the default, and once with websockets, the reference
+    implementation users can select."""
+    name: str = request.param
+    return name
