@@ -27,6 +27,7 @@ from .framing import Record
 from .kafka_health import Backlog, KafkaHealth, KafkaVerdict, assess
 from .sink import KafkaSink
 from .stats import BridgeStats
+from .timeouts import wait_event
 
 #: Admitted records handed to the producer at once while frames keep arriving without a pause.
 HAND_OVER_BATCH = 512
@@ -253,7 +254,7 @@ class Pipeline:
         self.on_settled()
         while stats.held and self.fatal is None and time.monotonic() < deadline:
             self._settled.clear()
-            await _wait_event(self._settled, deadline - time.monotonic())
+            await wait_event(self._settled, deadline - time.monotonic())
         await self.close()
         return stats.held
 
@@ -263,13 +264,3 @@ class Pipeline:
             return
         self._closed = True
         await self._sink.close()
-
-
-async def _wait_event(event: asyncio.Event, timeout: float) -> None:
-    """``asyncio.timeout`` rather than ``wait_for``: on Python 3.11, ``wait_for`` swallows a
-    cancellation that arrives as the event is set."""
-    try:
-        async with asyncio.timeout(max(0.0, timeout)):
-            await event.wait()
-    except TimeoutError:
-        return

@@ -1,32 +1,29 @@
-"""The bridge service: one WebSocket connection at a time, every frame into Kafka.
+"""The bridge: one WebSocket source into Kafka, from start to the final summary.
 
-Lifecycle: :meth:`Bridge.run` connects (with capped, jittered backoff), subscribes, reads until
-the connection ends or :meth:`Bridge.stop` is called, and reconnects; the interval between two
-connections is recorded as a gap (:mod:`.gaps`). :meth:`Bridge.rotate` (or
-``rotation.intervalSeconds``) replaces the connection make-before-break, without a gap. On stop
-it closes the
-socket with 1001, keeps reading what the server had already sent, then waits up to
-``drainTimeoutSeconds`` for Kafka to acknowledge every received frame, and logs a final summary.
-What could not be delivered is counted, never silently lost.
+:meth:`Bridge.run` connects, runs a :class:`~.session.Session` on the connection until it
+ends or :meth:`Bridge.stop` is called, and follows the :class:`~.supervisor.Supervisor`'s
+decision (wait and reconnect, or give up); the interval between two connections is recorded
+as a gap (:mod:`.gaps`). :meth:`Bridge.rotate` (or ``rotation.intervalSeconds``) replaces the
+connection make-before-break, without a gap. Records go through the
+:class:`~.pipeline.Pipeline`. On stop it closes the socket with 1001, keeps reading what the
+server had already sent, then waits up to ``drainTimeoutSeconds`` for Kafka to acknowledge
+every received frame, and logs a final summary. What could not be delivered is counted, never
+silently lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from websockets.exceptions import ConnectionClosed
 from websockets.typing import Data
 
 from .config import Client, WebSocketSourceSpec
 from .errors import GaveUp, ProducerFatal
-from .framing import HEADER_SOURCE, FrameRejected, Record, RecordBuilder
+from .framing import HEADER_SOURCE, Record
 from .gaps import CONTROL_GAP, HEADER_CONTROL, Gap
 from .kafka_health import KafkaVerdict
 from .picows_client import open_picows
@@ -35,6 +32,7 @@ from .ratelog import RateLimitedLog
 from .reporting import NullReporter, StateReporter, StatusSnapshot
 from .runstate import RunState, UncleanExit
 from .sequence import FrameChecks, SequenceGap
+from .session import Ended, Session, SessionContext, Successor, new_connection_id
 from .source import (
     Failure,
     Opener,
@@ -45,6 +43,7 @@ from .source import (
 )
 from .stats import BridgeStats, ConnectionState
 from .supervisor import GiveUp, Retry, Supervisor
+from .timeouts import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -52,32 +51,6 @@ log = logging.getLogger(__name__)
 SUMMARY_INTERVAL = 30.0
 #: Seconds between two looks at the drop and rejection counts (each logs at most every 10 s).
 RATE_LOG_TICK = 1.0
-
-
-def new_connection_id() -> str:
-    """The id of a connection, as in the ``ws2kafka.connection`` header and in gap records."""
-    return uuid.uuid4().hex[:12]
-
-
-@dataclass(frozen=True)
-class Successor:
-    """A rotation's new connection: open, subscribed, and its first data frame read."""
-
-    ws: SourceConnection
-    connection_id: str
-    first: Data
-
-
-async def wait_event(event: asyncio.Event, timeout: float) -> bool:
-    """Wait for ``event`` at most ``timeout`` seconds; returns whether it is set.
-
-    ``asyncio.timeout`` rather than ``wait_for``: on Python 3.11, ``wait_for`` swallows a
-    cancellation that arrives as the event is set, and the cancelled task then waits on.
-    """
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(max(0.0, timeout)):
-            await event.wait()
-    return event.is_set()
 
 
 #: Seconds between two writes of the run-state file (the precision of a crash's gap).
@@ -165,9 +138,7 @@ class Bridge:
         self._producer_fatal: ProducerFatal | None = None
         self._stopping = asyncio.Event()
         self._state_changed = asyncio.Event()
-        self._ws: SourceConnection | None = None
-        self._end: Failure | None = None
-        self._last_frame_monotonic = time.monotonic()
+        self._session: Session | None = None
         self._gave_up: GaveUp | None = None
         self._closing: asyncio.Task[None] | None = None
         self._sequence_gaps = RateLimitedLog(log, "sequence gaps", prefix=f"{name}: ")
@@ -177,8 +148,17 @@ class Bridge:
         if spec.sequence is not None or dedupe is not None:
             self._checks = FrameChecks(spec.sequence, dedupe, self.stats, self._log_sequence_gap)
         self._reauthenticate = False
-        self._rotate_requested = asyncio.Event()
-        self._successor: Successor | None = None
+        self._context = SessionContext(
+            spec=spec,
+            name=name,
+            stats=self.stats,
+            pipeline=self._pipeline,
+            checks=self._checks,
+            stopping=self._stopping,
+            rejections=self._rejections,
+            open_connection=self._open_raw,
+            set_state=self._set_state,
+        )
 
     # -- public API ---------------------------------------------------------------------
 
@@ -188,10 +168,10 @@ class Bridge:
             return
         log.info("%s: stopping: closing the connection and draining the buffer", self.name)
         self._stopping.set()
-        ws = self._ws
-        if ws is not None:
+        session = self._session
+        if session is not None:
             self._closing = asyncio.get_running_loop().create_task(
-                ws.close(1001, "ws2kafka shutting down")
+                session.ws.close(1001, "ws2kafka shutting down")
             )
         self._pipeline.wake()
 
@@ -201,8 +181,8 @@ class Bridge:
         A new connection is opened and subscribed; once it delivers its first data frame the
         old one is closed with 1000 and read to its end, then the new one takes over.
         """
-        if self._ws is not None:
-            self._rotate_requested.set()
+        if self._session is not None:
+            self._session.rotate()
 
     def paused(self) -> bool:
         """Reading is paused by the ``block`` overflow policy."""
@@ -215,10 +195,9 @@ class Bridge:
     @property
     def ready(self) -> bool:
         """Connected, and not stale (used by ``/readyz``)."""
-        if self.stats.state is not ConnectionState.CONNECTED:
-            return False
-        stale_after = self.spec.connection.stale_after_seconds
-        return not stale_after or time.monotonic() - self._last_frame_monotonic < stale_after
+        session = self._session
+        connected = self.stats.state is ConnectionState.CONNECTED
+        return connected and session is not None and not session.stale()
 
     async def run(self) -> Summary:
         """Run until stopped, given up or the producer failed; always drains and returns the
@@ -315,23 +294,38 @@ class Bridge:
                 supervisor.rotated()
                 self.stats.rotations += 1
             opened_at = time.monotonic()
-            outcome = await self._session(ws, connection_id, first)
+            outcome = await self._run_session(ws, connection_id, first)
             if isinstance(outcome, Successor):
-                successor, self._successor = outcome, None
+                successor = outcome
                 if self._stopping.is_set():
                     await successor.ws.close(1001, "ws2kafka shutting down")
                 continue
             successor = None
             if self._stopping.is_set():
                 return
-            failure, frames = outcome
-            self._count_failure(failure, connect=False)
+            self._count_failure(outcome.failure, connect=False)
             lived = time.monotonic() - opened_at
             decision = supervisor.ended(
-                connection_id, failure, frames=frames, at=time.time(), lived=lived
+                connection_id, outcome.failure, frames=outcome.frames, at=time.time(), lived=lived
             )
             if not await self._follow(decision):
                 return
+
+    async def _run_session(
+        self, ws: SourceConnection, connection_id: str, first: Data | None
+    ) -> Ended | Successor:
+        """One connection, as the current session (what stop, rotate and ready act on)."""
+        session = Session(self._context, ws, connection_id)
+        self._session = session
+        self.connection_id = connection_id
+        try:
+            return await session.run(first)
+        finally:
+            self._session = None
+
+    async def _open_raw(self) -> SourceConnection:
+        """A new connection with the current handshake settings (a rotation's successor)."""
+        return await self._opener(self.spec, self._connect_kwargs)
 
     def _record_gap(self, gap: Gap) -> None:
         """Count, log, report and (if configured) produce a gap."""
@@ -428,241 +422,6 @@ class Bridge:
         stats.last_error = f"{failure.reason}: {failure.message}"
 
     # -- one connection -----------------------------------------------------------------
-
-    async def _session(
-        self, ws: SourceConnection, connection_id: str, first: Data | None
-    ) -> tuple[Failure, int] | Successor:
-        """Subscribe (unless ``first``, the rotated-in connection's first frame, says it is
-        done), then read until the connection ends. Returns why it ended and how many frames
-        it delivered, or the successor it was rotated out for."""
-        self._ws = ws
-        self._end = None
-        self._rotate_requested.clear()
-        self.connection_id = connection_id
-        self.stats.connects += 1
-        received_before = self.stats.received
-        self._last_frame_monotonic = time.monotonic()
-        if self._checks is not None:
-            self._checks.new_connection(connection_id)
-        builder = RecordBuilder(
-            self.spec.kafka,
-            source=self.name,
-            connection_id=connection_id,
-            inflate=self.spec.connection.inflate,
-        )
-        helpers: list[asyncio.Task[None]] = []
-        failure: Failure | None = None
-        try:
-            if first is None:
-                for message in self.spec.subscribe:
-                    await ws.send(message)
-            self._set_state(ConnectionState.CONNECTED)
-            self._log_connected(ws)
-            helpers = self._start_helpers(ws)
-            await self._read(ws, builder, first)
-        except ConnectionClosed as exc:
-            failure = self._end or describe_failure(exc)
-        finally:
-            self._ws = None
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
-        if self._successor is not None:
-            return self._successor
-        frames = self.stats.received - received_before
-        return failure or self._end or Failure("ConnectionEnded", "connection ended"), frames
-
-    def _log_connected(self, ws: SourceConnection) -> None:
-        """One line per connection; an unverified one is flagged every time, not only once."""
-        log.info(
-            "%s: connected to %s (connection %s, subprotocol %s)",
-            self.name,
-            self.spec.url,
-            self.connection_id,
-            ws.subprotocol or "none",
-        )
-        if self.spec.tls.insecure_skip_verify and self.spec.url.startswith("wss://"):
-            log.warning(
-                "%s: connection %s is NOT verified: TLS certificate checks are disabled "
-                "(insecureSkipVerify)",
-                self.name,
-                self.connection_id,
-            )
-
-    def _start_helpers(self, ws: SourceConnection) -> list[asyncio.Task[None]]:
-        conn = self.spec.connection
-        helpers = []
-        if conn.ping_interval_seconds:
-            helpers.append(asyncio.create_task(self._keepalive(ws), name="keepalive"))
-        if conn.stale_after_seconds:
-            helpers.append(asyncio.create_task(self._watch_staleness(ws), name="watchdog"))
-        if conn.heartbeat is not None:
-            helpers.append(asyncio.create_task(self._heartbeat(ws), name="heartbeat"))
-        helpers.append(asyncio.create_task(self._rotate_when_asked(ws), name="rotation"))
-        return helpers
-
-    async def _read(self, ws: SourceConnection, builder: RecordBuilder, first: Data | None) -> None:
-        """The hot path: one iteration per frame, no logging, no JSON unless configured.
-
-        Records are handed to the producer once per loop wake-up (``schedule_hand_over``),
-        not once per frame: frames that arrived together are read without suspending, then
-        produced as one batch.
-        """
-        stats = self.stats
-        pipeline = self._pipeline
-        admit = pipeline.admit
-        build = builder.build
-        checks = self._checks
-        schedule = pipeline.schedule_hand_over
-        time_ns = time.time_ns
-        recv: Callable[[], Awaitable[Data]] = ws.recv
-        if first is not None:
-            recv = _Replay(first, ws.recv)
-        sequence = 0
-        pause = pipeline.must_pause()
-        while True:
-            if pause and not self._stopping.is_set():
-                await pipeline.wait_for_room(self._stopping)
-                pause = False
-            data = await recv()
-            received_ns = time_ns()
-            if isinstance(data, str):
-                payload = data.encode()
-                binary = False
-            else:
-                payload = data
-                binary = True
-            sequence += 1
-            stats.received += 1
-            stats.received_bytes += len(payload)
-            stats.last_frame_at = received_ns / 1e9
-            self._last_frame_monotonic = time.monotonic()
-            try:
-                record = build(payload, binary, received_ns // 1000, sequence)
-                if checks is not None and not checks.admit(record.value):
-                    continue
-            except Exception as exc:  # a frame, however hostile, never ends the read loop
-                self._reject(exc)
-                continue
-            pause = admit(record)
-            schedule()
-
-    def _reject(self, exc: Exception) -> None:
-        """Count a frame that cannot become a record, by reason, and log it as a rate."""
-        reason = "FrameRejected" if isinstance(exc, FrameRejected) else type(exc).__name__
-        self.stats.reject(reason)
-        self._rejections.add(f"{reason}: {exc}"[:300])
-
-    def _alive_since(self, moment: float) -> bool:
-        """Whether silence since ``moment`` proves nothing about the peer.
-
-        While reading is paused (overflow ``block``), neither pongs nor frames can be read, and
-        just after a resume they wait behind the backlog; a data frame proves the peer alive.
-        """
-        pipeline = self._pipeline
-        return (
-            pipeline.paused
-            or pipeline.resumed_monotonic >= moment
-            or self._last_frame_monotonic >= moment
-        )
-
-    async def _rotate_when_asked(self, ws: SourceConnection) -> None:
-        """Make-before-break: on :meth:`rotate` or every ``rotation.intervalSeconds``, open the
-        successor; once it delivered a data frame, close ``ws`` with 1000. The reader goes on
-        reading ``ws`` up to the server's close frame (everything the server sent before our
-        close arrived), then the session hands over to the successor."""
-        interval = self.spec.rotation.interval_seconds
-        while True:
-            if interval:
-                await wait_event(self._rotate_requested, interval)
-            else:
-                await self._rotate_requested.wait()
-            self._rotate_requested.clear()
-            successor = await self._open_successor()
-            if successor is not None:
-                self._successor = successor
-                log.info(
-                    "%s: rotating connection %s to %s",
-                    self.name,
-                    self.connection_id,
-                    successor.connection_id,
-                )
-                await ws.close(1000, "ws2kafka rotation")
-                return
-
-    async def _open_successor(self) -> Successor | None:
-        """A new connection, subscribed, with its first data frame; None (counted and logged)
-        when it fails or sends nothing within ``rotation.switchTimeoutSeconds``."""
-        timeout = self.spec.rotation.switch_timeout_seconds
-        ws: SourceConnection | None = None
-        handed_over = False
-        try:
-            async with asyncio.timeout(timeout):
-                ws = await self._opener(self.spec, self._connect_kwargs)
-                for message in self.spec.subscribe:
-                    await ws.send(message)
-                first = await ws.recv()
-            handed_over = True
-            return Successor(ws, new_connection_id(), first)
-        except Exception as exc:  # the old connection goes on; the next rotation tries again
-            self.stats.rotation_failures += 1
-            failure = describe_failure(exc)
-            log.warning(
-                "%s: rotation abandoned, connection %s stays: %s (%s)",
-                self.name,
-                self.connection_id,
-                failure.message,
-                failure.reason,
-            )
-            return None
-        finally:
-            if ws is not None and not handed_over:
-                await ws.close(1000, "ws2kafka rotation abandoned")
-
-    async def _keepalive(self, ws: SourceConnection) -> None:
-        """Protocol pings; a missing pong drops the connection (half-open detection).
-
-        Suspended while the overflow policy pauses reading: the pong cannot be read then, and
-        a deliberate pause is not a dead peer. A pong late behind a backlog does not count
-        either (see :meth:`_alive_since`).
-        """
-        conn = self.spec.connection
-        while True:
-            await asyncio.sleep(conn.ping_interval_seconds)
-            if self.paused():
-                continue
-            sent_at = time.monotonic()
-            pong = await ws.ping()
-            try:
-                async with asyncio.timeout(conn.ping_timeout_seconds):
-                    await asyncio.shield(pong)
-            except TimeoutError:
-                if self._alive_since(sent_at):
-                    continue
-                self._end = Failure(
-                    "PingTimeout", f"no pong within {conn.ping_timeout_seconds:g} s", 1006
-                )
-                ws.transport.abort()
-                return
-
-    async def _watch_staleness(self, ws: SourceConnection) -> None:
-        """No data frame for ``staleAfterSeconds`` (while reading) -> reconnect."""
-        stale_after = self.spec.connection.stale_after_seconds
-        while True:
-            await asyncio.sleep(min(stale_after / 4, 5.0))
-            resumed = self._pipeline.resumed_monotonic
-            silent = time.monotonic() - max(self._last_frame_monotonic, resumed)
-            if silent >= stale_after and not self.paused():
-                self._end = Failure("StaleData", f"no data frame for {silent:.1f} s")
-                ws.transport.abort()
-                return
-
-    async def _heartbeat(self, ws: SourceConnection) -> None:
-        heartbeat = self.spec.connection.heartbeat
-        assert heartbeat is not None
-        while True:
-            await asyncio.sleep(heartbeat.interval_seconds)
-            await ws.send(heartbeat.message)
 
     # -- draining and reporting ---------------------------------------------------------
 
@@ -778,20 +537,3 @@ class Bridge:
                 last,
             )
             previous = stats.received
-
-
-class _Replay:
-    """``recv`` of a rotated-in connection: its first frame (already read, to prove the
-    connection delivers data), then the socket's. That frame's receive time is the moment it
-    is taken over, at most the old connection's close handshake later."""
-
-    def __init__(self, first: Data, recv: Callable[[], Awaitable[Data]]) -> None:
-        self._first: Data | None = first
-        self._recv = recv
-
-    async def __call__(self) -> Data:
-        first = self._first
-        if first is None:
-            return await self._recv()
-        self._first = None
-        return first

@@ -69,12 +69,19 @@ async def run_until(
     bridge to end use :func:`run_to_end`.
     """
     task = asyncio.create_task(bridge.run())
+    held = False
+
+    def held_or_ended() -> bool:
+        nonlocal held
+        held = held or condition()
+        return held or task.done()
+
     try:
-        await until(lambda: condition() or task.done(), timeout, what, interval=0.02)
+        await until(held_or_ended, timeout, what, interval=0.02)
     finally:
         bridge.stop()
     summary = await asyncio.wait_for(task, 60)
-    if not condition():
+    if not held:
         raise BridgeEndedEarly(f"the bridge ended before {what}: {summary}")
     return summary
 

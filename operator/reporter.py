@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from ws2kafka.bridge.ratelog import RateLimitedLog
 from ws2kafka.bridge.gaps import rfc3339
+from ws2kafka.bridge.ratelog import RateLimitedLog
 from ws2kafka.bridge.reporting import Requests, StatusSnapshot
 from ws2kafka.bridge.runstate import UncleanExit
 from ws2kafka.bridge.stats import ConnectionState
