@@ -7,6 +7,8 @@ import time
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ws2kafka.bridge.framing import Record
 from ws2kafka.bridge.kafka_health import KafkaReason
@@ -100,3 +102,99 @@ async def test_every_frame_is_accounted_for(fail: bool) -> None:
     assert (summary.delivered, summary.failed) == ((0, 50) if fail else (50, 0))
     verdict = bridge.kafka_verdict()
     assert verdict.reason is (KafkaReason.DELIVERY_FAILING if fail else KafkaReason.PRODUCING)
+
+
+class ScriptedSink(RecordingSink):
+    """Each handed batch meets the next outcome of a script: delivered, failed, kept for
+    ever (undelivered at the drain), taken only in part (librdkafka's queue full), or a
+    fatal producer error."""
+
+    def __init__(self, outcomes: list[str]) -> None:
+        super().__init__(holding=True)
+        self._outcomes = outcomes
+        self._turn = 0
+
+    def produce(self, records: list[Record]) -> int:
+        outcome = self._outcomes[self._turn % len(self._outcomes)]
+        self._turn += 1
+        if outcome == "fatal":
+            raise KafkaException(KafkaError(KafkaError._FATAL, "scripted", fatal=True))
+        taken = records[: max(1, len(records) // 2)] if outcome == "partial" else records
+        super().produce(taken)
+        if outcome in ("deliver", "partial", "fail"):
+            self.fail = outcome == "fail"
+            assert self._loop is not None
+            self._loop.call_soon(self.release)
+        return len(taken)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    frames=st.integers(min_value=0, max_value=300),
+    hostile_every=st.integers(min_value=0, max_value=7),
+    outcomes=st.lists(
+        st.sampled_from(["deliver", "deliver", "partial", "fail", "keep", "fatal"]),
+        min_size=1,
+        max_size=6,
+    ),
+    overflow=st.sampled_from(["block", "dropOldest", "dropNewest"]),
+    max_messages=st.integers(min_value=1, max_value=64),
+    stop_after=st.integers(min_value=0, max_value=300),
+)
+async def test_every_frame_is_accounted_for_whatever_happens(
+    frames: int,
+    hostile_every: int,
+    outcomes: list[str],
+    overflow: str,
+    max_messages: int,
+    stop_after: int,
+) -> None:
+    """Random frames (some hostile), producer outcomes, overflow policies and stop times:
+    while running and at the end, received == delivered + failed + dropped + rejected +
+    (held while running | undelivered at the end)."""
+    script: list[str | bytes] = [
+        b'{"T":Infinity,"seq":"\xc2\xb2"}' if hostile_every and n % hostile_every == 0 else f"{n}"
+        for n in range(1, frames + 1)
+    ]
+    sink = ScriptedSink(outcomes)
+    spec = bridge_spec(
+        "127.0.0.1:1",
+        "ws://127.0.0.1:1/x",
+        "t",
+        drainTimeoutSeconds=0.2,
+        buffer={"maxMessages": max_messages, "overflow": overflow},
+        kafka={"timestamp": {"source": "jsonPointer", "pointer": "/T"}},
+        sequence={"pointer": "/seq"},
+    )
+    bridge = Bridge(
+        spec, name="p", opener=ScriptedConnection(script).opener(), sink_factory=sink.attach
+    )
+    stats = bridge.stats
+    task = asyncio.create_task(bridge.run())
+
+    def balanced() -> bool:
+        return stats.received == (
+            stats.delivered + stats.failed + stats.dropped + stats.rejected + stats.held
+        )
+
+    deadline = time.monotonic() + 5
+    while (
+        not task.done() and stats.received < min(stop_after, frames) and time.monotonic() < deadline
+    ):
+        assert balanced()
+        await asyncio.sleep(0)
+    bridge.stop()
+    summary = await asyncio.wait_for(task, 10)
+    assert summary.received == (
+        summary.delivered
+        + summary.failed
+        + summary.dropped
+        + summary.rejected
+        + summary.undelivered
+    ), summary
+    expected_exit = (
+        ExitCode.PRODUCER_FATAL
+        if bridge._producer_fatal
+        else (ExitCode.UNDELIVERED if summary.undelivered else ExitCode.OK)
+    )
+    assert summary.exit_code == expected_exit
