@@ -192,9 +192,8 @@ async def test_every_frame_is_accounted_for_whatever_happens(
         + summary.rejected
         + summary.undelivered
     ), summary
-    expected_exit = (
-        ExitCode.PRODUCER_FATAL
-        if bridge._producer_fatal
-        else (ExitCode.UNDELIVERED if summary.undelivered else ExitCode.OK)
-    )
+    if bridge.kafka_verdict().reason is KafkaReason.PRODUCER_FATAL:
+        expected_exit = ExitCode.PRODUCER_FATAL
+    else:
+        expected_exit = ExitCode.UNDELIVERED if summary.undelivered else ExitCode.OK
     assert summary.exit_code == expected_exit
