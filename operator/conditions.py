@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from ws2kafka.bridge.kafka_health import KafkaReason
+from ws2kafka.bridge.stats import ConnectionState
 
 CONDITION_TYPES = ("Ready", "Connected", "Producing", "Progressing", "Degraded")
 
@@ -113,7 +114,7 @@ def derive(facts: Facts) -> dict[str, Verdict]:
     """Every condition's status, reason and message for these facts."""
     state = (facts.connection or {}).get("state")
     reporting = facts.heartbeat_age is not None and facts.heartbeat_age <= facts.heartbeat_timeout
-    connected = reporting and state == "Connected"
+    connected = reporting and state == ConnectionState.CONNECTED
     return {
         "Ready": _ready(facts, state, reporting),
         "Connected": _connected(facts, state, reporting, connected),
@@ -140,7 +141,7 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
             f"no report from the bridge for {facts.heartbeat_age:.0f} s "
             f"(limit {facts.heartbeat_timeout:.0f} s)",
         )
-    if state != "Connected":
+    if state != ConnectionState.CONNECTED:
         return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")
     kafka = _kafka(facts)
     if kafka is not None and kafka.get("reason") != KafkaReason.PRODUCING:
@@ -172,8 +173,9 @@ def _unavailable(facts: Facts) -> Verdict:
     if problem is not None:
         return Verdict("False", problem.reason, problem.message)
     connection = facts.connection or {}
-    if connection.get("state") == "StartupFailed":
-        return Verdict("False", "StartupFailed", connection.get("lastError") or "StartupFailed")
+    if connection.get("state") == ConnectionState.STARTUP_FAILED:
+        failed = ConnectionState.STARTUP_FAILED.value
+        return Verdict("False", failed, connection.get("lastError") or failed)
     return Verdict("False", "DeploymentUnavailable", "the bridge pod is not available")
 
 
@@ -210,14 +212,14 @@ def _progressing(facts: Facts, state: str | None, reporting: bool) -> Verdict:
         return Verdict("False", problem.reason, f"the rollout is stuck: {problem.message}")
     if facts.deployment_available is False or not reporting:
         return Verdict("True", "RollingOut", "waiting for the bridge to start and report")
-    if state in ("Starting", "Connecting", "Backoff"):
+    if state in (ConnectionState.STARTING, ConnectionState.CONNECTING, ConnectionState.BACKOFF):
         return Verdict("True", state, f"bridge is {state}")
     return Verdict("False", "Stable", "the bridge runs the current spec")
 
 
 def _degraded(facts: Facts, state: str | None) -> Verdict:
     connection = facts.connection or {}
-    if state in ("AuthenticationFailed", "GaveUp"):
+    if state in (ConnectionState.AUTH_FAILED, ConnectionState.GAVE_UP):
         return Verdict("True", state, connection.get("lastError") or state)
     unclean = _unclean_exit(facts)
     if unclean is not None:

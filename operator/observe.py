@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ws2kafka.bridge.stats import ConnectionState
+
 from .conditions import Facts, PodProblem, derive, merge_conditions
 from .events import EventLimiter
 from .reconcile import Rejections, spec_problems
@@ -133,7 +135,7 @@ def _post_transitions(
             continue
         if cond["status"] == "True":
             events.post(body, reason="Connected", message=cond["message"])
-        elif cond["reason"] == "GaveUp":
+        elif cond["reason"] == ConnectionState.GAVE_UP:
             events.post(body, reason="GaveUp", message=cond["message"], warning=True)
         elif old:
             events.post(body, reason="Disconnected", message=cond["message"], warning=True)
