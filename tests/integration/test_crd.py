@@ -186,6 +186,10 @@ INVALID = {
 }
 
 
+#: Fields a local config file may set, and a resource may not.
+LOCAL_ONLY = {"spec.auth.bearerToken.value", "spec.tls.caFile"}
+
+
 @pytest.mark.parametrize(("spec", "field", "message"), INVALID.values(), ids=INVALID.keys())
 def test_invalid_sources_are_rejected_naming_the_field(
     kube: ControlPlane, namespace: str, spec: dict[str, Any], field: str, message: str
@@ -197,7 +201,8 @@ def test_invalid_sources_are_rejected_naming_the_field(
     assert field in result.stderr
     assert message in result.stderr
     assert "s3cret" not in result.stderr, "a secret value was echoed"
-    if field != "spec.auth.bearerToken.value":  # inline secrets are fine in local config files
+    # inline secrets and file paths are fine in local config files
+    if field not in LOCAL_ONLY:
         with pytest.raises(ConfigError):
             parse_spec(spec)
 
