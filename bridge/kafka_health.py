@@ -19,6 +19,7 @@ from typing import Any
 from confluent_kafka import KafkaError
 
 from .gaps import rfc3339
+from .kafka_errors import classify
 
 
 class KafkaReason(StrEnum):
@@ -48,14 +49,10 @@ STALLED_AFTER_SECONDS = 30.0
 #: A buffer this full (records or bytes) will soon block reading or drop frames.
 FILLING_RATIO = 0.8
 
-_AUTHENTICATION_CODES = frozenset(
-    {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._SSL}
-)
-
 
 def is_authentication_error(error: KafkaError) -> bool:
-    """SASL credentials refused, or a TLS handshake that failed."""
-    return error.code() in _AUTHENTICATION_CODES
+    """SASL credentials refused, or a TLS handshake that failed (either side's certificate)."""
+    return classify(error) == KafkaReason.AUTHENTICATION_FAILED
 
 
 @dataclass
@@ -188,10 +185,12 @@ def _reason(health: KafkaHealth, backlog: Backlog) -> tuple[KafkaReason, str]:
         )
     failing = health.failing_delivery
     if failing is not None:
-        reason = {
-            KafkaError.TOPIC_AUTHORIZATION_FAILED: KafkaReason.TOPIC_AUTHORIZATION_FAILED,
-            KafkaError.CLUSTER_AUTHORIZATION_FAILED: KafkaReason.CLUSTER_AUTHORIZATION_FAILED,
-        }.get(failing.code(), KafkaReason.DELIVERY_FAILING)
+        named = classify(failing)
+        authorization = (
+            KafkaReason.TOPIC_AUTHORIZATION_FAILED,
+            KafkaReason.CLUSTER_AUTHORIZATION_FAILED,
+        )
+        reason = KafkaReason(named) if named in authorization else KafkaReason.DELIVERY_FAILING
         return reason, f"deliveries fail: {failing.str()}; {waiting}"
     if backlog.oldest_seconds >= STALLED_AFTER_SECONDS:
         return KafkaReason.DELIVERY_STALLED, f"Kafka acknowledges too slowly: {waiting}"

@@ -22,7 +22,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from .config import KafkaSinkSpec
 from .framing import Record
-from .kafka_health import KafkaHealth, is_authentication_error
+from .kafka_health import KafkaHealth
 from .ratelog import RateLimitedLog
 from .stats import BridgeStats
 
@@ -80,9 +80,6 @@ class KafkaSink:
         self._on_fatal = on_fatal
         self._on_refused = on_refused
         self._failures = RateLimitedLog(log, "delivery failures", prefix=f"{client_id}: ")
-        self._authentication_failures = RateLimitedLog(
-            log, "Kafka authentication failures", prefix=f"{client_id}: "
-        )
         self._prefix = f"{client_id}: "
         config = producer_config(spec, window=window, max_bytes=max_bytes, client_id=client_id)
         config["on_delivery"] = self._on_delivery
@@ -170,7 +167,6 @@ class KafkaSink:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
         self._failures.flush(force=True)
-        self._authentication_failures.flush(force=True)
         self._log.flush(force=True)
         self._producer.purge()
 
@@ -202,7 +198,6 @@ class KafkaSink:
                 last_settled = settled
                 self._call_on_loop(self._on_settled)
             self._failures.flush()
-            self._authentication_failures.flush()
             self._log.flush()
 
     def _call_on_loop(self, callback: Callable[..., None], *args: object) -> None:
@@ -226,16 +221,15 @@ class KafkaSink:
         self._failures.add(err.str())
 
     def _on_error(self, err: KafkaError) -> None:
-        """(poll thread) librdkafka's error callback: facts for the status, one line per
-        kind of trouble (rate-limited where librdkafka repeats itself at every retry)."""
+        """(poll thread) librdkafka's error callback: facts for the status. Refused
+        credentials and unreachable brokers already reach the log as librdkafka's connection
+        failures, counted as a rate (:class:`LibrdkafkaLog`): they are not logged again."""
         health = self._health
         was_down = health.all_brokers_down
         health.on_error(err, time.time())
         if err.fatal():
             log.error("%skafka producer fatal error: %s", self._prefix, err.str())
             self._call_on_loop(self._on_fatal, err.str())
-        elif is_authentication_error(err):
-            self._authentication_failures.add(err.str())
         elif err.code() == KafkaError._ALL_BROKERS_DOWN and not was_down:
             log.warning("%skafka: all brokers are down; records wait in the buffer", self._prefix)
         else:
