@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from .errors import ConfigError
+from .podtemplate import BridgeTemplate
 
 #: Largest subscription message: the whole spec is rendered into a ConfigMap (1 MiB at most).
 MAX_SUBSCRIBE_BYTES = 262_144
@@ -455,6 +456,9 @@ class WebSocketSourceSpec(Model):
     """On shutdown, how long to wait for Kafka to acknowledge what was received."""
     suspend: bool = False
     """Stop the bridge without deleting the resource (the operator scales it to zero)."""
+    template: BridgeTemplate | None = None
+    """Customisations of the bridge pod (pod mode): labels, env, volumes, security context,
+    host networking, metrics port. Merged over the chart-wide ``bridge.template``."""
 
     @field_validator("url")
     @classmethod
