@@ -100,10 +100,24 @@ def build(context: Path, *, name: str | None = None) -> str:
     return name
 
 
+def archive(name: str) -> Path:
+    """``name`` as a docker archive in the cache, saved on first use; older archives of
+    ``localhost/ws2kafka:dev-*`` images are removed (one tree, one archive)."""
+    folder = paths.cache_dir() / "images"
+    target = folder / f"{name.replace('/', '_').replace(':', '_')}.tar"
+    with podman.exclusive():
+        if name.startswith(f"{REPOSITORY}:dev-"):
+            for old in folder.glob(f"{REPOSITORY.replace('/', '_')}_dev-*.tar"):
+                if old != target:
+                    old.unlink()
+        return save(name, target)
+
+
 def save(name: str, archive: Path) -> Path:
     """The image as a docker-archive tarball (what ``ctr images import`` and kind load)."""
     if archive.exists():
         return archive
+    archive.parent.mkdir(parents=True, exist_ok=True)
     if not podman.has_image(name):
         raise StackError(f"no image {name} in podman's storage; build it first")
     partial = archive.with_name(archive.name + ".partial")

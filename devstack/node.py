@@ -178,9 +178,11 @@ class Node:
     """containerd + kubelet registered as node ``localhost`` of ``kube``; a context manager
     that stops them and undoes their mounts and cgroups, even when the body raises."""
 
-    def __init__(self, workdir: Path, kube: ControlPlane) -> None:
+    def __init__(self, workdir: Path, kube: ControlPlane, image_name: str) -> None:
         self.workdir = workdir
         self.kube = kube
+        #: The project's image, imported into this node's containerd.
+        self.image = image_name
         self.socket = workdir / "containerd.sock"
         self.cgroup_name = f"ws2kafka-node-{secrets.token_hex(4)}"
         self.log_paths: dict[str, Path] = {
@@ -201,17 +203,18 @@ class Node:
         ]
 
     @classmethod
-    def start(cls, workdir: Path, kube: ControlPlane, images: list[Path]) -> Node:
-        """Start the node and import ``images`` (docker archives) next to the pause image."""
+    def start(cls, workdir: Path, kube: ControlPlane, image_name: str) -> Node:
+        """Start the node with the pause image and ``image_name`` (from podman's storage)."""
         pause = prepare()
         bin_dir = build_control_plane()
+        project_image = image.archive(image_name)
         workdir.mkdir(parents=True, exist_ok=True)
-        node = cls(workdir, kube)
+        node = cls(workdir, kube, image_name)
         try:
             node._stack.enter_context(_machine_lock(paths.cache_dir() / "node.lock"))
             started = time.monotonic()
             node._start_containerd()
-            for archive in [pause, *images]:
+            for archive in (pause, project_image):
                 node.import_image(archive)
             kube.start_scheduler()
             node._start_kubelet(bin_dir / "kubelet")

@@ -186,6 +186,9 @@ def _pod_spec(
                 "imagePullPolicy": settings.image_pull_policy,
                 "args": [
                     "ws2kafka-operator",
+                    # one JSON object per line, for `kubectl logs` and log collectors
+                    "--log-format",
+                    "json",
                     "bridge",
                     "--config",
                     f"{c.CONFIG_DIR}/{c.CONFIG_FILE}",
