@@ -37,6 +37,9 @@ demo: stack  ## the local demo: Kafka, API server, inline operator, a demo feed,
 image: venv  ## build the container image (podman, or docker if it runs; prints the name)
 	$(BIN)/ws2kafka-devstack image --context . $(if $(IMAGE),--tag $(IMAGE))
 
+demo-node: stack  ## the demo with the operator and a bridge as pods of a real kubelet (root)
+	$(BIN)/ws2kafka-devstack demo --node
+
 crds: venv  ## regenerate crds/websocketsource.yaml from bridge/config.py
 	$(BIN)/ws2kafka crds --write
 

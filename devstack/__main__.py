@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--duration", type=float, default=float("inf"), help="stop after this many seconds"
     )
+    demo.add_argument(
+        "--node",
+        action="store_true",
+        help="the operator and the bridge as pods of a real kubelet, from the built image",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
@@ -102,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ws2kafka-stack-"))
         if args.command == "demo":
-            return demo_main(workdir, args.kafka_port or None, args.feed_port, args.duration)
+            return demo_main(
+                workdir, args.kafka_port or None, args.feed_port, args.duration, on_node=args.node
+            )
         up(workdir, args.kafka_port)
     except StackError as exc:
         print(f"ws2kafka-devstack: {exc}", file=sys.stderr)

@@ -57,6 +57,8 @@ PAUSE_IMAGE: Final = f"localhost/pause:{K8S_VERSION}"
 _CNI_BIN: Final = Path("/usr/lib/cni")
 _READY_TIMEOUT: Final = 120.0
 _CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
+#: The kubelet links every container's log here (a fixed path).
+_CONTAINER_LOG_LINKS: Final = Path("/var/log/containers")
 
 _CONTAINERD_CONFIG: Final = """\
 version = 2
@@ -85,6 +87,7 @@ disabled_plugins = [
   disable_apparmor = true
   stream_server_address = "127.0.0.1"
   stream_server_port = "{stream_port}"
+  netns_mounts_under_state_dir = true
 
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
@@ -272,7 +275,20 @@ class Node:
         self.ctr("images", "import", str(archive))
         log.info("imported %s in %.1f s", archive.name, time.monotonic() - started)
 
+    def _make_cgroup_root(self) -> None:
+        """The kubelet requires its cgroup root to exist in every hierarchy; a new cpuset
+        cgroup starts without CPUs and memory nodes, so it gets those of the root."""
+        for hierarchy in _CGROUP_ROOT.iterdir():
+            if not (hierarchy / "cgroup.procs").exists():
+                continue
+            top = hierarchy / self.cgroup_name
+            top.mkdir(exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if (hierarchy / name).exists():
+                    (top / name).write_text((hierarchy / name).read_text())
+
     def _start_kubelet(self, kubelet: Path) -> None:
+        self._make_cgroup_root()
         kubeconfig = self.kube.write_kubeconfig(
             self.workdir / "kubelet.kubeconfig", self.kube.node_token
         )
@@ -384,7 +400,12 @@ class Node:
 
     def _undo_mounts_and_cgroups(self) -> None:
         """Unmount whatever the kubelet and containerd mounted under the workdir (volumes,
-        rootfs overlays, sandbox shm), deepest first; then remove the pods' cgroups."""
+        rootfs overlays, sandbox shm), deepest first; then remove the pods' cgroups and the
+        links the kubelet made in /var/log/containers to this node's logs."""
+        workdir = str(self.workdir.resolve())
+        for link in _CONTAINER_LOG_LINKS.glob("*.log"):
+            if link.is_symlink() and os.readlink(link).startswith(workdir):
+                link.unlink()
         for mount_point in sorted(_mounts_under(self.workdir), key=len, reverse=True):
             result = subprocess.run(["umount", mount_point], capture_output=True, check=False)
             if result.returncode != 0:

@@ -25,17 +25,17 @@ from typing import Any, TypeVar
 
 import pytest
 
+from ws2kafka.devstack import podman, release
 from ws2kafka.devstack.feeds import SequenceFeed
 from ws2kafka.devstack.harness import record_count, value_of
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kube import ControlPlane
-from ws2kafka.devstack.node import TOLERATION, Node
+from ws2kafka.devstack.node import Node
 from ws2kafka.devstack.processes import free_port
 
 pytestmark = [pytest.mark.k8s, pytest.mark.kafka, pytest.mark.timeout(600)]
 
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "helm" / "ws2kafka"
+RELEASE = "wsk"
 SECRET_VALUE = f"never-logged-{uuid.uuid4().hex}"
 T = TypeVar("T")
 
@@ -158,35 +158,10 @@ def _condition(pod: dict[str, Any], kind: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def install(
-    kube: ControlPlane, node: Node, kafka: KafkaBroker, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Install]:
+def install(kube: ControlPlane, node: Node, kafka: KafkaBroker) -> Iterator[Install]:
     """``helm install`` of the chart with the node's image; the operator pod Ready."""
     namespace = f"node-{uuid.uuid4().hex[:6]}"
-    repository, tag = node.image.rsplit(":", 1)
-    api_port = kube.server.rsplit(":", 1)[1]
-    values = {
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
-        "watchNamespaces": [namespace],
-        "kubernetesService": {"host": "127.0.0.1", "port": api_port},
-        "operator": {
-            "hostNetwork": True,
-            "metricsPort": free_port(),
-            "tolerations": [TOLERATION],
-            "logFormat": "json",
-            "reportIntervalSeconds": 1,
-            "conditionIntervalSeconds": 1,
-        },
-        "bridge": {"tolerations": [TOLERATION], "template": {"pod": {"hostNetwork": True}}},
-    }
-    values_file = tmp_path_factory.mktemp("node-values") / "values.json"
-    values_file.write_text(json.dumps(values))
-    release = "wsk"
-    kube.helm(
-        "install", release, str(CHART), "-n", namespace, "--create-namespace",
-        "-f", str(values_file), "--wait", "--timeout=180s",
-    )  # fmt: skip
-    installed = Install(kube, node, kafka, namespace)
+    release.install(kube, node, RELEASE, namespace)
     try:
         secret = {
             "apiVersion": "v1",
@@ -195,10 +170,10 @@ def install(
             "stringData": {"key": SECRET_VALUE},
         }
         kube.kubectl("apply", "-f", "-", input=json.dumps(secret))
-        yield installed
+        yield Install(kube, node, kafka, namespace)
     finally:
         kube.kubectl("delete", "wss", "--all", "-n", namespace, "--wait=true", check=False)
-        kube.helm("uninstall", release, "-n", namespace, "--wait", "--timeout=120s", check=False)
+        kube.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout=100s", check=False)
         kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
@@ -212,6 +187,18 @@ def _seqs(kafka: KafkaBroker, topic: str) -> list[int]:
     messages = kafka.consume_all(topic, expected=record_count(kafka, topic))
     frames = [json.loads(value_of(message)) for message in messages]
     return [frame["seq"] for frame in frames if "seq" in frame]
+
+
+def test_image_runs_both_commands_without_the_test_stack(node: Node) -> None:
+    """The image the node runs: as an unprivileged user on a read-only root, both commands
+    start; the test stack is not in it; no package tool is left."""
+    run = ["run", "--rm", "--read-only", "--user", "10001:10001", node.image]
+    assert "--mode" in podman.output(*run, "ws2kafka-operator", "run", "--help")
+    assert "--resource" in podman.output(*run, "ws2kafka-operator", "bridge", "--help")
+    probe = (
+        "import importlib.util as u; print([u.find_spec(m) for m in ('ws2kafka.devstack', 'pip')])"
+    )
+    assert podman.output(*run, "python", "-c", probe) == "[None, None]"
 
 
 def test_operator_pod_is_ready_through_its_probes(install: Install) -> None:
