@@ -1,21 +1,26 @@
 # syntax=docker/dockerfile:1
 # One image for the ws2kafka operator and its bridge pods.
 #
+#   make image                                   # podman (or docker), base chosen for you
 #   docker build -t ghcr.io/ws2kafka/ws2kafka:0.1.0 .
 #
 # The operator runs the default command (`ws2kafka-operator run`); a bridge pod's args start
 # with `ws2kafka-operator bridge`. There is no ENTRYPOINT, so a pod's args are the whole command.
 # The builder installs the project (a wheel built from the sources) and its dependencies into a
 # virtualenv; the final image holds only that virtualenv on the same Python, without pip, and
-# runs as the unprivileged user 10001 (the UID the chart and the bridge pods run as).
-# tests/integration/test_helm.py installs the project the way this file does and runs the commands.
+# runs as the unprivileged user 10001 (the UID the chart and the bridge pods run as by default).
+# The test stack (ws2kafka.devstack) is part of the sources but not of the image.
+# tests/integration/test_node.py builds this file and runs the image as pods in a real kubelet.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS builder
+# PYTHONSAFEPATH: `python -m pip` in /src must not put /src on sys.path, where the folder
+# `operator/` would shadow the standard library's `operator` module.
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_ROOT_USER_ACTION=ignore
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONSAFEPATH=1
 # a virtualenv without pip: the base image's pip installs into it
 RUN python -m venv --without-pip /opt/ws2kafka
 WORKDIR /src
@@ -23,7 +28,11 @@ COPY pyproject.toml README.md ./
 COPY bridge bridge
 COPY operator operator
 COPY devstack devstack
-RUN python -m pip --python /opt/ws2kafka/bin/python install .
+# setuptools builds all three packages from one pyproject.toml; the image keeps only the
+# operator and the bridge (the test stack would ship build scripts and test servers).
+RUN python -P -m pip --python /opt/ws2kafka/bin/python install . \
+    && rm -r /opt/ws2kafka/lib/python3*/site-packages/ws2kafka/devstack \
+       /opt/ws2kafka/bin/ws2kafka-devstack
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="ws2kafka" \

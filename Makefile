@@ -12,7 +12,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv test lint unit stack demo bench crds clean
+.PHONY: help venv test lint unit stack demo demo-node image bench crds clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +32,13 @@ stack: venv  ## build/fetch and cache Kafka and the Kubernetes control plane (fi
 
 demo: stack  ## the local demo: Kafka, API server, inline operator, a demo feed, data flowing
 	$(BIN)/ws2kafka-devstack demo
+
+# IMAGE=registry.example.com/ws2kafka:0.1.0 names the image; default: localhost/ws2kafka:dev-HASH
+image: venv  ## build the container image (podman, or docker if it runs; prints the name)
+	$(BIN)/ws2kafka-devstack image --context . $(if $(IMAGE),--tag $(IMAGE))
+
+demo-node: stack  ## the demo with the operator and a bridge as pods of a real kubelet (root)
+	$(BIN)/ws2kafka-devstack demo --node
 
 crds: venv  ## regenerate crds/websocketsource.yaml from bridge/config.py
 	$(BIN)/ws2kafka crds --write

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from .errors import ConfigError
+from .podtemplate import BridgeTemplate
 
 #: The longest ``drainTimeoutSeconds``: an hour of Kafka outage rides out a shutdown.
 MAX_DRAIN_TIMEOUT_SECONDS: Final = 3600
@@ -541,6 +542,9 @@ class WebSocketSourceSpec(Model):
     """On shutdown, how long to wait for Kafka to acknowledge what was received."""
     suspend: bool = False
     """Stop the bridge without deleting the resource (the operator scales it to zero)."""
+    template: BridgeTemplate | None = None
+    """Customisations of the bridge pod (pod mode): labels, env, volumes, security context,
+    host networking, metrics port. Merged over the chart-wide ``bridge.template``."""
 
     @field_validator("url")
     @classmethod

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import image, node
 from .demo import main as demo_main
 from .kafka import KafkaBroker, assemble_kafka
 from .kube import ControlPlane, build_control_plane
@@ -21,12 +22,21 @@ log = logging.getLogger("ws2kafka.devstack")
 
 
 def prepare() -> None:
-    """Fetch Kafka's jars and build the control-plane binaries, or find them cached."""
+    """Fetch Kafka's jars, build the control-plane and node binaries, the pause image and the
+    image's base, or find them cached; each step's time is logged."""
     started = time.monotonic()
     log.info("cache: %s", cache_dir())
-    log.info("kafka: libraries in %s", assemble_kafka())
-    log.info("kubernetes: binaries in %s", build_control_plane())
-    log.info("toxiproxy: server %s", build_toxiproxy())
+    steps = [
+        ("kafka: libraries in", assemble_kafka),
+        ("kubernetes: binaries in", build_control_plane),
+        ("toxiproxy: server", build_toxiproxy),
+        ("node: pause image", node.prepare),
+        ("image: base", image.choose_base),
+    ]
+    for what, step in steps:
+        step_started = time.monotonic()
+        result = step()
+        log.info("%s %s (%.0f s)", what, result, time.monotonic() - step_started)
     log.info("stack ready in %.0f s", time.monotonic() - started)
 
 
@@ -58,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "prepare", help="fetch/build and cache every component (first run: minutes)"
     )
+    build = commands.add_parser(
+        "image", help="build the container image with podman or docker; prints its name"
+    )
+    build.add_argument(
+        "--context", type=Path, default=Path(), help="the repository (default: the current folder)"
+    )
+    build.add_argument("--tag", help="the image's name:tag (default: localhost/ws2kafka:dev-HASH)")
     run = commands.add_parser("up", help="start Kafka and the API server until Ctrl-C")
     run.add_argument("--workdir", type=Path, help="data and logs (default: a temporary folder)")
     run.add_argument(
@@ -74,15 +91,25 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--duration", type=float, default=float("inf"), help="stop after this many seconds"
     )
+    demo.add_argument(
+        "--node",
+        action="store_true",
+        help="the operator and the bridge as pods of a real kubelet, from the built image",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         if args.command == "prepare":
             prepare()
             return 0
+        if args.command == "image":
+            print(image.build(args.context.resolve(), name=args.tag))
+            return 0
         workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ws2kafka-stack-"))
         if args.command == "demo":
-            return demo_main(workdir, args.kafka_port or None, args.feed_port, args.duration)
+            return demo_main(
+                workdir, args.kafka_port or None, args.feed_port, args.duration, on_node=args.node
+            )
         up(workdir, args.kafka_port)
     except StackError as exc:
         print(f"ws2kafka-devstack: {exc}", file=sys.stderr)

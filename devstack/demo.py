@@ -3,6 +3,9 @@
 Starts Kafka and the Kubernetes API server from the local stack, the operator in inline mode,
 and the demo trade feed; applies the CRD and ``examples/demo.yaml``; then, every few seconds,
 shows ``kubectl get wssources`` and the newest records in Kafka. Ctrl-C stops everything.
+
+``make demo-node`` runs the same demo the way a cluster does: the image built from this tree,
+the chart installed with ``helm``, the operator and the bridge as pods of a real kubelet.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from confluent_kafka import Consumer
 
 from ws2kafka.operator.crdgen import render_crd
 
+from . import image, release
 from .kafka import KafkaBroker
 from .kube import ControlPlane
+from .node import Node
 from .processes import ManagedProcess, StackError
 from .tradefeed import TradeFeed
 
@@ -124,11 +129,40 @@ async def run_demo(workdir: Path, kafka_port: int | None, feed_port: int, durati
     return total
 
 
-def main(workdir: Path, kafka_port: int | None, feed_port: int, duration: float) -> int:
+async def run_node_demo(
+    workdir: Path, kafka_port: int | None, feed_port: int, duration: float
+) -> int:
+    """The demo with the operator and its bridge as pods on the devstack's node."""
+    name = await asyncio.to_thread(image.build, DEMO_MANIFEST.parent.parent)
+    with (
+        KafkaBroker.start(workdir / "kafka", port=kafka_port) as broker,
+        ControlPlane.start(workdir / "kube") as kube,
+        Node.start(workdir / "node", kube, name) as node,
+    ):
+        feed = await TradeFeed(port=feed_port).start()
+        try:
+            await asyncio.to_thread(release.install, kube, node, "ws2kafka", "default")
+            resource = demo_resource(broker.bootstrap_servers, feed.url)
+            topic = resource["spec"]["kafka"]["topic"]
+            kube.kubectl("apply", "-f", "-", input=yaml.safe_dump(resource))
+            print(f"\nws2kafka demo on a node: image {name}, Kafka {broker.bootstrap_servers}")
+            print(f"  export KUBECONFIG={kube.kubeconfig}   # kubectl get pods; kubectl logs ...")
+            print(f"  logs: {workdir}   (Ctrl-C stops everything)")
+            with kafka_tail(broker.bootstrap_servers, topic) as consumer:
+                total = await show(kube, consumer, topic, time.monotonic() + duration)
+        finally:
+            await feed.stop()
+    return total
+
+
+def main(
+    workdir: Path, kafka_port: int | None, feed_port: int, duration: float, *, on_node: bool
+) -> int:
     """Run the demo; with a finite ``duration``, exit 1 if no record reached Kafka."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    demo = run_node_demo if on_node else run_demo
     try:
-        total = asyncio.run(run_demo(workdir, kafka_port, feed_port, duration))
+        total = asyncio.run(demo(workdir, kafka_port, feed_port, duration))
     except KeyboardInterrupt:
         print("\nstopped: the operator drained its bridges; the stack is shut down")
         return 0

@@ -37,8 +37,17 @@ from .processes import ManagedProcess, StackError, free_port, run_logged
 log = logging.getLogger("ws2kafka.devstack")
 
 _GO_MODULE: Final = paths.ASSETS / "kube"
-_BINARIES: Final = ("etcd", "kube-apiserver", "kube-controller-manager", "helm")
+_BINARIES: Final = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "helm",
+)
 _READY_TIMEOUT: Final = 120.0
+#: The node's name: the kubelet registers as "localhost", which resolves to loopback.
+NODE_NAME: Final = "localhost"
 _COMMAND_TIMEOUT: Final = 120.0
 # The serviceaccount-token controller only needs the signing key and the CA that the apiserver
 # already has, and it makes legacy token Secrets work as on a real cluster.
@@ -49,6 +58,8 @@ _CONTROLLERS: Final = (
     "namespace-controller",
     "serviceaccount-controller",
     "serviceaccount-token-controller",
+    # the kube-root-ca.crt ConfigMap: a real pod's service-account volume projects it
+    "root-ca-certificate-publisher-controller",
 )
 
 
@@ -138,13 +149,18 @@ class ControlPlane:
         self.bin_dir = bin_dir
         self.server = server
         self.token = token
+        #: The kubelet's credentials: user system:node:localhost in group system:nodes, so the
+        #: Node authorizer lets it see only its own node and the pods bound to it.
+        self.node_token = secrets.token_urlsafe(32)
         self.kubeconfig = workdir / "kubeconfig"
         self.log_paths: dict[str, Path] = {
             "kube etcd": workdir / "etcd.log",
             "kube-apiserver": workdir / "kube-apiserver.log",
             "kube-controller-manager": workdir / "kube-controller-manager.log",
+            "kube-scheduler": workdir / "kube-scheduler.log",
         }
         self._stack = contextlib.ExitStack()
+        self._scheduler: ManagedProcess | None = None
 
     @classmethod
     def start(cls, workdir: Path) -> ControlPlane:
@@ -206,7 +222,10 @@ class ControlPlane:
 
     def _write_credentials(self) -> None:
         """The admin token and the service-account signing key pair the apiserver trusts."""
-        (self.workdir / "tokens.csv").write_text(f'{self.token},admin,admin,"system:masters"\n')
+        (self.workdir / "tokens.csv").write_text(
+            f'{self.token},admin,admin,"system:masters"\n'
+            f'{self.node_token},system:node:{NODE_NAME},node-{NODE_NAME},"system:nodes"\n'
+        )
         key, pub = self.workdir / "sa.key", self.workdir / "sa.pub"
         setup_log = self.workdir / "openssl.log"
         rsa_2048 = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]
@@ -230,7 +249,9 @@ class ControlPlane:
             "--advertise-address=127.0.0.1",
             f"--secure-port={port}",
             f"--cert-dir={self.workdir / 'pki'}",
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",
+            # `kubectl logs` reaches the kubelet at "localhost" (the node's name), on loopback
+            "--kubelet-preferred-address-types=Hostname",
             f"--token-auth-file={self.workdir / 'tokens.csv'}",
             f"--service-account-issuer={self.server}",
             f"--service-account-key-file={self.workdir / 'sa.pub'}",
@@ -287,6 +308,21 @@ class ControlPlane:
             lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default", b"{"),
             timeout=_READY_TIMEOUT,
             what="the default ServiceAccount exists",
+        )
+
+    def start_scheduler(self) -> None:
+        """Start kube-scheduler (the node needs it: Deployments' pods must be bound to it).
+
+        Without a node nothing could be scheduled, so the control plane alone runs without it
+        and its Pods stay unbound objects."""
+        if self._scheduler is not None:
+            return
+        self._scheduler = self._spawn(
+            "kube-scheduler",
+            "kube-scheduler",
+            f"--kubeconfig={self.kubeconfig}",
+            "--leader-elect=false",
+            "--secure-port=0",
         )
 
     def _spawn(self, log_name: str, binary: str, *args: str) -> ManagedProcess:

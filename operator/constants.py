@@ -21,13 +21,13 @@ ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
 KOPF_PREFIX = GROUP
 FINALIZER = f"{GROUP}/finalizer"
 
-#: Where the bridge pod finds its config, and the port of /metrics, /healthz and /readyz.
+#: Where the bridge pod finds its config (the port of /metrics, /healthz and /readyz is
+#: spec.template.container.metricsPort, default bridge.podtemplate.DEFAULT_METRICS_PORT).
 CONFIG_DIR = "/etc/ws2kafka"
 CONFIG_FILE = "source.yaml"
 #: Where the bridge pod finds the TLS keys its source references (spec.tls.ca, clientCert,
 #: clientKey): one projected volume of those Secret and ConfigMap keys.
 TLS_DIR = "/etc/ws2kafka-tls"
-METRICS_PORT = 9400
 
 #: Handler ids (they name kopf's progress annotations).
 HANDLER_RECONCILE = "reconcile"

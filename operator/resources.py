@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from ws2kafka.bridge.config import WebSocketSourceSpec
+from ws2kafka.bridge.podtemplate import DEFAULT_METRICS_PORT, BridgeTemplate, merged
 
 from . import constants as c
 from .settings import BridgePod, OperatorSettings
@@ -39,6 +40,8 @@ class RenderedSource:
     """The pod's terminationGracePeriodSeconds: see :func:`grace_period`."""
     tls_sources: list[Manifest]
     """Sources of the pod's projected TLS volume (empty: the source references none)."""
+    template: BridgeTemplate | None = None
+    """The source's own ``spec.template`` (the pod's, not the bridge's business)."""
 
 
 def child_name(source: str) -> str:
@@ -73,11 +76,13 @@ def render_source(spec: dict[str, Any]) -> RenderedSource:
     tls_sources: list[Manifest] = []
     bridge_spec = _externalize_secrets(_mount_tls(copy.deepcopy(spec), tls_sources), env)
     bridge_spec.pop("suspend", None)
+    template = bridge_spec.pop("template", None)
     config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
     depends = config_yaml + json.dumps([env, tls_sources], sort_keys=True)
     digest = hashlib.sha256(depends.encode())
+    parsed = None if template is None else BridgeTemplate.model_validate(template)
     return RenderedSource(
-        config_yaml, env, digest.hexdigest()[:16], grace_period(spec), tls_sources
+        config_yaml, env, digest.hexdigest()[:16], grace_period(spec), tls_sources, parsed
     )
 
 
@@ -177,7 +182,9 @@ def build_deployment(
     """One replica of the bridge; a changed spec hash in the template rolls the pod."""
     name = child_name(source)
     pod_labels = labels(source)
-    return {
+    template = merged(settings.bridge_template, rendered.template)
+    port = template.container.metrics_port or DEFAULT_METRICS_PORT
+    deployment: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": pod_labels},
@@ -192,18 +199,20 @@ def build_deployment(
                     "annotations": {
                         c.ANNOTATION_SPEC_HASH: rendered.spec_hash,
                         "prometheus.io/scrape": "true",
-                        "prometheus.io/port": str(c.METRICS_PORT),
+                        "prometheus.io/port": str(port),
                         "prometheus.io/path": "/metrics",
                     },
                 },
-                "spec": _pod_spec(source, namespace, rendered, settings),
+                "spec": _pod_spec(source, namespace, rendered, settings, port),
             },
         },
     }
+    _customize(deployment["spec"]["template"], template)
+    return deployment
 
 
 def _pod_spec(
-    source: str, namespace: str, rendered: RenderedSource, settings: OperatorSettings
+    source: str, namespace: str, rendered: RenderedSource, settings: OperatorSettings, port: int
 ) -> Manifest:
     name = child_name(source)
     return {
@@ -222,13 +231,16 @@ def _pod_spec(
                 "imagePullPolicy": settings.image_pull_policy,
                 "args": [
                     "ws2kafka-operator",
+                    # one JSON object per line, for `kubectl logs` and log collectors
+                    "--log-format",
+                    "json",
                     "bridge",
                     "--config",
                     f"{c.CONFIG_DIR}/{c.CONFIG_FILE}",
                     "--resource",
                     f"{namespace}/{source}",
                     "--metrics-port",
-                    str(c.METRICS_PORT),
+                    str(port),
                     # on the pod's emptyDir: survives a container restart after a kill
                     "--state-file",
                     "/tmp/ws2kafka-run-state.json",
@@ -240,7 +252,7 @@ def _pod_spec(
                 # a bridge that cannot start says why on stderr: the pod's termination
                 # message, which the operator puts into the source's Ready condition
                 "terminationMessagePolicy": "FallbackToLogsOnError",
-                "ports": [{"name": "metrics", "containerPort": c.METRICS_PORT}],
+                "ports": [{"name": "metrics", "containerPort": port}],
                 "livenessProbe": _probe("/healthz", period=10, failures=3),
                 "readinessProbe": _probe("/readyz", period=5, failures=2),
                 "resources": {
@@ -298,3 +310,35 @@ def _probe(path: str, *, period: int, failures: int) -> Manifest:
         "periodSeconds": period,
         "failureThreshold": failures,
     }
+
+
+# --- spec.template: what users add to the bridge pod (bridge/podtemplate.py) ---------------
+
+
+def _customize(pod_template: Manifest, template: BridgeTemplate) -> None:
+    """Apply the merged template to the rendered pod template, in place.
+
+    The operator's labels and annotations win over the template's (its selector and the
+    config-hash rollout depend on them); the template's env, volumes and mounts come after the
+    operator's; a security context or resources in the template replace the defaults."""
+    pod, container = template.pod, template.container
+    metadata = pod_template["metadata"]
+    metadata["labels"] = {**pod.metadata.labels, **metadata["labels"]}
+    metadata["annotations"] = {**pod.metadata.annotations, **metadata["annotations"]}
+    spec = pod_template["spec"]
+    bridge = spec["containers"][0]
+    if pod.security_context is not None:
+        spec["securityContext"] = dict(pod.security_context)
+    if pod.host_network is not None:
+        spec["hostNetwork"] = pod.host_network
+    if pod.dns_policy is not None:
+        spec["dnsPolicy"] = pod.dns_policy
+    spec["volumes"] = [*spec["volumes"], *pod.volumes]
+    bridge["env"] = [*bridge["env"], *container.env]
+    if container.env_from:
+        bridge["envFrom"] = list(container.env_from)
+    bridge["volumeMounts"] = [*bridge["volumeMounts"], *container.volume_mounts]
+    if container.security_context is not None:
+        bridge["securityContext"] = dict(container.security_context)
+    if container.resources is not None:
+        bridge["resources"] = dict(container.resources)

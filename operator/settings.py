@@ -10,6 +10,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from ws2kafka.bridge.podtemplate import BridgeTemplate
+
 
 class Mode(StrEnum):
     """How sources are run."""
@@ -64,6 +66,9 @@ class OperatorSettings(BaseModel):
     """At most one Event per resource and reason in this many seconds."""
     bridge_pod: BridgePod = Field(default_factory=BridgePod)
     """Scheduling and image pull secrets of bridge pods."""
+    bridge_template: BridgeTemplate = Field(default_factory=BridgeTemplate)
+    """Defaults of every bridge pod's ``spec.template`` (the chart's ``bridge.template``), as
+    JSON in ``WS2KAFKA_OPERATOR_BRIDGE_TEMPLATE``; a source's own template is merged over it."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> OperatorSettings:
@@ -76,7 +81,7 @@ class OperatorSettings(BaseModel):
                 continue
             if name == "namespaces":
                 values[name] = raw.split(",")
-            elif name == "bridge_pod":
+            elif name in ("bridge_pod", "bridge_template"):
                 values[name] = _json(variable, raw)
             else:
                 values[name] = raw

@@ -1,4 +1,5 @@
-"""Session fixtures: the real Kafka broker, the real Kubernetes API server, and Toxiproxy.
+"""Session fixtures: the real Kafka broker, the real Kubernetes API server, Toxiproxy, and a
+real node (kubelet + containerd) running the image built from this tree.
 
 Both start lazily, the first time a test asks for them, and stop at the end of the session.
 If one cannot start, every test that needs it fails with the reason and the log path: the
@@ -13,11 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from ws2kafka.devstack import image
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kafka_cluster import KafkaCluster
 from ws2kafka.devstack.kafka_secured import ScramUser, SecuredKafka
 from ws2kafka.devstack.kube import ControlPlane
+from ws2kafka.devstack.node import Node
 from ws2kafka.devstack.toxiproxy import Toxiproxy
+
+REPO = Path(__file__).resolve().parents[1]
 
 _LOG_PATHS_KEY = pytest.StashKey[dict[str, Path]]()
 
@@ -77,6 +82,17 @@ def toxiproxy(stack_dir: Path, request: pytest.FixtureRequest) -> Iterator[Toxip
         yield server
 
 
+@pytest.fixture(scope="session")
+def node(stack_dir: Path, kube: ControlPlane, request: pytest.FixtureRequest) -> Iterator[Node]:
+    """containerd + kubelet as node ``localhost`` of ``kube``, with the project's image built
+    from this tree (podman) and imported. At the end its containers are killed, containerd
+    and the kubelet stopped, and their mounts and cgroups removed, also after a failure."""
+    name = image.build(REPO)
+    with Node.start(stack_dir / "node", kube, name) as started:
+        request.config.stash.setdefault(_LOG_PATHS_KEY, {}).update(started.log_paths)
+        yield started
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -97,7 +113,7 @@ def _add_log_paths(item: pytest.Item, report: pytest.TestReport) -> None:
 
 
 def _fixture_for(log_name: str) -> str:
-    for fixture in ("kafka_cluster", "kafka_secured", "kafka", "toxiproxy"):
+    for fixture in ("kafka_cluster", "kafka_secured", "kafka", "toxiproxy", "node"):
         if log_name.startswith(fixture):
             return fixture
     return "kube"

@@ -1,9 +1,12 @@
 //go:build tools
 
-// Package tools pins the Kubernetes control-plane commands that the test stack builds.
+// Package tools pins the Kubernetes control-plane commands and the kubelet that the test stack
+// builds..
 package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )

@@ -157,3 +157,19 @@ name, scheduling as in a PodSpec.
 {{- $pod := dict "imagePullSecrets" $secrets "nodeSelector" .Values.bridge.nodeSelector "tolerations" .Values.bridge.tolerations "affinity" .Values.bridge.affinity "priorityClassName" .Values.bridge.priorityClassName -}}
 {{- toJson $pod -}}
 {{- end }}
+
+{{/*
+The chart-wide bridge template (operator setting bridge_template, JSON): bridge.template, with
+the API server address of kubernetesService first in container.env, so bridge pods reach the
+API server the way the operator does.
+*/}}
+{{- define "ws2kafka.bridgeTemplate" -}}
+{{- $template := deepCopy (.Values.bridge.template | default dict) -}}
+{{- with .Values.kubernetesService.host }}
+{{- $container := get $template "container" | default dict -}}
+{{- $api := list (dict "name" "KUBERNETES_SERVICE_HOST" "value" .) (dict "name" "KUBERNETES_SERVICE_PORT" "value" (toString $.Values.kubernetesService.port)) -}}
+{{- $_ := set $container "env" (concat $api (get $container "env" | default list)) -}}
+{{- $_ := set $template "container" $container -}}
+{{- end -}}
+{{- toJson $template -}}
+{{- end }}

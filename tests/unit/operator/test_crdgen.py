@@ -144,6 +144,8 @@ def test_every_field_is_described(spec: Schema) -> None:
         "spec.subscribe[]",
         "spec.connection.subprotocols[]",
         "spec.kafka.properties{}",
+        "spec.template.pod.metadata.labels{}",
+        "spec.template.pod.metadata.annotations{}",
     ]
 
 

@@ -1,0 +1,338 @@
+"""The operator and its bridges as real pods, from the image built from this tree.
+
+The chart is installed with that image into the real control plane; the kubelet of the
+``node`` fixture (containerd + runc) runs the operator pod and the bridge pods it creates,
+with host networking and the API server's loopback address, so everything stays on
+127.0.0.1. Each test proves on real processes what the API-server-only tests can only render:
+probes, the hardened security context, the state file's emptyDir, JSON logs through
+``kubectl logs``, and that frames from a loopback feed reach the real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from ws2kafka.devstack import podman, release
+from ws2kafka.devstack.feeds import SequenceFeed
+from ws2kafka.devstack.harness import record_count, value_of
+from ws2kafka.devstack.kafka import KafkaBroker
+from ws2kafka.devstack.kube import ControlPlane
+from ws2kafka.devstack.node import Node
+from ws2kafka.devstack.processes import free_port
+
+pytestmark = [pytest.mark.k8s, pytest.mark.kafka, pytest.mark.timeout(600)]
+
+RELEASE = "wsk"
+SECRET_VALUE = f"never-logged-{uuid.uuid4().hex}"
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str) -> T:
+    """The first truthy result of ``check``, polled every half second."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+class FeedThread:
+    """A SequenceFeed on loopback, served by an event loop of its own in a thread, so the
+    synchronous test can poll kubectl while frames flow."""
+
+    def __init__(self, rate: float) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.feed: SequenceFeed = self._call(SequenceFeed(rate=rate).start())
+
+    def _call(self, coroutine: Any) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(30)
+
+    @property
+    def url(self) -> str:
+        return self.feed.url
+
+    def hold(self) -> int:
+        """Send no frame after the ones sent so far; returns how many that is."""
+        done: Future[int] = Future()
+
+        def freeze() -> None:
+            self.feed.send_up_to(self.feed.sent)
+            done.set_result(self.feed.sent)
+
+        self._loop.call_soon_threadsafe(freeze)
+        return done.result(10)
+
+    def close(self) -> None:
+        self._call(self.feed.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture
+def feed() -> Iterator[FeedThread]:
+    served = FeedThread(rate=50)
+    try:
+        yield served
+    finally:
+        served.close()
+
+
+@dataclass
+class Install:
+    """The chart installed in ``namespace``, its operator Ready on the node."""
+
+    kube: ControlPlane
+    node: Node
+    kafka: KafkaBroker
+    namespace: str
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        return self.kube.kubectl("-n", self.namespace, *args, input=input).stdout
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def apply_source(self, name: str, url: str, topic: str, **spec: Any) -> None:
+        resource = {
+            "apiVersion": "ws2kafka.dev/v1alpha1",
+            "kind": "WebSocketSource",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {
+                "url": url,
+                "headers": [
+                    {
+                        "name": "X-Api-Key",
+                        "valueFrom": {"secretKeyRef": {"name": "feed", "key": "key"}},
+                    }
+                ],
+                "kafka": {"bootstrapServers": self.kafka.bootstrap_servers, "topic": topic},
+                "reconnect": {"initialDelaySeconds": 0.2, "maxDelaySeconds": 1},
+                # two host-network bridges on one node need ports of their own
+                "template": {"container": {"metricsPort": free_port()}},
+                **spec,
+            },
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(resource))
+
+    def bridge_pod(self, source: str, *, not_named: str = "") -> dict[str, Any]:
+        """The running, Ready bridge pod of ``source`` (other than ``not_named``)."""
+
+        def ready() -> dict[str, Any]:
+            selector = f"app.kubernetes.io/instance={source},app.kubernetes.io/component=bridge"
+            for pod in self.get("pods", "-l", selector)["items"]:
+                if pod["metadata"]["name"] == not_named or pod["metadata"].get("deletionTimestamp"):
+                    continue
+                if _condition(pod, "Ready"):
+                    return dict(pod)
+            return {}
+
+        return wait_for(ready, 180, f"a Ready bridge pod of {source}")
+
+    def connection(self, source: str) -> dict[str, Any]:
+        status = self.get("wss", source).get("status", {})
+        return dict(status.get("connection", {}))
+
+
+def _condition(pod: dict[str, Any], kind: str) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == kind and c["status"] == "True" for c in conditions)
+
+
+@pytest.fixture(scope="module")
+def install(kube: ControlPlane, node: Node, kafka: KafkaBroker) -> Iterator[Install]:
+    """``helm install`` of the chart with the node's image; the operator pod Ready."""
+    namespace = f"node-{uuid.uuid4().hex[:6]}"
+    release.install(kube, node, RELEASE, namespace)
+    try:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "feed", "namespace": namespace},
+            "stringData": {"key": SECRET_VALUE},
+        }
+        kube.kubectl("apply", "-f", "-", input=json.dumps(secret))
+        yield Install(kube, node, kafka, namespace)
+    finally:
+        kube.kubectl("delete", "wss", "--all", "-n", namespace, "--wait=true", check=False)
+        kube.helm("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout=100s", check=False)
+        kube.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _host_pid(install: Install, pod: dict[str, Any]) -> int:
+    [status] = pod["status"]["containerStatuses"]
+    return install.node.task_pid(status["containerID"])
+
+
+def _seqs(kafka: KafkaBroker, topic: str) -> list[int]:
+    """The ``seq`` of every feed frame in ``topic`` (gap records carry none)."""
+    messages = kafka.consume_all(topic, expected=record_count(kafka, topic))
+    frames = [json.loads(value_of(message)) for message in messages]
+    return [frame["seq"] for frame in frames if "seq" in frame]
+
+
+def test_image_runs_both_commands_without_the_test_stack(node: Node) -> None:
+    """The image the node runs: as an unprivileged user on a read-only root, both commands
+    start; the test stack is not in it; no package tool is left."""
+    run = ["run", "--rm", "--read-only", "--user", "10001:10001", node.image]
+    assert "--mode" in podman.output(*run, "ws2kafka-operator", "run", "--help")
+    assert "--resource" in podman.output(*run, "ws2kafka-operator", "bridge", "--help")
+    probe = (
+        "import importlib.util as u; print([u.find_spec(m) for m in ('ws2kafka.devstack', 'pip')])"
+    )
+    assert podman.output(*run, "python", "-c", probe) == "[None, None]"
+
+
+def test_operator_pod_is_ready_through_its_probes(install: Install) -> None:
+    [pod] = install.get("pods", "-l", "app.kubernetes.io/component=operator")["items"]
+    assert _condition(pod, "Ready")
+    [container] = pod["status"]["containerStatuses"]
+    assert container["ready"] is True
+    assert container["image"].endswith(install.node.image.split("/", 1)[1])
+    assert pod["spec"]["nodeName"] == "localhost"
+
+
+def test_bridge_pod_streams_a_feed_into_kafka(install: Install, feed: FeedThread) -> None:
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    install.apply_source("streams", feed.url, topic)
+    pod = install.bridge_pod("streams")
+    name = pod["metadata"]["name"]
+    wait_for(
+        lambda: install.connection("streams").get("state") == "Connected", 60, "status Connected"
+    )
+    assert install.connection("streams")["podName"] == name
+    listing = install.kubectl("get", "wssources", "streams")
+    assert "Connected" in listing
+    wait_for(lambda: record_count(install.kafka, topic) >= 20, 60, "frames in Kafka")
+
+    # the hardening, read from the bridge's own process, not from the manifest
+    status = Path(f"/proc/{_host_pid(install, pod)}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines())
+    assert fields["Uid"].split()[0] == "10001"
+    assert fields["CapEff"].strip() == "0000000000000000"
+    assert fields["NoNewPrivs"].strip() == "1"
+    assert fields["Seccomp"].strip() == "2", "seccomp filter (RuntimeDefault)"
+    mounts = Path(f"/proc/{_host_pid(install, pod)}/mountinfo").read_text().splitlines()
+    [root] = [line for line in mounts if line.split()[4] == "/"]
+    assert "ro" in root.split()[5].split(",")
+
+
+def test_kubectl_logs_show_json_lines_without_secrets(install: Install, feed: FeedThread) -> None:
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    install.apply_source("logs", feed.url, topic)
+    pod = install.bridge_pod("logs")
+    wait_for(lambda: install.connection("logs").get("state") == "Connected", 60, "Connected")
+    output = install.kubectl("logs", pod["metadata"]["name"])
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    assert lines, "the bridge logged nothing"
+    assert any("connected" in json.dumps(line).lower() for line in lines)
+    assert SECRET_VALUE not in output
+
+
+def test_spec_change_rolls_the_pod_without_losing_a_frame(
+    install: Install, feed: FeedThread
+) -> None:
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    install.apply_source("rolls", feed.url, topic)
+    old = install.bridge_pod("rolls")["metadata"]["name"]
+    wait_for(lambda: record_count(install.kafka, topic) >= 20, 60, "frames in Kafka")
+    patch = {"spec": {"kafka": {"properties": {"linger.ms": "20"}}}}
+    install.kubectl("patch", "wss", "rolls", "--type=merge", "-p", json.dumps(patch))
+    new = install.bridge_pod("rolls", not_named=old)["metadata"]["name"]
+    wait_for(
+        lambda: (
+            install.connection("rolls").get("podName") == new
+            and install.connection("rolls").get("state") == "Connected"
+        ),
+        60,
+        "the new pod Connected",
+    )
+    sent = feed.hold()
+    wait_for(lambda: len(_seqs(install.kafka, topic)) >= sent, 60, f"{sent} frames in Kafka")
+    seqs = _seqs(install.kafka, topic)
+    assert sorted(set(seqs)) == list(range(1, sent + 1)), "a frame the feed sent is missing"
+
+
+def test_killed_bridge_reports_an_unclean_exit(install: Install, feed: FeedThread) -> None:
+    """kill -9 of the bridge process: the kubelet restarts the container in the same pod,
+    whose emptyDir keeps the state file, so the next run reports the UncleanExit gap."""
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    install.apply_source("killed", feed.url, topic)
+    pod = install.bridge_pod("killed")
+    wait_for(lambda: install.connection("killed").get("state") == "Connected", 60, "Connected")
+    wait_for(lambda: record_count(install.kafka, topic) >= 10, 60, "frames in Kafka")
+    os.kill(_host_pid(install, pod), signal.SIGKILL)
+
+    def restarted() -> bool:
+        current = install.get("pod", pod["metadata"]["name"])
+        [status] = current["status"]["containerStatuses"]
+        return bool(status["restartCount"] >= 1 and status["ready"])
+
+    wait_for(restarted, 120, "the container restarted and Ready")
+    gap = wait_for(
+        lambda: install.get("wss", "killed").get("status", {}).get("lastGap"), 60, "a gap"
+    )
+    assert "UncleanExit" in json.dumps(gap)
+
+
+def test_liveness_restarts_a_bridge_whose_loop_is_stopped(
+    install: Install, feed: FeedThread
+) -> None:
+    """SIGSTOP freezes the bridge's event loop: /healthz stops answering, and after three
+    failed probes the kubelet kills and restarts the container."""
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    install.apply_source("frozen", feed.url, topic)
+    pod = install.bridge_pod("frozen")
+    os.kill(_host_pid(install, pod), signal.SIGSTOP)
+
+    def restarted() -> bool:
+        current = install.get("pod", pod["metadata"]["name"])
+        [status] = current["status"]["containerStatuses"]
+        return bool(status["restartCount"] >= 1)
+
+    wait_for(restarted, 120, "the kubelet's restart of the frozen container")
+    events = install.kubectl("get", "events", "--field-selector", "reason=Unhealthy")
+    assert "Liveness probe failed" in events
+
+
+def test_readiness_follows_the_connection(install: Install) -> None:
+    """The feed going away makes the bridge pod NotReady (its /readyz follows the
+    connection), while the pod keeps running and retrying."""
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    served = FeedThread(rate=20)
+    try:
+        install.apply_source("ready", served.url, topic)
+        pod = install.bridge_pod("ready")
+        wait_for(lambda: install.connection("ready").get("state") == "Connected", 60, "Connected")
+    finally:
+        served.close()
+
+    def not_ready() -> bool:
+        current = install.get("pod", pod["metadata"]["name"])
+        return current["status"]["phase"] == "Running" and not _condition(current, "Ready")
+
+    wait_for(not_ready, 60, "the pod NotReady without its feed")
