@@ -87,6 +87,12 @@ class Summary:
     exit_code: int
     deduplicated: int = 0
 
+    @property
+    def balanced(self) -> bool:
+        """Every received frame is accounted for, exactly once."""
+        accounted = self.delivered + self.failed + self.dropped + self.rejected
+        return self.received == accounted + self.undelivered + self.deduplicated
+
 
 class Bridge:
     """Streams one WebSocket source into Kafka; see the module docstring for the lifecycle."""
