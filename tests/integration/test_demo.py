@@ -35,7 +35,9 @@ def test_demo_shows_a_ready_source_and_records_arriving(tmp_path: Path) -> None:
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     out = result.stdout
     assert "$ kubectl get wssources -o wide" in out
-    assert re.search(r"demo-trades\s+ws://\S+\s+demo-trades\s+Connected\s+True\s+\d+", out), out
+    assert re.search(
+        r"demo-trades\s+ws://\S+\s+demo-trades\s+Connected\s+True\s+Producing\s+\d+", out
+    ), out
     counts = [int(n) for n in re.findall(r"records in Kafka topic demo-trades: (\d+)", out)]
     assert len(counts) >= 3, out
     assert counts[-1] > counts[0], out  # growing while we watch
