@@ -1,6 +1,8 @@
 """The local stack that tests, the demo and the benchmarks run against.
 
 Real components, built from public registries and cached outside the work tree: an Apache
-Kafka broker (KRaft, one node) assembled from Maven Central, and etcd + kube-apiserver +
-kube-controller-manager (+ helm) built from the Go module proxy. Nothing here needs Docker.
+Kafka broker (KRaft, one node) assembled from Maven Central; etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, the kubelet (+ helm) built from the Go module proxy;
+containerd, runc and podman from the machine's Debian archive, which run the project's image
+as real pods. Nothing here needs Docker or a container registry. Not part of the image.
 """
