@@ -305,6 +305,7 @@ class Node:
                 f"--config={config}",
                 f"--kubeconfig={kubeconfig}",
                 f"--root-dir={self.root_dir}",
+                f"--cert-dir={self.root_dir / 'pki'}",
                 f"--hostname-override={NODE_NAME}",
                 f"--register-with-taints={TAINT['key']}={TAINT['value']}:{TAINT['effect']}",
             ],

@@ -274,6 +274,27 @@ def test_spec_change_rolls_the_pod_without_losing_a_frame(
     assert sorted(set(seqs)) == list(range(1, sent + 1)), "a frame the feed sent is missing"
 
 
+def test_pod_deletion_drains_into_kafka(install: Install, feed: FeedThread) -> None:
+    """``kubectl delete pod``: the kubelet's SIGTERM makes the bridge close the feed and
+    deliver what it received before it exits; the replacement pod carries on."""
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    install.apply_source("drains", feed.url, topic)
+    old = install.bridge_pod("drains")["metadata"]["name"]
+    wait_for(lambda: record_count(install.kafka, topic) >= 20, 60, "frames in Kafka")
+    install.kubectl("delete", "pod", old, "--wait=true")
+    received_by_old = len(_seqs(install.kafka, topic))
+    assert received_by_old >= 20
+    new = install.bridge_pod("drains", not_named=old)["metadata"]["name"]
+    wait_for(
+        lambda: install.connection("drains").get("podName") == new, 60, "the new pod reporting"
+    )
+    sent = feed.hold()
+    wait_for(lambda: len(_seqs(install.kafka, topic)) >= sent, 60, f"{sent} frames in Kafka")
+    assert sorted(set(_seqs(install.kafka, topic))) == list(range(1, sent + 1))
+    assert "UncleanExit" not in json.dumps(install.get("wss", "drains")["status"])
+
+
 def test_killed_bridge_reports_an_unclean_exit(install: Install, feed: FeedThread) -> None:
     """kill -9 of the bridge process: the kubelet restarts the container in the same pod,
     whose emptyDir keeps the state file, so the next run reports the UncleanExit gap."""
