@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosedOK
 
 from ws2kafka.bridge.flow import FlowControl
 from ws2kafka.bridge.framing import RecordBuilder
+from ws2kafka.bridge.kafka_health import KafkaHealth
 from ws2kafka.bridge.service import Bridge
 from ws2kafka.bridge.sink import KafkaSink
 from ws2kafka.bridge.source import SourceConnection
@@ -125,10 +126,12 @@ def produce_per_frame(frames: int) -> float:
     sink = KafkaSink(
         the_spec.kafka,
         stats,
+        KafkaHealth(),
         window=frames,
         max_bytes=1 << 33,
         client_id="hot-baseline",
         on_settled=lambda: None,
+        on_fatal=lambda _: None,
         on_refused=lambda _: None,
     )
     started = time.perf_counter()

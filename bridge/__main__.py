@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
+import pythonjsonlogger.json
 import yaml
 from prometheus_client import CollectorRegistry
 
@@ -24,6 +23,7 @@ from .errors import ConfigError
 from .health import HealthServer
 from .metrics import BridgeCollector
 from .reporting import StateReporter
+from .runstate import UncleanExit
 from .service import Bridge, ExitCode
 
 log = logging.getLogger("ws2kafka.bridge")
@@ -51,6 +51,8 @@ exit codes:
   1  stopped, some received frames could not be delivered (see the final summary)
   2  invalid configuration (one line per problem, naming the field)
   3  gave up reconnecting after reconnect.maxAttempts failures
+  4  the Kafka producer failed fatally (librdkafka); what it held is counted as undelivered,
+     and a restart (a new producer) recovers
 """
 
 
@@ -109,20 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, for log pipelines."""
+class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
+    """One JSON object per line for log pipelines (python-json-logger, kept by kopf's own
+    dependencies): ``time`` in UTC with milliseconds, ``level``, ``logger``, ``message``, and
+    ``exception`` when there is one; fields passed as ``extra`` are added as they are."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+    converter = staticmethod(time.gmtime)
+
+    def __init__(self) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={
+                "asctime": "time",
+                "levelname": "level",
+                "name": "logger",
+                "exc_info": "exception",
+            },
+        )
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -156,10 +163,13 @@ async def serve(
     name: str,
     args: argparse.Namespace,
     reporter: StateReporter | None = None,
+    unclean_exit: UncleanExit | None = None,
 ) -> int:
     """Run the bridge with signal handling and the health endpoint until it stops.
 
-    ``reporter`` is the state-reporting hook (the operator's bridge pods pass theirs).
+    ``reporter`` is the state-reporting hook (the operator's bridge pods pass theirs), and
+    ``unclean_exit`` how a previous bridge of the source ended, if not cleanly. Whatever keeps
+    the bridge from starting raises ConfigError, before anything is received.
     """
     bridge = Bridge(
         spec,
@@ -167,6 +177,7 @@ async def serve(
         reporter=reporter,
         summary_interval=args.summary_interval,
         state_file=args.state_file,
+        unclean_exit=unclean_exit,
     )
     loop = asyncio.get_running_loop()
     stops = 0
@@ -186,7 +197,13 @@ async def serve(
         registry = CollectorRegistry()
         registry.register(BridgeCollector(lambda: [(bridge.name, bridge.stats)]))
         health = HealthServer(registry, lambda: bridge.ready, args.metrics_host, args.metrics_port)
-        await health.start()
+        try:
+            await health.start()
+        except OSError as exc:  # e.g. the port is taken (two host-network bridges on a node)
+            where = f"{args.metrics_host}:{args.metrics_port}"
+            raise ConfigError(
+                [f"--metrics-port: cannot listen on {where}: {exc.strerror}"]
+            ) from None
     try:
         summary = await bridge.run()
     finally:

@@ -28,6 +28,9 @@ from pydantic.alias_generators import to_camel
 from .errors import ConfigError
 from .podtemplate import BridgeTemplate
 
+#: The longest ``drainTimeoutSeconds``: an hour of Kafka outage rides out a shutdown.
+MAX_DRAIN_TIMEOUT_SECONDS: Final = 3600
+
 #: Largest subscription message: the whole spec is rendered into a ConfigMap (1 MiB at most).
 MAX_SUBSCRIBE_BYTES = 262_144
 
@@ -38,9 +41,22 @@ JsonPointer = Annotated[
 ]
 
 
-#: librdkafka properties that ``kafka.properties`` must not set: the bridge sets them itself
-#: (the CRD generator turns this set into the API server's CEL rule as well).
-RESERVED_PROPERTIES: Final = frozenset({"bootstrap.servers", "on_delivery", "error_cb", "stats_cb"})
+#: librdkafka properties that ``kafka.properties`` must not set: the bridge sets them itself,
+#: or its accounting depends on them (with ``delivery.report.only.error`` successful
+#: deliveries are never reported, so records would never settle and ``block`` would stall).
+#: The CRD generator turns this set into the API server's CEL rule as well.
+RESERVED_PROPERTIES: Final = frozenset(
+    {
+        "bootstrap.servers",
+        "delivery.report.only.error",
+        "dr_cb",
+        "dr_msg_cb",
+        "error_cb",
+        "logger",
+        "on_delivery",
+        "stats_cb",
+    }
+)
 
 
 class Model(BaseModel):
@@ -153,22 +169,92 @@ class AuthSpec(Model):
         return self
 
 
-class TlsSpec(Model):
-    """TLS for ``wss://`` URLs. Certificates are verified unless ``insecureSkipVerify``."""
+class ConfigMapKeyRef(Model):
+    """A key of a Kubernetes ConfigMap in the resource's namespace."""
 
-    ca_file: Path | None = None
+    name: str = Field(min_length=1, max_length=253)
+    """Name of the ConfigMap."""
+    key: str = Field(min_length=1, max_length=253)
+    """Key inside the ConfigMap."""
+
+
+class PemSource(Model):
+    """PEM material (certificates, or a private key) from exactly one source.
+
+    In a WebSocketSource resource it is a key of a Secret or of a ConfigMap: in pod mode the
+    operator mounts that key into the bridge pod as a file (the rendered config names the
+    file), in inline mode it reads the key and hands the PEM text to the bridge in memory. A
+    local config file may also give the PEM text itself.
+    """
+
+    secret_key_ref: SecretKeyRef | None = None
+    """A key of a Secret (resources only)."""
+    config_map_key_ref: ConfigMapKeyRef | None = None
+    """A key of a ConfigMap (resources only; not for a private key)."""
+    value: SecretStr | None = Field(default=None, json_schema_extra={"x-ws2kafka-local": True})
+    """The PEM text itself (local config files, and inline mode's resolved references)."""
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Self:
+        given = [
+            name
+            for name in ("secret_key_ref", "config_map_key_ref", "value")
+            if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError("give exactly one of secretKeyRef or configMapKeyRef")
+        return self
+
+    def text(self, field: str) -> str:
+        """The PEM text; a reference here is an operator's job (a local config has none)."""
+        if self.value is None:
+            raise ConfigError(
+                [
+                    f"spec.tls.{field}: secretKeyRef and configMapKeyRef are resolved by the "
+                    f"operator; a local config uses tls.{field}File or {field}.value"
+                ]
+            )
+        return self.value.get_secret_value()
+
+
+class TlsSpec(Model):
+    """TLS for ``wss://`` URLs. Certificates are verified unless ``insecureSkipVerify``.
+
+    A resource names its CA bundle and client certificate by reference (``ca``,
+    ``clientCert``, ``clientKey``); a local config file may name files instead (``caFile``,
+    ``clientCertFile``, ``clientKeyFile``), which is also what a bridge pod's rendered config
+    does, with the paths where the operator mounted the referenced keys.
+    """
+
+    ca: PemSource | None = None
     """PEM bundle of CAs to trust instead of the system's."""
-    client_cert_file: Path | None = None
-    """PEM client certificate for mutual TLS."""
-    client_key_file: Path | None = None
-    """PEM private key of the client certificate."""
+    client_cert: PemSource | None = None
+    """PEM client certificate (and chain) for mutual TLS."""
+    client_key: PemSource | None = None
+    """PEM private key of the client certificate: a Secret, never a ConfigMap."""
+    ca_file: Path | None = Field(default=None, json_schema_extra={"x-ws2kafka-local": True})
+    """Path of the CA bundle (local config files, and the bridge pod's mounted file)."""
+    client_cert_file: Path | None = Field(
+        default=None, json_schema_extra={"x-ws2kafka-local": True}
+    )
+    """Path of the client certificate (local config files, and the bridge pod's mounted file)."""
+    client_key_file: Path | None = Field(default=None, json_schema_extra={"x-ws2kafka-local": True})
+    """Path of the client key (local config files, and the bridge pod's mounted file)."""
     insecure_skip_verify: bool = False
     """Accept any server certificate. Logs a warning at every connect; never for production."""
 
     @model_validator(mode="after")
-    def _key_with_cert(self) -> Self:
-        if (self.client_cert_file is None) != (self.client_key_file is None):
-            raise ValueError("clientCertFile and clientKeyFile go together")
+    def _consistent(self) -> Self:
+        for field in ("ca", "client_cert", "client_key"):
+            if getattr(self, field) is not None and getattr(self, f"{field}_file") is not None:
+                name = to_camel(field)
+                raise ValueError(f"set {name} or {name}File, not both")
+        has_cert = self.client_cert is not None or self.client_cert_file is not None
+        has_key = self.client_key is not None or self.client_key_file is not None
+        if has_cert != has_key:
+            raise ValueError("clientCert and clientKey go together")
+        if self.client_key is not None and self.client_key.config_map_key_ref is not None:
+            raise ValueError("clientKey must come from a Secret (secretKeyRef), not a ConfigMap")
         return self
 
 
@@ -452,7 +538,7 @@ class WebSocketSourceSpec(Model):
     """Sequence-gap detection (off unless set)."""
     rotation: RotationSpec = Field(default_factory=RotationSpec)
     """Make-before-break rotation of the connection."""
-    drain_timeout_seconds: float = Field(default=25.0, gt=0, le=3600)
+    drain_timeout_seconds: float = Field(default=25.0, gt=0, le=MAX_DRAIN_TIMEOUT_SECONDS)
     """On shutdown, how long to wait for Kafka to acknowledge what was received."""
     suspend: bool = False
     """Stop the bridge without deleting the resource (the operator scales it to zero)."""

@@ -28,6 +28,10 @@ HEADER_SEQUENCE = "ws2kafka.seq"
 HEADER_RECEIVED = "ws2kafka.received"
 HEADER_TYPE = "ws2kafka.type"
 
+#: The latest record timestamp taken from a frame (9999-12-31): Kafka's timestamps are int64
+#: milliseconds, and a value beyond that (``1e300``, ``Infinity``) would fail in ``produce()``.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+
 _UNIT_TO_MS = {
     TimestampUnit.SECONDS: 1000.0,
     TimestampUnit.MILLISECONDS: 1.0,
@@ -78,12 +82,17 @@ def _is_index(token: str) -> bool:
 
 
 def scalar_to_bytes(value: Any) -> bytes | None:
-    """A key from a JSON value: strings as UTF-8, numbers/bools/objects as compact JSON."""
+    """A key from a JSON value: strings as UTF-8, numbers/bools/objects as compact JSON.
+
+    JSON may carry lone surrogates (``"\\ud800"``), which strict UTF-8 cannot encode: they are
+    kept as their surrogate bytes, so a hostile key never stops the bridge and stays distinct.
+    """
     if value is None:
         return None
     if isinstance(value, str):
-        return value.encode()
-    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+        return value.encode("utf-8", "surrogatepass")
+    text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def inflate(payload: bytes, method: Inflate) -> bytes:
@@ -134,7 +143,7 @@ class RecordBuilder:
             )
         if binary and self._inflate is not Inflate.NONE:
             payload = inflate(payload, self._inflate)
-        document = _parse_json(payload) if self._needs_json else None
+        document = parse_json(payload) if self._needs_json else None
         return Record(
             value=payload,
             key=self._key(document),
@@ -156,8 +165,11 @@ class RecordBuilder:
         if spec.source is TimestampSource.JSON_POINTER:
             assert spec.pointer is not None
             value = resolve_pointer(document, spec.pointer)
-            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-                return int(value * _UNIT_TO_MS[spec.unit])
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                milliseconds = value * _UNIT_TO_MS[spec.unit]
+                # NaN and infinities fail both comparisons
+                if 1 <= milliseconds <= MAX_TIMESTAMP_MS:
+                    return int(milliseconds)
         return received_us // 1000
 
     def _headers(self, binary: bool, received_us: int, sequence: int) -> Headers | None:
@@ -184,9 +196,13 @@ def _fixed_headers(spec: RecordHeadersSpec, source: str, connection_id: str) -> 
     return headers
 
 
-def _parse_json(payload: bytes) -> Any:
-    """The frame as JSON, or None when it is not JSON (such frames get no extracted fields)."""
+def parse_json(payload: bytes) -> Any:
+    """The frame as JSON, or None when it is not JSON (such frames get no extracted fields).
+
+    Nesting too deep for the parser (a hostile ``[[[[...]]]]``) counts as not JSON, as do
+    integers longer than Python converts (ValueError).
+    """
     try:
         return json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None

@@ -74,6 +74,13 @@ class Gap:
         )
 
 
+def rfc3339(epoch: float | None) -> str | None:
+    """Status times: RFC 3339, whole seconds, UTC (None stays None)."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def rfc3339_ms(epoch: float) -> str:
     """Millisecond precision: gaps are often shorter than a second."""
     moment = datetime.fromtimestamp(epoch, UTC)

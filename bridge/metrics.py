@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .stats import LATENCY_BUCKETS, BridgeStats, ConnectionState
+from .stats import LATENCY_BUCKETS, BridgeStats, ConnectionState, close_code_label
 
 Sources = Callable[[], Iterable[tuple[str, BridgeStats]]]
 
@@ -91,6 +91,11 @@ class BridgeCollector(Collector):
             "Frames discarded, by reason.",
             labels=["source", "reason"],
         )
+        rejected = CounterMetricFamily(
+            "ws2kafka_frames_rejected",
+            "Frames that could not become records, by reason.",
+            labels=["source", "reason"],
+        )
         errors = CounterMetricFamily(
             "ws2kafka_connection_errors",
             "Failed attempts and lost connections, by error.",
@@ -127,11 +132,13 @@ class BridgeCollector(Collector):
             dropped.add_metric([name, "overflowOldest"], stats.dropped_oldest)
             dropped.add_metric([name, "overflowNewest"], stats.dropped_newest)
             dropped.add_metric([name, "rejected"], stats.rejected_frames)
+            for reason, count in sorted(stats.rejections.items()):
+                rejected.add_metric([name, reason], count)
             dropped.add_metric([name, "refused"], stats.refused)
-            for error, count in sorted(stats.errors.items()):
+            for error, count in sorted({**stats.errors, **stats.delivery_errors}.items()):
                 errors.add_metric([name, error], count)
-            for code, count in sorted(stats.close_codes.items()):
-                closes.add_metric([name, str(code)], count)
+            for label, count in sorted(close_code_counts(stats.close_codes).items()):
+                closes.add_metric([name, label], count)
             depth.add_metric([name], stats.held)
             depth_bytes.add_metric([name], stats.held_bytes)
             for candidate in ConnectionState:
@@ -141,7 +148,27 @@ class BridgeCollector(Collector):
             latency.add_metric([name], _buckets(stats), stats.latency.total)
             last_gap.add_metric([name], stats.last_gap.seconds if stats.last_gap else 0.0)
         yield from counters.values()
-        yield from (dropped, errors, closes, depth, depth_bytes, state, silence, latency, last_gap)
+        yield from (
+            dropped,
+            rejected,
+            errors,
+            closes,
+            depth,
+            depth_bytes,
+            state,
+            silence,
+            latency,
+            last_gap,
+        )
+
+
+def close_code_counts(close_codes: dict[int, int]) -> dict[str, int]:
+    """Close counts by :func:`close_code_label`: bounded label values whatever peers send."""
+    counts: dict[str, int] = {}
+    for code, count in close_codes.items():
+        label = close_code_label(code)
+        counts[label] = counts.get(label, 0) + count
+    return counts
 
 
 def _buckets(stats: BridgeStats) -> list[tuple[str, float]]:

@@ -8,10 +8,10 @@ otherwise at most every ``interval`` seconds, so the API server is not flooded w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
-from .gaps import Gap
+from .gaps import Gap, rfc3339
+from .kafka_health import KafkaVerdict
 from .sequence import SequenceGap
 from .stats import BridgeStats, ConnectionState
 
@@ -33,9 +33,16 @@ class StatusSnapshot:
     reported_at: float
     last_gap: Gap | None = None
     last_sequence_gap: SequenceGap | None = None
+    kafka: KafkaVerdict | None = None
 
     @classmethod
-    def of(cls, stats: BridgeStats, connection_id: str | None, now: float) -> StatusSnapshot:
+    def of(
+        cls,
+        stats: BridgeStats,
+        connection_id: str | None,
+        now: float,
+        kafka: KafkaVerdict | None = None,
+    ) -> StatusSnapshot:
         return cls(
             state=stats.state,
             since=stats.state_since,
@@ -50,6 +57,7 @@ class StatusSnapshot:
             reported_at=now,
             last_gap=stats.last_gap,
             last_sequence_gap=stats.last_sequence_gap,
+            kafka=kafka,
         )
 
     def to_status(self) -> dict[str, object]:
@@ -66,6 +74,7 @@ class StatusSnapshot:
             "lastError": self.last_error,
             "connectionId": self.connection_id,
             "heartbeatTime": rfc3339(self.reported_at),
+            "kafka": self.kafka.to_status() if self.kafka is not None else None,
         }
 
     def to_gap_status(self) -> dict[str, object]:
@@ -80,12 +89,6 @@ class StatusSnapshot:
         if self.last_sequence_gap is not None:
             blocks["lastSequenceGap"] = self.last_sequence_gap.to_status()
         return blocks
-
-
-def rfc3339(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

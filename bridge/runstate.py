@@ -4,7 +4,8 @@ A killed bridge (SIGKILL, OOM) cannot say goodbye. With a state file, it writes 
 which connection it was on and when it was last alive, and marks the file clean after a
 graceful drain. A run that starts on an unclean file knows the previous one was cut short and
 reports the interruption as a gap on its first connection. In a bridge pod the file lives on
-the pod's ``emptyDir``, which survives container restarts.
+the pod's ``emptyDir``, which survives container restarts; a replacement pod learns of the
+previous pod's end from its last report in the resource's status instead (operator/reporter.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,27 @@ class UncleanExit:
     """Wall-clock time of its last state write: the latest it was known to be running."""
     received: int
     """Frames it had received in total (those not yet acknowledged may be lost)."""
+    unaccounted: int | None = None
+    """Of those, the frames neither produced, failed nor dropped at its last report: what may
+    be lost (None: not known, as from a state file)."""
+    last_state: str | None = None
+    """Its state at its last report (None: not known)."""
+    pod_name: str | None = None
+    """The bridge pod it ran in (None: not known, or inline mode)."""
+
+    def describe(self) -> str:
+        """Why the gap before the next connection began, for ``lastGap.closeReason``."""
+        if self.unaccounted is None:
+            return (
+                f"the previous run stopped without draining (killed?) after {self.received} "
+                "frames; frames not yet acknowledged then may be lost"
+            )
+        run = f"pod {self.pod_name}" if self.pod_name else "run"
+        return (
+            f"the previous bridge ({run}) ended without a clean stop, last reported as "
+            f"{self.last_state} after {self.received} frames; {self.unaccounted} of them were "
+            "not acknowledged by Kafka then and may be lost"
+        )
 
 
 class RunState:

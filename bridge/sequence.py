@@ -7,7 +7,6 @@ streams (least recently seen forgotten first), the dedupe window the last ``wind
 
 from __future__ import annotations
 
-import json
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import DedupeSpec, SequenceSpec
-from .framing import resolve_pointer, scalar_to_bytes
+from .framing import parse_json, resolve_pointer, scalar_to_bytes
 from .gaps import rfc3339_ms
 from .stats import BridgeStats
 
@@ -132,11 +131,18 @@ class DedupeWindow:
 
 
 def sequence_number(value: Any) -> int | None:
-    """An integer sequence field (also a string of digits, as some feeds send it)."""
+    """An integer sequence field (also a string of ASCII digits, as some feeds send it).
+
+    ``str.isdigit`` alone also accepts "²" and other digits ``int()`` refuses; a string longer
+    than Python converts to an int is unreadable too.
+    """
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        try:
+            return int(value)
+        except ValueError:
+            return None
     return None
 
 
@@ -170,10 +176,7 @@ class FrameChecks:
 
     def admit(self, payload: bytes) -> bool:
         """Whether the frame goes on to Kafka (False: a duplicate within the window)."""
-        try:
-            document = json.loads(payload)
-        except ValueError:
-            document = None
+        document = parse_json(payload)
         if self._window is not None:
             assert self._dedupe_pointer is not None
             key = scalar_to_bytes(resolve_pointer(document, self._dedupe_pointer))

@@ -1,10 +1,11 @@
 """The Kafka side: a confluent-kafka ``Producer`` whose polling and flushing stay off the loop.
 
 ``produce()`` only appends to librdkafka's queue (~1.2 µs) and is called on the event loop.
-Delivery reports arrive in a dedicated poll thread, which updates the counters and wakes the
-loop once per poll round (not once per message) when records settle; it is the only thread
-that serves librdkafka's callbacks, so each counter keeps a single writer. A slow or absent
-broker therefore never stops the WebSocket's reads and pongs.
+Delivery reports arrive in a dedicated poll thread, which updates the delivery counters and
+the :class:`~.kafka_health.KafkaHealth` facts, and wakes the loop once per poll round (not
+once per message) when records settle, or at once on a fatal error; it is the only thread that
+serves librdkafka's callbacks, so each counter keeps a single writer. A slow or absent broker
+therefore never stops the WebSocket's reads and pongs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +22,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from .config import KafkaSinkSpec
 from .framing import Record
+from .kafka_health import KafkaHealth
 from .ratelog import RateLimitedLog
 from .stats import BridgeStats
 
@@ -34,6 +37,8 @@ DEFAULT_PROPERTIES: dict[str, str] = {
     "message.timeout.ms": "0",
     "linger.ms": "5",
     "compression.type": "lz4",
+    # broker connection states for the Kafka side of the status (KafkaHealth)
+    "statistics.interval.ms": "5000",
 }
 
 _POLL_SECONDS = 0.05
@@ -59,21 +64,27 @@ class KafkaSink:
         self,
         spec: KafkaSinkSpec,
         stats: BridgeStats,
+        health: KafkaHealth,
         *,
         window: int,
         max_bytes: int,
         client_id: str,
         on_settled: Callable[[], None],
+        on_fatal: Callable[[str], None],
         on_refused: Callable[[str], None],
     ) -> None:
         self._topic = spec.topic
         self._stats = stats
+        self._health = health
         self._on_settled = on_settled
+        self._on_fatal = on_fatal
         self._on_refused = on_refused
         self._failures = RateLimitedLog(log, "delivery failures", prefix=f"{client_id}: ")
+        self._prefix = f"{client_id}: "
         config = producer_config(spec, window=window, max_bytes=max_bytes, client_id=client_id)
         config["on_delivery"] = self._on_delivery
         config["error_cb"] = self._on_error
+        config["stats_cb"] = self._health.on_statistics
         self._log = LibrdkafkaLog(logging.getLogger("ws2kafka.librdkafka"), prefix=f"{client_id}: ")
         config["logger"] = self._log
         _warn_if_unverified(config)
@@ -81,7 +92,6 @@ class KafkaSink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self.fatal_error: str | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the poll thread; ``on_settled`` is called on ``loop``."""
@@ -113,6 +123,8 @@ class KafkaSink:
                 return index
             except KafkaException as exc:
                 self._refuse(record, exc)
+            except (TypeError, ValueError, OverflowError) as exc:  # e.g. an out-of-range value
+                self._refuse_invalid(record, exc)
         return len(records)
 
     def produce_control(
@@ -166,22 +178,33 @@ class KafkaSink:
         self._stats.refused_bytes += len(record.value)
         self._on_refused(f"Kafka refused a record of {len(record.value)} bytes: {error.str()}")
 
+    def _refuse_invalid(self, record: Record, exc: Exception) -> None:
+        """A record the client library cannot even encode: counted as refused, never fatal."""
+        self._stats.refused += 1
+        self._stats.refused_bytes += len(record.value)
+        self._on_refused(f"a record of {len(record.value)} bytes is invalid: {exc}")
+
     def _poll_forever(self) -> None:
-        last_settled = self._stats.settled
+        stats = self._stats
+        last_settled = stats.settled
+        last_delivered = stats.delivered
         while not self._stopping.is_set():
             self._producer.poll(_POLL_SECONDS)
-            settled = self._stats.settled
+            if stats.delivered != last_delivered:
+                last_delivered = stats.delivered
+                self._health.on_delivered(time.time())
+            settled = stats.settled
             if settled != last_settled:
                 last_settled = settled
-                self._wake_loop()
+                self._call_on_loop(self._on_settled)
             self._failures.flush()
             self._log.flush()
 
-    def _wake_loop(self) -> None:
+    def _call_on_loop(self, callback: Callable[..., None], *args: object) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed since the check
-                loop.call_soon_threadsafe(self._on_settled)
+                loop.call_soon_threadsafe(callback, *args)
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         stats = self._stats
@@ -193,17 +216,24 @@ class KafkaSink:
             stats.delivered += 1
             return
         stats.failed += 1
-        stats.count_error(f"Delivery{err.name()}")
+        stats.count_delivery_error(err.name())
+        self._health.on_delivery_failed(err, time.time())
         self._failures.add(err.str())
 
     def _on_error(self, err: KafkaError) -> None:
+        """(poll thread) librdkafka's error callback: facts for the status. Refused
+        credentials and unreachable brokers already reach the log as librdkafka's connection
+        failures, counted as a rate (:class:`LibrdkafkaLog`): they are not logged again."""
+        health = self._health
+        was_down = health.all_brokers_down
+        health.on_error(err, time.time())
         if err.fatal():
-            self.fatal_error = err.str()
-            log.error("kafka producer fatal error: %s", err.str())
-        elif err.code() == KafkaError._ALL_BROKERS_DOWN:
-            log.warning("kafka: all brokers are down; records wait in the buffer")
+            log.error("%skafka producer fatal error: %s", self._prefix, err.str())
+            self._call_on_loop(self._on_fatal, err.str())
+        elif err.code() == KafkaError._ALL_BROKERS_DOWN and not was_down:
+            log.warning("%skafka: all brokers are down; records wait in the buffer", self._prefix)
         else:
-            log.debug("kafka: %s", err.str())
+            log.debug("%skafka: %s", self._prefix, err.str())
 
 
 class LibrdkafkaLog:

@@ -10,15 +10,17 @@ import base64
 import logging
 import re
 import ssl
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close
 
-from .config import ConnectionSpec, TlsSpec, WebSocketSourceSpec
+from .config import ConnectionSpec, PemSource, TlsSpec, WebSocketSourceSpec
 from .errors import AuthenticationFailed, ConfigError, HandshakeFailed
 
 log = logging.getLogger(__name__)
@@ -27,14 +29,52 @@ USER_AGENT = "ws2kafka/0.1 (+https://ws2kafka.dev)"
 
 
 def build_ssl_context(tls: TlsSpec) -> ssl.SSLContext:
-    """The TLS context for ``wss://``: system CAs unless a bundle is given; mTLS if configured."""
-    context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-    if tls.client_cert_file is not None and tls.client_key_file is not None:
-        context.load_cert_chain(str(tls.client_cert_file), str(tls.client_key_file))
+    """The TLS context for ``wss://``: system CAs unless a bundle is given; mTLS if configured.
+
+    An unreadable or invalid file or PEM text is a ConfigError naming the field: retrying
+    the connection cannot fix it.
+    """
+    context = ssl.create_default_context()
+    if tls.ca_file is not None:
+        _load("caFile", tls.ca_file, lambda: context.load_verify_locations(cafile=tls.ca_file))
+    elif tls.ca is not None:
+        ca = tls.ca.text("ca")
+        _load("ca", None, lambda: context.load_verify_locations(cadata=ca))
+    if tls.client_cert_file is not None or tls.client_cert is not None:
+        _load_client_certificate(context, tls)
     if tls.insecure_skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _load_client_certificate(context: ssl.SSLContext, tls: TlsSpec) -> None:
+    """mTLS from files, or from PEM texts (written to a private temporary directory for the
+    moment ssl reads them: it loads a certificate chain from files only)."""
+    with tempfile.TemporaryDirectory(prefix="ws2kafka-tls-") as private:
+        cert = _pem_file(tls.client_cert_file, tls.client_cert, "clientCert", private)
+        key = _pem_file(tls.client_key_file, tls.client_key, "clientKey", private)
+        field = "clientCertFile" if tls.client_cert_file is not None else "clientCert"
+        _load(field, tls.client_cert_file, lambda: context.load_cert_chain(cert, key))
+
+
+def _pem_file(path: Path | None, source: PemSource | None, field: str, private: str) -> Path:
+    if path is not None:
+        return path
+    assert source is not None  # TlsSpec requires one of the two
+    written = Path(private) / f"{field}.pem"
+    written.touch(mode=0o600)
+    written.write_text(source.text(field))
+    return written
+
+
+def _load(field: str, path: Path | None, load: Callable[[], None]) -> None:
+    try:
+        load()
+    except OSError as exc:  # ssl.SSLError too: not PEM, or a key that does not match
+        where = f"{path}: " if path is not None else ""
+        reason = exc.strerror or str(exc)
+        raise ConfigError([f"spec.tls.{field}: cannot load {where}{reason}"]) from None
 
 
 def build_headers(spec: WebSocketSourceSpec) -> list[tuple[str, str]]:

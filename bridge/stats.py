@@ -30,6 +30,9 @@ class ConnectionState(StrEnum):
     GAVE_UP = "GaveUp"
     DRAINING = "Draining"
     STOPPED = "Stopped"
+    STARTUP_FAILED = "StartupFailed"
+    """It never ran: bad config, an unreadable file, a missing secret (reported by the
+    operator's bridge command before it exits)."""
 
 
 #: Produce latency histogram bucket bounds, seconds.
@@ -74,7 +77,10 @@ class BridgeStats:
     received_bytes: int = 0
     """Their payload bytes, as received."""
     rejected_frames: int = 0
-    """Frames that could not become records (corrupt compressed data)."""
+    """Frames that could not become records (corrupt compressed data, or any other error)."""
+    rejections: dict[str, int] = field(default_factory=dict)
+    """``rejected_frames`` by reason: ``FrameRejected`` (corrupt compressed data) or the class
+    name of the unexpected error (a bounded set: the exception classes of the code)."""
     dropped_newest: int = 0
     """Frames discarded on arrival because the buffer was full."""
     dropped_oldest: int = 0
@@ -100,8 +106,11 @@ class BridgeStats:
     auth_failures: int = 0
     reconnects: int = 0
     close_codes: dict[int, int] = field(default_factory=dict)
+    """Connections closed, by close code (at most 65,536 keys; metrics bucket them)."""
     errors: dict[str, int] = field(default_factory=dict)
     """Failed attempts and lost connections by exception class name."""
+    delivery_errors: dict[str, int] = field(default_factory=dict)
+    """(poll thread) Failed deliveries by librdkafka error name (``Delivery<NAME>``)."""
     state: ConnectionState = ConnectionState.STARTING
     state_since: float = field(default_factory=time.time)
     started_at: float = field(default_factory=time.time)
@@ -175,8 +184,34 @@ class BridgeStats:
         self.state_since = time.time()
         return True
 
+    def reject(self, reason: str) -> None:
+        self.rejected_frames += 1
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
+
     def count_error(self, name: str) -> None:
         self.errors[name] = self.errors.get(name, 0) + 1
 
+    def count_delivery_error(self, name: str) -> None:
+        """(poll thread) One failed delivery; the loop never writes this dict."""
+        key = f"Delivery{name}"
+        self.delivery_errors[key] = self.delivery_errors.get(key, 0) + 1
+
     def count_close(self, code: int) -> None:
         self.close_codes[code] = self.close_codes.get(code, 0) + 1
+
+
+#: Close codes the WebSocket RFCs and IANA's registry define: counted as themselves.
+_REGISTERED_CLOSE_CODES = frozenset(range(1000, 1016))
+
+
+def close_code_label(code: int) -> str:
+    """The metric label of a close code: any peer may send any number, so the label values
+    stay bounded: registered codes as themselves, then ``3xxx`` (libraries, frameworks),
+    ``4xxx`` (applications) and ``other``."""
+    if code in _REGISTERED_CLOSE_CODES:
+        return str(code)
+    if 3000 <= code <= 3999:
+        return "3xxx"
+    if 4000 <= code <= 4999:
+        return "4xxx"
+    return "other"

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from websockets.exceptions import ConnectionClosedOK
 
 from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
+from ws2kafka.bridge.framing import Record
+from ws2kafka.bridge.kafka_health import KafkaHealth
+from ws2kafka.bridge.pipeline import Pipeline
 from ws2kafka.bridge.service import Bridge, Summary
+from ws2kafka.bridge.stats import BridgeStats
 
 from .kafka import KafkaBroker
 from .waiting import until
@@ -49,16 +55,40 @@ def new_topic(kafka: KafkaBroker) -> str:
     return topic
 
 
+class BridgeEndedEarly(AssertionError):
+    """The bridge stopped by itself before the condition a test waited for held."""
+
+
 async def run_until(
     bridge: Bridge, condition: Callable[[], bool], what: str, timeout: float = 30.0
 ) -> Summary:
-    """Run the bridge until ``condition``, then stop it gracefully and return its summary."""
+    """Run the bridge until ``condition``, then stop it gracefully and return its summary.
+
+    A bridge that ends by itself first (it gave up, or crashed) fails the wait: a test that
+    only waits for something must not pass because the bridge died. Tests that expect the
+    bridge to end use :func:`run_to_end`.
+    """
     task = asyncio.create_task(bridge.run())
+    held = False
+
+    def held_or_ended() -> bool:
+        nonlocal held
+        held = held or condition()
+        return held or task.done()
+
     try:
-        await until(lambda: condition() or task.done(), timeout, what, interval=0.02)
+        await until(held_or_ended, timeout, what, interval=0.02)
     finally:
         bridge.stop()
-    return await asyncio.wait_for(task, 60)
+    summary = await asyncio.wait_for(task, 60)
+    if not held:
+        raise BridgeEndedEarly(f"the bridge ended before {what}: {summary}")
+    return summary
+
+
+async def run_to_end(bridge: Bridge, timeout: float = 30.0) -> Summary:
+    """Run the bridge until it ends by itself (gives up, fails), within ``timeout``."""
+    return await asyncio.wait_for(bridge.run(), timeout)
 
 
 def value_of(message: Message) -> bytes:
@@ -91,3 +121,119 @@ def record_count(kafka: KafkaBroker, topic: str) -> int:
         consumer.close()
     count: int = high - low
     return count
+
+
+class RecordingSink:
+    """A producer stand-in for unit tests of the bridge without librdkafka.
+
+    Pass ``sink.attach`` as the bridge's ``sink_factory``. Every handed-over batch is kept in
+    ``batches``; records are acknowledged at the next loop iteration, as the poll thread would
+    post it, unless ``holding`` (then :meth:`release` acknowledges what waits). ``fail`` makes
+    deliveries fail instead; :meth:`fatal` plays librdkafka's fatal error callback.
+    """
+
+    def __init__(self, *, holding: bool = False, fail: bool = False) -> None:
+        self.batches: list[list[Record]] = []
+        self.holding = holding
+        self.fail = fail
+        self.closed = False
+        self._waiting: list[Record] = []
+        self._pipeline: Pipeline | None = None
+        self._stats: BridgeStats | None = None
+        self._health: KafkaHealth | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def attach(
+        self,
+        pipeline: Pipeline,
+        spec: WebSocketSourceSpec,
+        stats: BridgeStats,
+        health: KafkaHealth,
+        name: str,
+    ) -> RecordingSink:
+        self._pipeline, self._stats, self._health = pipeline, stats, health
+        return self
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def produce(self, records: list[Record]) -> int:
+        self.batches.append(list(records))
+        self._waiting.extend(records)
+        if not self.holding:
+            assert self._loop is not None
+            self._loop.call_soon(self.release)
+        return len(records)
+
+    def produce_control(
+        self, topic: str | None, record: Record, on_delivery: Callable[[Any, Any], None]
+    ) -> bool:
+        return True
+
+    def release(self) -> None:
+        """Settle every waiting record (delivered, or failed with ``fail``)."""
+        assert self._stats is not None
+        assert self._pipeline is not None
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return
+        assert self._health is not None
+        if self.fail:
+            self._stats.failed += len(waiting)
+            self._health.on_delivery_failed(KafkaError(KafkaError._MSG_TIMED_OUT), time.time())
+        else:
+            self._stats.delivered += len(waiting)
+            self._health.on_delivered(time.time())
+        self._stats.settled_bytes += sum(len(record.value) for record in waiting)
+        self._pipeline.on_settled()
+
+    def fatal(self, message: str) -> None:
+        assert self._pipeline is not None
+        self._pipeline.on_fatal_error(message)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class ScriptedConnection:
+    """A WebSocket connection stand-in that delivers ``frames`` (text or bytes), then stays
+    open until closed: unit tests drive the bridge's read path without sockets."""
+
+    subprotocol = None
+
+    def __init__(self, frames: list[str | bytes]) -> None:
+        self._frames = list(frames)
+        self._closed = asyncio.Event()
+        self.sent: list[str] = []
+
+    @property
+    def transport(self) -> ScriptedConnection:
+        return self
+
+    def abort(self) -> None:
+        self._closed.set()
+
+    async def recv(self) -> str | bytes:
+        if self._frames:
+            return self._frames.pop(0)
+        await self._closed.wait()
+        raise ConnectionClosedOK(None, None)
+
+    async def send(self, message: str) -> None:
+        self.sent.append(message)
+
+    async def ping(self) -> asyncio.Future[float]:
+        pong: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        pong.set_result(0.0)
+        return pong
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self._closed.set()
+
+    def opener(self) -> Callable[..., Awaitable[ScriptedConnection]]:
+        """An ``opener`` for :class:`Bridge` that hands out this connection."""
+
+        async def open_scripted(*_: object) -> ScriptedConnection:
+            return self
+
+        return open_scripted

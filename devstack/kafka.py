@@ -126,7 +126,7 @@ def _java() -> str:
     return java
 
 
-def _cluster_id() -> str:
+def new_cluster_id() -> str:
     """A cluster id in Kafka's own format: a random UUID, URL-safe base64 without padding.
 
     Like Kafka's ``Uuid.randomUuid()``, never one that starts with ``-``: the storage tool
@@ -142,19 +142,35 @@ class KafkaBroker:
     """One KRaft node that is both controller and broker, on loopback ports of its own.
 
     It keeps its ports and data across :meth:`kill` and :meth:`restart`, so fault tests can
-    crash it mid-stream and check what survived.
+    crash it mid-stream and check what survived. Alone (:meth:`start`) it is the suite's
+    default broker; ``devstack.kafka_cluster`` and ``devstack.kafka_secured`` build other
+    shapes from the same node by overriding its settings.
     """
 
     def __init__(
-        self, workdir: Path, libs: Path, port: int, *, advertised_port: int | None = None
+        self,
+        workdir: Path,
+        libs: Path,
+        port: int,
+        *,
+        advertised_port: int | None = None,
+        node_id: int = 1,
+        controller_port: int | None = None,
+        overrides: dict[str, str] | None = None,
+        jvm_options: tuple[str, ...] = ("-Xms256m", "-Xmx512m"),
+        name: str = "kafka broker",
     ) -> None:
         self.workdir = workdir
+        self.node_id = node_id
+        self.name = name
         self.bootstrap_servers = f"127.0.0.1:{port}"
         self.log_path = workdir / "kafka.log"
         self._libs = libs
         self._port = port
         self._advertised_port = advertised_port or port
-        self._controller_port = free_port()
+        self.controller_port = controller_port or free_port()
+        self._overrides = overrides or {}
+        self._jvm_options = list(jvm_options)
         self._config_path = workdir / "server.properties"
         self._data_dir = workdir / "data"
         self._process: ManagedProcess | None = None
@@ -176,15 +192,25 @@ class KafkaBroker:
             workdir, assemble_kafka(), port or free_port(), advertised_port=advertised_port
         )
         try:
-            broker._format()
-            broker._launch()
+            broker.format(new_cluster_id())
+            broker.launch()
             yield broker
         finally:
             broker.stop()
-            shutil.rmtree(broker._data_dir, ignore_errors=True)
+            broker.remove_data()
+
+    @property
+    def pid(self) -> int | None:
+        """The JVM's process id while it runs (None once stopped or killed)."""
+        if self._process is None or not self._process.running():
+            return None
+        return self._process.pid
 
     def stop(self) -> None:
-        """Shut down gracefully (SIGTERM: Kafka flushes and closes its logs), keeping the data."""
+        """Shut down gracefully (SIGTERM: Kafka flushes and closes its logs), keeping the data.
+
+        In a cluster this is a controlled shutdown: the node hands its partition leaderships
+        to other replicas before it exits."""
         if self._process is not None:
             self._process.stop(timeout=30.0)
 
@@ -200,15 +226,29 @@ class KafkaBroker:
         Clients keep their bootstrap address, so a restart looks like a broker outage to them.
         """
         self.stop()
-        self._launch()
+        self.launch()
+
+    def remove_data(self) -> None:
+        """Delete the node's storage (after :meth:`stop`)."""
+        shutil.rmtree(self._data_dir, ignore_errors=True)
 
     def create_topic(
-        self, name: str, *, partitions: int = 1, config: dict[str, str] | None = None
+        self,
+        name: str,
+        *,
+        partitions: int = 1,
+        replication_factor: int = 1,
+        config: dict[str, str] | None = None,
     ) -> None:
         """Create a topic and wait until every partition has a leader, so the next produce or
         consume does not race the broker's metadata."""
         admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
-        topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
+        topic = NewTopic(
+            name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            config=config or {},
+        )
         futures = admin.create_topics(
             [topic], operation_timeout=_ADMIN_TIMEOUT, request_timeout=_ADMIN_TIMEOUT
         )
@@ -238,10 +278,14 @@ class KafkaBroker:
         finally:
             consumer.close()
 
-    def _format(self) -> None:
+    def format(self, cluster_id: str, *options: str) -> None:
         """Write the config and format fresh storage: a broker that starts never inherits
-        records from an earlier session that used the same folder."""
-        shutil.rmtree(self._data_dir, ignore_errors=True)
+        records from an earlier session that used the same folder.
+
+        Every node of one cluster is formatted with the same ``cluster_id``; ``options`` go to
+        the storage tool (``--add-scram`` creates SCRAM users before the first start).
+        """
+        self.remove_data()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._config_path.write_text(self._server_properties())
         run_logged(
@@ -249,33 +293,45 @@ class KafkaBroker:
                 "kafka.tools.StorageTool",
                 "format",
                 "--cluster-id",
-                _cluster_id(),
+                cluster_id,
                 "--config",
                 str(self._config_path),
+                *options,
             ),
             self.log_path,
             what=f"formatting Kafka storage in {self._data_dir}",
             timeout=_READY_TIMEOUT,
         )
 
-    def _launch(self) -> None:
+    def launch(self) -> None:
+        """Start the JVM and wait until it acknowledges a produce request."""
         started = time.monotonic()
-        heap = ["-Xms256m", "-Xmx512m"]
-        self._process = ManagedProcess(
-            "kafka broker",
-            self._jvm("kafka.Kafka", str(self._config_path), jvm_options=heap),
-            self.log_path,
-            cwd=self.workdir,
-        )
-        self._process.wait_until(
-            self._accepts_produce, timeout=_READY_TIMEOUT, what="accepting produce requests"
-        )
+        self.spawn()
+        self.wait_ready()
         log.info(
-            "Kafka %s accepts produce requests on %s after %.1f s, log: %s",
+            "%s (Kafka %s) accepts produce requests on %s after %.1f s, log: %s",
+            self.name,
             KAFKA_VERSION,
             self.bootstrap_servers,
             time.monotonic() - started,
             self.log_path,
+        )
+
+    def spawn(self) -> None:
+        """Start the JVM without waiting: the nodes of a cluster must all be up before any of
+        them can elect a controller and accept a record."""
+        self._process = ManagedProcess(
+            self.name,
+            self._jvm("kafka.Kafka", str(self._config_path), jvm_options=self._jvm_options),
+            self.log_path,
+            cwd=self.workdir,
+        )
+
+    def wait_ready(self) -> None:
+        """Wait until a produce request through this node is acknowledged."""
+        assert self._process is not None, "spawn() first"
+        self._process.wait_until(
+            self._accepts_produce, timeout=_READY_TIMEOUT, what="accepting produce requests"
         )
 
     def _jvm(self, main_class: str, *args: str, jvm_options: list[str] | None = None) -> list[str]:
@@ -315,11 +371,11 @@ class KafkaBroker:
     def _server_properties(self) -> str:
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{self._controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": f"{self.node_id}@127.0.0.1:{self.controller_port}",
             "controller.listener.names": "CONTROLLER",
             "listeners": (
-                f"PLAINTEXT://127.0.0.1:{self._port},CONTROLLER://127.0.0.1:{self._controller_port}"
+                f"PLAINTEXT://127.0.0.1:{self._port},CONTROLLER://127.0.0.1:{self.controller_port}"
             ),
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self._advertised_port}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -341,6 +397,7 @@ class KafkaBroker:
             "offsets.topic.num.partitions": "5",
             "transaction.state.log.num.partitions": "5",
             "share.coordinator.state.topic.num.partitions": "5",
+            **self._overrides,
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 

@@ -3,15 +3,21 @@
 A load server must not be the bottleneck it measures, so frames are encoded once into a batch
 and only their sequence numbers and send times are rewritten before each ``sendall``; the
 WebSocket handshake is the minimal server side of RFC 6455. Used by ``bench/run.py`` (one
-connection) and ``bench/operator_scale.py`` (one per source).
+connection) and ``bench/operator_scale.py`` (one per source), and, as :class:`PacedFeed` in a
+thread of its own, by the cluster failover tests, which need tens of thousands of numbered
+frames a second while the test's event loop runs the bridge.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import random
 import socket
+import threading
+import time
+from types import TracebackType
 
 #: ``{"seq":"<12 digits>","ts":"<19 digits>","pad":"<random>"}``: valid JSON, fixed offsets.
 _PREFIX = b'{"seq":"'
@@ -93,3 +99,128 @@ def accept_handshake(sock: socket.socket) -> None:
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
     )
+
+
+class PacedFeed:
+    """A numbered load feed at a steady rate, served from a thread: the bridge under test runs
+    on the caller's event loop, and a feed on that loop would steal the time it measures.
+
+    Connections are served one after another; the numbering goes on across them, so a bridge
+    that reconnected would show up as ``connections > 1``, never as a hole. Sending stops at
+    :meth:`release`'s limit, and each connection ends when the client closes it (its close
+    frame is answered). A client that cannot keep up (a bridge that stopped reading) blocks
+    ``sendall``; once it reads again the feed catches up on the frames that fell due meanwhile.
+    """
+
+    def __init__(self, *, rate: int, size: int = 200) -> None:
+        self.rate = rate
+        self.size = size
+        self.sent = 0
+        """Frames sent so far, over all connections (the last ``seq``)."""
+        self.connections = 0
+        self._limit = 0
+        self._released = threading.Condition()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="paced-feed", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self._listener.getsockname()[1]}/load"
+
+    @property
+    def released(self) -> int:
+        """The highest number :meth:`release` allowed so far."""
+        return self._limit
+
+    def release(self, count: int) -> None:
+        """Let the feed send frames up to number ``count`` (in total, at its rate)."""
+        with self._released:
+            self._limit = max(self._limit, count)
+            self._released.notify_all()
+
+    def __enter__(self) -> PacedFeed:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stopping.set()
+        with self._released:
+            self._released.notify_all()
+        self._listener.close()
+        self._thread.join(10)
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):  # the listener closed: the feed stops
+            while not self._stopping.is_set():
+                sock, _ = self._listener.accept()
+                with sock:
+                    self.connections += 1
+                    self._stream(sock)
+
+    def _stream(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        accept_handshake(sock)
+        closed, sending = threading.Event(), threading.Lock()
+        reader = threading.Thread(target=_answer_close, args=(sock, closed, sending), daemon=True)
+        reader.start()
+        per_batch = frames_per_batch(self.size)
+        template, slot = frame_batch(self.size, per_batch, random.Random(self.size))
+        view = memoryview(template)
+        paced_from, paced_sent = time.monotonic(), self.sent
+        try:
+            while not (closed.is_set() or self._stopping.is_set()):
+                with self._released:
+                    if self.sent >= self._limit:
+                        self._released.wait(0.1)
+                        paced_from, paced_sent = time.monotonic(), self.sent
+                        continue
+                    limit = self._limit
+                due = paced_sent + int((time.monotonic() - paced_from) * self.rate) - self.sent
+                batch = min(per_batch, due, limit - self.sent)
+                if batch <= 0:
+                    time.sleep(0.001)
+                    continue
+                number_batch(template, slot, self.size, self.sent + 1, batch, time.time_ns())
+                with sending:  # never a data frame after the answer to the client's close
+                    if closed.is_set():
+                        break
+                    sock.sendall(view[: batch * slot])
+                self.sent += batch
+        except OSError:
+            return
+        closed.wait(60)
+        reader.join(5)
+
+
+def _answer_close(sock: socket.socket, closed: threading.Event, sending: threading.Lock) -> None:
+    """Read the client's frames (masked, RFC 6455) until its close frame, then answer it."""
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+            while len(data) >= 2:
+                opcode, length = data[0] & 0x0F, data[1] & 0x7F
+                start = 2 + {126: 2, 127: 8}.get(length, 0) + 4
+                if length >= 126:
+                    length = int.from_bytes(data[2 : start - 4], "big")
+                if len(data) < start + length:
+                    break
+                if opcode == 0x8:
+                    with sending:
+                        closed.set()
+                        sock.sendall(b"\x88\x02\x03\xe8")
+                    return
+                data = data[start + length :]
+    except OSError:
+        return
+    finally:
+        closed.set()

@@ -21,6 +21,7 @@ from ws2kafka.bridge.service import ExitCode
 
 from .inline import InlineBridges
 from .main import build_registry
+from .readiness import Readiness
 from .reporter import KubeStatusReporter
 from .settings import Mode, OperatorSettings
 
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=int,
         default=9401,
-        help="port of /metrics and /healthz; -1 disables (default: %(default)s)",
+        help="port of /metrics, /healthz (liveness) and /readyz (readiness); -1 disables "
+        "(default: %(default)s)",
     )
     bridge = commands.add_parser("bridge", help="run one bridge that reports to a resource")
     bridge.add_argument(
@@ -85,11 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
 async def run_operator(settings: OperatorSettings, metrics_port: int) -> None:
     bridges = InlineBridges()
     registry = build_registry(settings, bridges)
+    readiness = Readiness(settings.namespaces)
+    checking = asyncio.create_task(readiness.run(), name="readiness")
     health: HealthServer | None = None
     if metrics_port >= 0:
         metrics = CollectorRegistry()
         metrics.register(BridgeCollector(bridges.stats))
-        health = HealthServer(metrics, lambda: True, "0.0.0.0", metrics_port)
+        health = HealthServer(metrics, lambda: readiness.ready, "0.0.0.0", metrics_port)
         await health.start()
     log.info(
         "operator starting: mode=%s namespaces=%s",
@@ -102,8 +106,10 @@ async def run_operator(settings: OperatorSettings, metrics_port: int) -> None:
             standalone=True,
             clusterwide=not settings.namespaces,
             namespaces=settings.namespaces,
+            ready_flag=readiness.started,
         )
     finally:
+        checking.cancel()
         if health is not None:
             await health.close()
 
@@ -113,16 +119,19 @@ def run_bridge(args: argparse.Namespace) -> int:
     if not namespace or not name:
         print("ws2kafka-operator: --resource must be NAMESPACE/NAME", file=sys.stderr)
         return ExitCode.CONFIG
-    try:
-        spec, _ = load_config(args.config, name)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"ws2kafka-operator: {problem}", file=sys.stderr)
-        return ExitCode.CONFIG
     reporter = KubeStatusReporter(
         namespace, name, pod_name=os.environ.get("POD_NAME"), interval=args.report_interval
     )
-    return asyncio.run(serve(spec, name, args, reporter=reporter))
+    try:
+        spec, _ = load_config(args.config, name)
+        previous = reporter.previous_unclean_exit()
+        return asyncio.run(serve(spec, name, args, reporter=reporter, unclean_exit=previous))
+    except ConfigError as exc:
+        # the pod's termination message (FallbackToLogsOnError) shows these lines too
+        for problem in exc.problems:
+            print(f"ws2kafka-operator: {problem}", file=sys.stderr)
+        reporter.report_startup_failure("; ".join(exc.problems))
+        return ExitCode.CONFIG
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,20 +1,86 @@
 """Deriving a source's conditions from facts, without I/O.
 
-The bridge reports facts (``status.connection``: state, counters, heartbeat time); the
-operator turns them, with what it knows of the spec and the Deployment, into the conditions
-``Ready`` (the summary), ``Connected``, ``Progressing`` and ``Degraded``. A condition keeps its
-``lastTransitionTime`` until its status changes.
+The bridge reports facts (``status.connection``: state, counters, heartbeat time, and the
+Kafka side in ``status.connection.kafka``); the operator turns them, with what it knows of the
+spec, the Deployment and its pods (what the kubelet wrote in their status:
+:func:`pod_problem`), into the conditions ``Ready`` (the summary: connected *and* producing),
+``Connected`` (the feed), ``Producing`` (Kafka), ``Progressing`` and ``Degraded``. A
+condition keeps its ``lastTransitionTime`` until its status changes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-CONDITION_TYPES = ("Ready", "Connected", "Progressing", "Degraded")
+from ws2kafka.bridge.kafka_health import KafkaReason
+from ws2kafka.bridge.stats import ConnectionState
+
+CONDITION_TYPES = ("Ready", "Connected", "Producing", "Progressing", "Degraded")
 
 Condition = dict[str, Any]
+
+
+#: Longest message taken from a pod: a termination message may hold the last 80 log lines.
+MAX_POD_MESSAGE = 1024
+#: Container waiting reasons of a pod on its way up: nothing is wrong (yet).
+_STARTING = frozenset({"ContainerCreating", "PodInitializing"})
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """Why a bridge pod does not run, in the kubelet's words (small: kept per pod in an index)."""
+
+    pod: str
+    reason: str
+    """``CrashLoopBackOff``, ``ImagePullBackOff``, ``CreateContainerConfigError``,
+    ``OOMKilled``, ``Unschedulable``, ``Evicted``..."""
+    message: str
+    """The kubelet's message and the last termination message of the container."""
+
+
+def pod_problem(pod: str, status: Mapping[str, Any]) -> PodProblem | None:
+    """What keeps a bridge pod from running, from its ``status``; None while nothing does.
+
+    The last termination (reason, exit code, message) is kept even while the container waits
+    to be restarted: a bridge that dies at startup writes its fatal error there. A crash
+    caused by the memory limit is reported as ``OOMKilled`` rather than the generic back-off.
+    """
+    if status.get("reason") == "Evicted":
+        return PodProblem(pod, "Evicted", _bounded(str(status.get("message") or "evicted")))
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        waiting = state.get("waiting") or {}
+        ended = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
+        if waiting.get("reason") in _STARTING or not (waiting or state.get("terminated")):
+            continue
+        reason = str(waiting.get("reason") or (ended or {}).get("reason") or "Terminated")
+        parts = [f"{reason}: {waiting['message']}" if waiting.get("message") else reason]
+        if ended:
+            parts.append(_termination(ended))
+            if ended.get("reason") == "OOMKilled":
+                reason = "OOMKilled"
+        return PodProblem(pod, reason, _bounded(f"pod {pod}: " + "; ".join(parts)))
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            reason = str(condition.get("reason") or "Unschedulable")
+            message = f"pod {pod}: {condition.get('message') or 'not scheduled'}"
+            return PodProblem(pod, reason, _bounded(message))
+    return None
+
+
+def _termination(ended: Mapping[str, Any]) -> str:
+    text = f"last exit code {ended.get('exitCode')} ({ended.get('reason') or 'no reason'})"
+    message = str(ended.get("message") or "").strip()
+    return f"{text}: {message}" if message else text
+
+
+def _bounded(message: str) -> str:
+    if len(message) <= MAX_POD_MESSAGE:
+        return message
+    return message[: MAX_POD_MESSAGE - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -31,6 +97,10 @@ class Facts:
     heartbeat_timeout: float
     deployment_available: bool | None
     """Pod mode: whether the Deployment has an available replica; inline mode: None."""
+    pod_problem: PodProblem | None = None
+    """Pod mode: why a bridge pod of the source cannot run, as its status says."""
+    last_gap: dict[str, Any] | None = None
+    """``status.lastGap`` as the bridge last reported it."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +114,11 @@ def derive(facts: Facts) -> dict[str, Verdict]:
     """Every condition's status, reason and message for these facts."""
     state = (facts.connection or {}).get("state")
     reporting = facts.heartbeat_age is not None and facts.heartbeat_age <= facts.heartbeat_timeout
-    connected = reporting and state == "Connected"
+    connected = reporting and state == ConnectionState.CONNECTED
     return {
         "Ready": _ready(facts, state, reporting),
         "Connected": _connected(facts, state, reporting, connected),
+        "Producing": _producing(facts, reporting),
         "Progressing": _progressing(facts, state, reporting),
         "Degraded": _degraded(facts, state),
     }
@@ -60,7 +131,7 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if facts.suspended:
         return Verdict("False", "Suspended", "spec.suspend is true: no bridge runs")
     if facts.deployment_available is False:
-        return Verdict("False", "DeploymentUnavailable", "the bridge pod is not available")
+        return _unavailable(facts)
     if facts.heartbeat_age is None:
         return Verdict("False", "BridgeStarting", "waiting for the bridge's first report")
     if not reporting:
@@ -70,9 +141,54 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
             f"no report from the bridge for {facts.heartbeat_age:.0f} s "
             f"(limit {facts.heartbeat_timeout:.0f} s)",
         )
-    if state != "Connected":
+    if state != ConnectionState.CONNECTED:
         return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")
+    kafka = _kafka(facts)
+    if kafka is not None and kafka.get("reason") != KafkaReason.PRODUCING:
+        return Verdict("False", str(kafka.get("reason")), str(kafka.get("message") or ""))
     return Verdict("True", "Streaming", "connected and producing to Kafka")
+
+
+def _kafka(facts: Facts) -> dict[str, Any] | None:
+    """``status.connection.kafka``, the bridge's view of Kafka (absent from old bridges)."""
+    kafka = (facts.connection or {}).get("kafka")
+    return kafka if isinstance(kafka, dict) else None
+
+
+def _producing(facts: Facts, reporting: bool) -> Verdict:
+    if facts.suspended:
+        return Verdict("False", "Suspended", "spec.suspend is true")
+    kafka = _kafka(facts)
+    if not reporting or kafka is None:
+        return Verdict("Unknown", "BridgeNotReporting", "no recent report of the Kafka side")
+    reason = str(kafka.get("reason") or "Unknown")
+    message = str(kafka.get("message") or "")
+    return Verdict("True" if reason == KafkaReason.PRODUCING else "False", reason, message)
+
+
+def _unavailable(facts: Facts) -> Verdict:
+    """Ready when the Deployment has no available pod: the pod's own reason if it has one,
+    else the bridge's last word if it could not start."""
+    problem = facts.pod_problem
+    if problem is not None:
+        return Verdict("False", problem.reason, problem.message)
+    connection = facts.connection or {}
+    if connection.get("state") == ConnectionState.STARTUP_FAILED:
+        failed = ConnectionState.STARTUP_FAILED.value
+        return Verdict("False", failed, connection.get("lastError") or failed)
+    return Verdict("False", "DeploymentUnavailable", "the bridge pod is not available")
+
+
+def _unclean_exit(facts: Facts) -> Verdict | None:
+    """Degraded while the bridge runs on the connection that followed an unclean end of its
+    predecessor (killed with records buffered): the gap says what may have been lost."""
+    gap = facts.last_gap or {}
+    current = (facts.connection or {}).get("connectionId")
+    if gap.get("error") != "UncleanExit" or not current or gap.get("newConnectionId") != current:
+        return None
+    return Verdict(
+        "True", "UncleanExit", gap.get("closeReason") or "the previous bridge was killed"
+    )
 
 
 def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool) -> Verdict:
@@ -90,17 +206,24 @@ def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool
 def _progressing(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if facts.spec_error or facts.suspended:
         return Verdict("False", "Idle", "nothing to roll out")
+    if facts.deployment_available is False and facts.pod_problem is not None:
+        # the kubelet retries, but the pod will not come up without a change
+        problem = facts.pod_problem
+        return Verdict("False", problem.reason, f"the rollout is stuck: {problem.message}")
     if facts.deployment_available is False or not reporting:
         return Verdict("True", "RollingOut", "waiting for the bridge to start and report")
-    if state in ("Starting", "Connecting", "Backoff"):
+    if state in (ConnectionState.STARTING, ConnectionState.CONNECTING, ConnectionState.BACKOFF):
         return Verdict("True", state, f"bridge is {state}")
     return Verdict("False", "Stable", "the bridge runs the current spec")
 
 
 def _degraded(facts: Facts, state: str | None) -> Verdict:
     connection = facts.connection or {}
-    if state in ("AuthenticationFailed", "GaveUp"):
+    if state in (ConnectionState.AUTH_FAILED, ConnectionState.GAVE_UP):
         return Verdict("True", state, connection.get("lastError") or state)
+    unclean = _unclean_exit(facts)
+    if unclean is not None:
+        return unclean
     dropped = int(connection.get("messagesDropped") or 0)
     failed = int(connection.get("messagesFailed") or 0)
     if dropped or failed:

@@ -25,6 +25,9 @@ FINALIZER = f"{GROUP}/finalizer"
 #: spec.template.container.metricsPort, default bridge.podtemplate.DEFAULT_METRICS_PORT).
 CONFIG_DIR = "/etc/ws2kafka"
 CONFIG_FILE = "source.yaml"
+#: Where the bridge pod finds the TLS keys its source references (spec.tls.ca, clientCert,
+#: clientKey): one projected volume of those Secret and ConfigMap keys.
+TLS_DIR = "/etc/ws2kafka-tls"
 
 #: Handler ids (they name kopf's progress annotations).
 HANDLER_RECONCILE = "reconcile"

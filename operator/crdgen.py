@@ -33,12 +33,14 @@ from ws2kafka.bridge.config import (
     Header,
     KafkaSinkSpec,
     KeySpec,
+    PemSource,
     ReconnectSpec,
     SecretValue,
     TimestampSpec,
     TlsSpec,
     WebSocketSourceSpec,
 )
+from ws2kafka.bridge.kafka_health import KafkaReason
 from ws2kafka.bridge.stats import ConnectionState
 
 from .constants import GROUP, KIND, PLURAL, VERSION
@@ -151,11 +153,26 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
             ),
         ),
     },
-    TlsSpec: {
-        "_key_with_cert": (
+    PemSource: {
+        # value is not in the resource schema: a Secret or a ConfigMap key is the only source.
+        "_exactly_one_source": (
             Rule(
-                "has(self.clientCertFile) == has(self.clientKeyFile)",
-                "clientCertFile and clientKeyFile go together",
+                "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                "give exactly one of secretKeyRef or configMapKeyRef",
+            ),
+        ),
+    },
+    TlsSpec: {
+        # caFile, clientCertFile and clientKeyFile are not in the resource schema either
+        "_consistent": (
+            Rule(
+                "has(self.clientCert) == has(self.clientKey)",
+                "clientCert and clientKey go together",
+            ),
+            Rule(
+                "!has(self.clientKey) || !has(self.clientKey.configMapKeyRef)",
+                "clientKey must come from a Secret (secretKeyRef), not a ConfigMap",
+                field_path=".clientKey",
             ),
         ),
     },
@@ -207,6 +224,13 @@ PRINTER_COLUMNS: Final = (
         "type": "string",
         "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
         "description": "Whether the feed is connected and its records reach Kafka.",
+    },
+    {
+        "name": "Kafka",
+        "type": "string",
+        "jsonPath": ".status.connection.kafka.reason",
+        "priority": 1,
+        "description": "The Kafka side: Producing, BrokersUnreachable, BufferFilling...",
     },
     {
         "name": "Messages",
@@ -515,7 +539,43 @@ def _connection_fields() -> Schema:
             "When the bridge sent this report; a bridge that stops reporting is flagged.",
             date_time=True,
         ),
+        "kafka": {
+            "description": "The Kafka side, as the bridge's producer sees it (KafkaVerdict).",
+            "type": "object",
+            "nullable": True,
+            "properties": _kafka_fields(),
+        },
         "podName": _string("The bridge pod that reports (null in inline mode).", nullable=True),
+    }
+
+
+def _kafka_fields() -> Schema:
+    """``status.connection.kafka``: the keys of KafkaVerdict.to_status()."""
+    return {
+        "reason": _string(f"One of {', '.join(KafkaReason)}."),
+        "message": _string("What is wrong, or that records are acknowledged."),
+        "brokersUp": {
+            "description": "Brokers the producer is connected to (null before its first "
+            "statistics).",
+            "type": "integer",
+            "nullable": True,
+        },
+        "lastError": _string("The last error librdkafka reported.", nullable=True),
+        "lastErrorTime": _string("When.", nullable=True, date_time=True),
+        "lastDeliveryTime": _string(
+            "When Kafka last acknowledged a record.", nullable=True, date_time=True
+        ),
+        "bufferedRecords": _integer("Records received and not yet acknowledged."),
+        "bufferUsagePercent": {
+            "description": "How full the buffer is (the fuller of records and bytes).",
+            "type": "number",
+            "minimum": 0,
+        },
+        "oldestUnacknowledgedSeconds": {
+            "description": "Age of the oldest record waiting for Kafka's acknowledgement.",
+            "type": "number",
+            "minimum": 0,
+        },
     }
 
 

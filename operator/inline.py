@@ -1,8 +1,10 @@
 """Inline mode: each source's bridge runs inside the operator process, one kopf daemon each.
 
-The same bridge library and the same status reporting as a bridge pod; Secrets are read by
-the operator and handed to the bridge in memory only. A spec change stops the bridge (it
-drains) and starts a new one; a bridge that gave up waits for the next spec change.
+The same bridge library and the same status reporting as a bridge pod; Secrets (and the
+ConfigMap keys of TLS material) are read by the operator and handed to the bridge in memory
+only. A spec change stops the bridge (it drains) and starts a new one; a bridge that gave up
+waits for the next spec change, one whose Kafka producer failed fatally is started again (with
+a new producer) after a pause.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import kubernetes
 
 from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.errors import ConfigError
-from ws2kafka.bridge.service import Bridge
+from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import BridgeStats
 
 from . import kube
@@ -46,14 +48,32 @@ def read_secret(namespace: str, name: str, key: str) -> str:
     return base64.b64decode(data[key]).decode()
 
 
-def resolve_secrets(spec: dict[str, Any], namespace: str, reader: SecretReader) -> dict[str, Any]:
-    """A copy of the spec with every ``secretKeyRef`` replaced by the secret's value."""
+def read_config_map(namespace: str, name: str, key: str) -> str:
+    """One key of a ConfigMap (TLS material such as a CA bundle)."""
+    core = kubernetes.client.CoreV1Api(kube.api_client())
+    data = core.read_namespaced_config_map(name, namespace).data or {}
+    if key not in data:
+        raise ConfigError([f"ConfigMap {namespace}/{name} has no key {key}"])
+    return str(data[key])
+
+
+def resolve_secrets(
+    spec: dict[str, Any],
+    namespace: str,
+    reader: SecretReader,
+    config_maps: SecretReader = read_config_map,
+) -> dict[str, Any]:
+    """A copy of the spec with every ``secretKeyRef`` replaced by the secret's value, and
+    every ``configMapKeyRef`` (TLS material) by the ConfigMap key's."""
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
             ref = node.get("secretKeyRef")
             if isinstance(ref, dict) and len(node) == 1:
                 return {"value": reader(namespace, ref["name"], ref["key"])}
+            ref = node.get("configMapKeyRef")
+            if isinstance(ref, dict) and len(node) == 1:
+                return {"value": config_maps(namespace, ref["name"], ref["key"])}
             return {key: walk(value) for key, value in node.items()}
         if isinstance(node, list):
             return [walk(item) for item in node]
@@ -99,7 +119,15 @@ async def run_inline(
         reporter = KubeStatusReporter(
             namespace, name, pod_name=None, interval=settings.report_interval_seconds
         )
-        bridge = Bridge(parsed, name=key, reporter=reporter)
+        previous = await asyncio.to_thread(reporter.previous_unclean_exit)
+        try:
+            bridge = Bridge(parsed, name=key, reporter=reporter, unclean_exit=previous)
+        except ConfigError as exc:  # e.g. TLS material that is not PEM
+            problems = "; ".join(exc.problems)
+            log.error("%s: not starting the bridge: %s", key, problems)
+            await asyncio.to_thread(reporter.report_startup_failure, problems)
+            await _wait_for_change(spec, fingerprint, stopped, limit=RETRY_SECONDS)
+            continue
         bridges.running[key] = bridge
         task = asyncio.create_task(bridge.run(), name=f"bridge {key}")
         try:
@@ -112,7 +140,10 @@ async def run_inline(
             bridge.stop()
             summary = await task
             bridges.running.pop(key, None)
-        if summary.exit_code and not stopped.is_set():
+        if summary.exit_code == ExitCode.PRODUCER_FATAL and not stopped.is_set():
+            # a new bridge has a new producer: what a pod restart does in pod mode
+            await _wait_for_change(spec, fingerprint, stopped, limit=RETRY_SECONDS)
+        elif summary.exit_code and not stopped.is_set():
             await _wait_for_change(spec, fingerprint, stopped)
 
 

@@ -58,3 +58,23 @@ def patch_status(namespace: str, name: str, status: dict[str, Any]) -> dict[str,
         c.GROUP, c.VERSION, namespace, c.PLURAL, name, {"status": status}
     )
     return patched if isinstance(patched, dict) else {}
+
+
+def read_status(namespace: str, name: str) -> dict[str, Any]:
+    """The status of a WebSocketSource (a bridge's Role allows reading its own)."""
+    custom = kubernetes.client.CustomObjectsApi(api_client())
+    found = custom.get_namespaced_custom_object_status(
+        c.GROUP, c.VERSION, namespace, c.PLURAL, name
+    )
+    status = found.get("status") if isinstance(found, dict) else None
+    return status if isinstance(status, dict) else {}
+
+
+def list_sources(namespace: str | None) -> None:
+    """List at most one WebSocketSource (cluster-wide for None): raises if the API server,
+    the CRD or the permission is missing."""
+    custom = kubernetes.client.CustomObjectsApi(api_client())
+    if namespace is None:
+        custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL, limit=1)
+    else:
+        custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, limit=1)

@@ -6,12 +6,16 @@ no inline daemon and an inline operator creates no Deployments.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import kopf
 
+from ws2kafka.bridge.config import MAX_DRAIN_TIMEOUT_SECONDS
+
 from . import constants as c
+from .conditions import PodProblem, pod_problem
 from .events import EventLimiter
 from .inline import InlineBridges, run_inline
 from .observe import is_available, refresh_conditions
@@ -19,8 +23,10 @@ from .reconcile import Rejections, reconcile_source
 from .settings import Mode, OperatorSettings
 
 RESOURCE = (c.GROUP, c.VERSION, c.PLURAL)
-#: Time an inline bridge gets to drain after its daemon is told to stop.
-INLINE_DRAIN_SECONDS = 30.0
+#: Time an inline bridge gets after its daemon is told to stop, before kopf cancels it: the
+#: longest drain a spec may ask for, plus time to close and report. A bridge bounds its own
+#: drain by its ``drainTimeoutSeconds``, so this only cuts off one that hangs.
+INLINE_STOP_SECONDS = MAX_DRAIN_TIMEOUT_SECONDS + 30.0
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -58,6 +64,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         *RESOURCE,
         id=c.HANDLER_CONDITIONS,
         interval=settings.condition_interval_seconds,
+        when=still_known,
         registry=registry,
     )
     async def conditions(
@@ -70,6 +77,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         name: str,
         patch: kopf.Patch,
         bridge_deployments: kopf.Index[tuple[str, str], bool] | None = None,
+        bridge_pods: kopf.Index[tuple[str, str], PodProblem | None] | None = None,
         **_: Any,
     ) -> None:
         assert namespace is not None  # the resource is namespaced
@@ -85,19 +93,27 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             events,
             rejections,
             bridge_deployments,  # pod mode only
+            bridge_pods,
         )
 
-    @kopf.on.delete(*RESOURCE, registry=registry, optional=True)
-    def forget(*, namespace: str | None, name: str, **_: Any) -> None:
-        events.forget(namespace or "", name)
-        rejections.pop((namespace or "", name), None)
+    @kopf.index(*RESOURCE, id="known_sources", registry=registry)
+    async def known_sources(*, namespace: str | None, name: str, **_: Any) -> dict[Source, bool]:
+        # kopf drops a deleted source from its indexes before anything else sees the event
+        return {(namespace or "", name): True}
+
+    @kopf.on.event(*RESOURCE, registry=registry)
+    def forget(*, type: str, namespace: str | None, name: str, **_: Any) -> None:
+        if type == "DELETED":
+            events.forget(namespace or "", name)
+            rejections.pop((namespace or "", name), None)
 
     if settings.mode is Mode.POD:
-
+        # an index reaches the timer as the keyword argument named by its id
         @kopf.index(
             "apps",
             "v1",
             "deployments",
+            id="bridge_deployments",
             labels={c.LABEL_MANAGED_BY: c.MANAGED_BY},
             registry=registry,
         )
@@ -106,6 +122,20 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         ) -> dict[tuple[str, str], bool]:
             # the conditions timer reads this instead of GETting each Deployment every check
             return {(namespace or "", name): is_available(status)}
+
+        @kopf.index(
+            "v1",
+            "pods",
+            id="bridge_pods",
+            labels={c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_COMPONENT: "bridge"},
+            registry=registry,
+        )
+        async def bridge_pods(
+            *, namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any
+        ) -> dict[tuple[str, str], PodProblem | None]:
+            # only the verdict is kept, not the pod: memory stays small with many sources
+            source = labels.get(c.LABEL_INSTANCE, "")
+            return {(namespace or "", source): pod_problem(name, status)}
 
         @kopf.on.resume(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-resume", registry=registry)
         @kopf.on.create(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-create", registry=registry)
@@ -125,8 +155,9 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             id=c.HANDLER_INLINE,
             # on deletion or shutdown kopf first sets `stopped`: the bridge then drains into
             # Kafka; only a daemon still running after the backoff is cancelled
-            cancellation_backoff=INLINE_DRAIN_SECONDS,
+            cancellation_backoff=INLINE_STOP_SECONDS,
             cancellation_timeout=60,
+            when=still_known,
             registry=registry,
         )
         async def inline(
@@ -140,4 +171,35 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             assert namespace is not None
             await run_inline(spec, namespace, name, stopped, settings, bridges)
 
+    _without_finalizer(registry)
     return registry
+
+
+#: A source, by (namespace, name).
+Source = tuple[str, str]
+
+
+def still_known(*, namespace: str | None, name: str, **kwargs: Any) -> bool:
+    """The filter of the timer and the inline daemon: the source has not been deleted.
+
+    kopf stops a running timer or daemon whose filter stops matching; this is what stops them
+    when a source is deleted, since the sources carry no finalizer (see
+    :func:`_without_finalizer`)."""
+    sources: kopf.Index[Source, bool] = kwargs["known_sources"]
+    return (namespace or "", name) in sources
+
+
+def _without_finalizer(registry: kopf.OperatorRegistry) -> None:
+    """Let kopf run the per-source timer and daemon without a finalizer on the sources.
+
+    kopf puts a finalizer on every resource with a timer or daemon, to stop them before the
+    resource is gone; the :func:`still_known` filter stops them instead. Owner references
+    already collect a source's children, and an inline bridge drains into Kafka whether its
+    source still exists or not. A finalizer would make deleting a source, or its namespace,
+    wait for a running operator: for ever after ``helm uninstall``. A finalizer left by an
+    earlier version is removed by kopf when it sees that no handler requires one.
+    """
+    spawning = registry._spawning  # kopf offers no public switch for timers and daemons
+    spawning._handlers[:] = [
+        dataclasses.replace(handler, requires_finalizer=False) for handler in spawning._handlers
+    ]

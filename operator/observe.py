@@ -11,7 +11,9 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from .conditions import Facts, derive, merge_conditions
+from ws2kafka.bridge.stats import ConnectionState
+
+from .conditions import Facts, PodProblem, derive, merge_conditions
 from .events import EventLimiter
 from .reconcile import Rejections, spec_problems
 from .resources import child_name
@@ -48,6 +50,18 @@ def deployment_available(
     return None if found is None else any(found)
 
 
+#: The operator's index of bridge Pods: for (namespace, source name), what keeps each of its
+#: pods from running (None for a pod that is fine). Only this small verdict is kept per pod.
+PodIndex = Mapping[tuple[str, str], Iterable[PodProblem | None]]
+
+
+def bridge_pod_problem(pods: PodIndex | None, namespace: str, name: str) -> PodProblem | None:
+    """The first problem among the source's bridge pods (a rollout may briefly have two)."""
+    if pods is None:
+        return None
+    return next((problem for problem in pods.get((namespace, name), ()) if problem), None)
+
+
 def gather_facts(
     spec: dict[str, Any],
     status: dict[str, Any],
@@ -56,6 +70,7 @@ def gather_facts(
     now: datetime,
     rejection: str | None,
     available: bool | None,
+    pod_problem: PodProblem | None = None,
 ) -> Facts:
     connection = status.get("connection")
     return Facts(
@@ -66,6 +81,8 @@ def gather_facts(
         heartbeat_age=heartbeat_age(connection, now),
         heartbeat_timeout=settings.heartbeat_timeout_seconds,
         deployment_available=available,
+        pod_problem=pod_problem,
+        last_gap=status.get("lastGap"),
     )
 
 
@@ -81,12 +98,14 @@ def refresh_conditions(
     events: EventLimiter,
     rejections: Rejections,
     deployments: DeploymentIndex | None,
+    pods: PodIndex | None = None,
 ) -> None:
     """Derive the conditions from the facts; patch them (and post Events) when they change."""
     now = datetime.now(UTC)
     rejection = rejections.get((namespace, name))
     available = deployment_available(deployments, namespace, name)
-    facts = gather_facts(spec, status, meta, settings, now, rejection, available)
+    problem = bridge_pod_problem(pods, namespace, name)
+    facts = gather_facts(spec, status, meta, settings, now, rejection, available, problem)
     previous = list(status.get("conditions") or [])
     conditions = merge_conditions(previous, derive(facts), facts.generation, now)
     if (
@@ -116,7 +135,7 @@ def _post_transitions(
             continue
         if cond["status"] == "True":
             events.post(body, reason="Connected", message=cond["message"])
-        elif cond["reason"] == "GaveUp":
+        elif cond["reason"] == ConnectionState.GAVE_UP:
             events.post(body, reason="GaveUp", message=cond["message"], warning=True)
         elif old:
             events.post(body, reason="Disconnected", message=cond["message"], warning=True)

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
+from ws2kafka.bridge.gaps import rfc3339
 from ws2kafka.bridge.ratelog import RateLimitedLog
 from ws2kafka.bridge.reporting import Requests, StatusSnapshot
+from ws2kafka.bridge.runstate import UncleanExit
+from ws2kafka.bridge.stats import ConnectionState
 
 from . import kube
 
@@ -25,6 +30,53 @@ log = logging.getLogger(__name__)
 ROTATE_ANNOTATION = "ws2kafka.dev/rotate"
 
 Patch = Callable[[str, str, dict[str, Any]], dict[str, Any]]
+Read = Callable[[str, str], dict[str, Any]]
+
+#: States a bridge reports as its last word when it ended on purpose.
+FINISHED = frozenset(
+    {ConnectionState.STOPPED, ConnectionState.GAVE_UP, ConnectionState.STARTUP_FAILED}
+)
+
+
+def unaccounted(connection: Mapping[str, Any]) -> int:
+    """Frames a report shows as received but neither produced, failed nor dropped (or
+    rejected): while the bridge runs they wait in its buffer; after its end they are lost."""
+    received = int(connection.get("messagesReceived") or 0)
+    settled = sum(
+        int(connection.get(key) or 0)
+        for key in ("messagesProduced", "messagesFailed", "messagesDropped")
+    )
+    return max(0, received - settled)
+
+
+def previous_unclean_exit(
+    connection: Mapping[str, Any] | None, pod_name: str | None
+) -> UncleanExit | None:
+    """The previous bridge's end, from its last report (``status.connection``), when it was
+    not a clean stop: it did not report Stopped/GaveUp/StartupFailed with every frame
+    accounted for. A pod killed at the end of its grace period, evicted or lost with its node
+    leaves such a report; its replacement has a new ``emptyDir`` and no state file.
+
+    A report of the same pod is left to the state file (a container restart keeps it).
+    """
+    if not connection or (pod_name is not None and connection.get("podName") == pod_name):
+        return None
+    state = connection.get("state")
+    lost = unaccounted(connection)
+    if state is None or (state in FINISHED and not lost):
+        return None
+    stamp = connection.get("heartbeatTime")
+    last_alive = (
+        datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else 0.0
+    )
+    return UncleanExit(
+        connection_id=connection.get("connectionId"),
+        last_alive=last_alive,
+        received=int(connection.get("messagesReceived") or 0),
+        unaccounted=lost,
+        last_state=str(state),
+        pod_name=connection.get("podName"),
+    )
 
 
 class KubeStatusReporter:
@@ -39,15 +91,55 @@ class KubeStatusReporter:
         pod_name: str | None,
         interval: float,
         patch: Patch = kube.patch_status,
+        read: Read = kube.read_status,
     ) -> None:
         self.namespace = namespace
         self.name = name
         self.interval = interval
         self._pod_name = pod_name
         self._patch = patch
+        self._read = read
         self._rotate_request: str | None = None
         self._baseline_taken = False
         self._failures = RateLimitedLog(log, "status reports failed", interval=60.0)
+
+    def previous_unclean_exit(self) -> UncleanExit | None:
+        """How the previous bridge of this source ended, read before this one reports; an
+        unclean end becomes this bridge's first gap (``status.lastGap``, error UncleanExit)."""
+        try:
+            status = self._read(self.namespace, self.name)
+        except Exception as exc:  # no trace is better than no bridge
+            log.warning(
+                "%s/%s: cannot read the previous report: %s", self.namespace, self.name, exc
+            )
+            return None
+        crash = previous_unclean_exit(status.get("connection"), self._pod_name)
+        if crash is not None:
+            log.warning("%s/%s: %s", self.namespace, self.name, crash.describe())
+        return crash
+
+    def report_startup_failure(self, error: str) -> None:
+        """The bridge cannot start (bad config, unreadable file, missing secret): say so in
+        status before the process exits, with nothing received and so nothing lost."""
+        now = rfc3339(time.time())
+        connection = {
+            "state": ConnectionState.STARTUP_FAILED.value,
+            "since": now,
+            "lastMessageTime": None,
+            "messagesReceived": 0,
+            "messagesProduced": 0,
+            "messagesDropped": 0,
+            "messagesFailed": 0,
+            "reconnects": 0,
+            "lastError": error,
+            "connectionId": None,
+            "heartbeatTime": now,
+            "podName": self._pod_name,
+        }
+        try:
+            self._patch(self.namespace, self.name, {"connection": connection})
+        except Exception as exc:  # the error is on stderr as well
+            log.warning("%s/%s: cannot report the failure: %s", self.namespace, self.name, exc)
 
     async def report(self, snapshot: StatusSnapshot) -> Requests | None:
         connection = {**snapshot.to_status(), "podName": self._pod_name}

@@ -5,6 +5,8 @@ plain dicts, so the rendering is tested without a cluster and applied by ``kube.
 
 Secrets never leave their Secret: every ``secretKeyRef`` in the spec becomes an ``env``
 reference in the rendered bridge config, and the pod maps that variable to the Secret key.
+TLS material (``spec.tls.ca``, ``clientCert``, ``clientKey``) is a file for the bridge: the
+pod mounts the referenced Secret or ConfigMap keys, and the rendered config names the files.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from ws2kafka.bridge.config import WebSocketSourceSpec
 from ws2kafka.bridge.podtemplate import DEFAULT_METRICS_PORT, BridgeTemplate, merged
 
 from . import constants as c
@@ -32,6 +36,10 @@ class RenderedSource:
     config_yaml: str
     env: list[Manifest]
     spec_hash: str
+    grace_seconds: int
+    """The pod's terminationGracePeriodSeconds: see :func:`grace_period`."""
+    tls_sources: list[Manifest]
+    """Sources of the pod's projected TLS volume (empty: the source references none)."""
     template: BridgeTemplate | None = None
     """The source's own ``spec.template`` (the pod's, not the bridge's business)."""
 
@@ -50,16 +58,53 @@ def labels(source: str) -> dict[str, str]:
     }
 
 
+#: What a stopping bridge needs beyond ``spec.drainTimeoutSeconds``: the close handshake
+#: (5 s at most, while the drain runs), closing the producer, the final summary and report.
+STOP_MARGIN_SECONDS = 15
+
+
+def grace_period(spec: dict[str, Any]) -> int:
+    """Seconds the kubelet waits after SIGTERM before it kills the bridge: its whole drain
+    timeout plus the stop margin, so a drain is never cut short by the pod's deletion."""
+    default = WebSocketSourceSpec.model_fields["drain_timeout_seconds"].default
+    return math.ceil(float(spec.get("drainTimeoutSeconds", default))) + STOP_MARGIN_SECONDS
+
+
 def render_source(spec: dict[str, Any]) -> RenderedSource:
     """Replace secret references by env references; hash what the pod depends on."""
     env: list[Manifest] = []
-    bridge_spec = _externalize_secrets(copy.deepcopy(spec), env)
+    tls_sources: list[Manifest] = []
+    bridge_spec = _externalize_secrets(_mount_tls(copy.deepcopy(spec), tls_sources), env)
     bridge_spec.pop("suspend", None)
     template = bridge_spec.pop("template", None)
     config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
-    digest = hashlib.sha256((config_yaml + json.dumps(env, sort_keys=True)).encode())
+    depends = config_yaml + json.dumps([env, tls_sources], sort_keys=True)
+    digest = hashlib.sha256(depends.encode())
     parsed = None if template is None else BridgeTemplate.model_validate(template)
-    return RenderedSource(config_yaml, env, digest.hexdigest()[:16], parsed)
+    return RenderedSource(
+        config_yaml, env, digest.hexdigest()[:16], grace_period(spec), tls_sources, parsed
+    )
+
+
+#: The file each TLS reference becomes in the bridge pod, and the config field naming it.
+_TLS_FILES = {"ca": "ca.pem", "clientCert": "client.pem", "clientKey": "client-key.pem"}
+
+
+def _mount_tls(spec: dict[str, Any], sources: list[Manifest]) -> dict[str, Any]:
+    """Replace each TLS reference by the path where the pod mounts the referenced key."""
+    tls = spec.get("tls") or {}
+    for field, filename in _TLS_FILES.items():
+        reference = tls.pop(field, None)
+        if reference is None:
+            continue
+        if "secretKeyRef" in reference:
+            kind, ref = "secret", reference["secretKeyRef"]
+        else:
+            kind, ref = "configMap", reference["configMapKeyRef"]
+        item = {"key": ref["key"], "path": filename}
+        sources.append({kind: {"name": ref["name"], "items": [item]}})
+        tls[f"{field}File"] = f"{c.TLS_DIR}/{filename}"
+    return spec
 
 
 def _externalize_secrets(node: Any, env: list[Manifest]) -> Any:
@@ -172,7 +217,7 @@ def _pod_spec(
     name = child_name(source)
     return {
         "serviceAccountName": name,
-        "terminationGracePeriodSeconds": 40,
+        "terminationGracePeriodSeconds": rendered.grace_seconds,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,
@@ -204,6 +249,9 @@ def _pod_spec(
                     {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                     *rendered.env,
                 ],
+                # a bridge that cannot start says why on stderr: the pod's termination
+                # message, which the operator puts into the source's Ready condition
+                "terminationMessagePolicy": "FallbackToLogsOnError",
                 "ports": [{"name": "metrics", "containerPort": port}],
                 "livenessProbe": _probe("/healthz", period=10, failures=3),
                 "readinessProbe": _probe("/readyz", period=5, failures=2),
@@ -219,15 +267,29 @@ def _pod_spec(
                 "volumeMounts": [
                     {"name": "config", "mountPath": c.CONFIG_DIR, "readOnly": True},
                     {"name": "tmp", "mountPath": "/tmp"},
+                    *_tls_mounts(rendered),
                 ],
             }
         ],
         "volumes": [
             {"name": "config", "configMap": {"name": name}},
             {"name": "tmp", "emptyDir": {}},
+            *_tls_volumes(rendered),
         ],
         **_placement(settings.bridge_pod),
     }
+
+
+def _tls_volumes(rendered: RenderedSource) -> list[Manifest]:
+    if not rendered.tls_sources:
+        return []
+    return [{"name": "tls", "projected": {"sources": rendered.tls_sources}}]
+
+
+def _tls_mounts(rendered: RenderedSource) -> list[Manifest]:
+    if not rendered.tls_sources:
+        return []
+    return [{"name": "tls", "mountPath": c.TLS_DIR, "readOnly": True}]
 
 
 def _placement(pod: BridgePod) -> Manifest:

@@ -8,6 +8,7 @@ suite never skips a test because a component is missing.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 
 from ws2kafka.devstack import image
 from ws2kafka.devstack.kafka import KafkaBroker
+from ws2kafka.devstack.kafka_cluster import KafkaCluster
+from ws2kafka.devstack.kafka_secured import ScramUser, SecuredKafka
 from ws2kafka.devstack.kube import ControlPlane
 from ws2kafka.devstack.node import Node
 from ws2kafka.devstack.toxiproxy import Toxiproxy
@@ -36,6 +39,30 @@ def kafka(stack_dir: Path, request: pytest.FixtureRequest) -> Iterator[KafkaBrok
     with KafkaBroker.start(stack_dir / "kafka") as broker:
         request.config.stash.setdefault(_LOG_PATHS_KEY, {})["kafka broker"] = broker.log_path
         yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(
+    stack_dir: Path, toxiproxy: Toxiproxy, request: pytest.FixtureRequest
+) -> Iterator[KafkaCluster]:
+    """Three KRaft nodes behind Toxiproxy, started only if a test asks for them (failover
+    tests); each test that uses it restores three healthy nodes before it ends."""
+    with KafkaCluster.start(stack_dir / "kafka-cluster", toxiproxy) as cluster:
+        logs = request.config.stash.setdefault(_LOG_PATHS_KEY, {})
+        logs.update({f"kafka_cluster: {name}": path for name, path in cluster.log_paths.items()})
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def kafka_secured(stack_dir: Path, request: pytest.FixtureRequest) -> Iterator[SecuredKafka]:
+    """A broker with SASL_SSL (SCRAM-SHA-512), mutual TLS and ACLs, for the security tests;
+    its SCRAM user's password is new every session."""
+    user = ScramUser("ws2kafka-bridge", secrets.token_urlsafe(16))
+    with SecuredKafka.start(stack_dir / "kafka-secured", user) as secured:
+        request.config.stash.setdefault(_LOG_PATHS_KEY, {})["kafka_secured: broker"] = (
+            secured.log_path
+        )
+        yield secured
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +113,16 @@ def _add_log_paths(item: pytest.Item, report: pytest.TestReport) -> None:
 
 
 def _fixture_for(log_name: str) -> str:
-    for fixture in ("kafka", "toxiproxy", "node"):
+    for fixture in ("kafka_cluster", "kafka_secured", "kafka", "toxiproxy", "node"):
         if log_name.startswith(fixture):
             return fixture
     return "kube"
+
+
+@pytest.fixture(params=["picows", "websockets"])
+def client(request: pytest.FixtureRequest) -> str:
+    """The WebSocket client (``connection.client``) a bridge test runs with: a test that takes
+    this fixture runs once with picows, the default, and once with websockets, the reference
+    implementation users can select."""
+    name: str = request.param
+    return name

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import gzip
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,6 +16,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from ws2kafka.bridge.kafka_health import KafkaReason
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.feeds import SequenceFeed, silent_server
@@ -32,10 +34,14 @@ from ws2kafka.devstack.waiting import until
 pytestmark = pytest.mark.kafka
 
 
-async def test_every_frame_reaches_kafka_once_in_order_with_headers(kafka: KafkaBroker) -> None:
+async def test_every_frame_reaches_kafka_once_in_order_with_headers(
+    kafka: KafkaBroker, client: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="ws2kafka")
     topic = new_topic(kafka)
     async with SequenceFeed(count=500) as feed:
-        bridge = Bridge(bridge_spec(kafka, feed.url, topic), name="seq")
+        spec = bridge_spec(kafka, feed.url, topic, connection={"client": client})
+        bridge = Bridge(spec, name="seq")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 500, "500 records")
     assert summary.exit_code == ExitCode.OK
     assert (summary.received, summary.delivered, summary.undelivered) == (500, 500, 0)
@@ -47,11 +53,49 @@ async def test_every_frame_reaches_kafka_once_in_order_with_headers(kafka: Kafka
     assert headers["ws2kafka.type"] == b"text"
     received_ms = int(headers["ws2kafka.received"]) // 1000
     assert messages[9].timestamp()[1] == received_ms  # receive time, not produce time
+    # the config field selected the client: the handshake was logged by that client only
+    clients = {r.name for r in caplog.records if r.name.endswith(".client")}
+    assert clients == {f"ws2kafka.{client}.client"}
 
 
-async def test_binary_frames_are_produced_unchanged_and_inflated(kafka: KafkaBroker) -> None:
+async def test_the_kafka_side_is_known_from_what_librdkafka_reports(kafka: KafkaBroker) -> None:
+    """A real producer: a reachable broker shows as Producing (its statistics count the
+    broker up), a closed port as BrokersUnreachable with the records that wait."""
     topic = new_topic(kafka)
-    payloads = [bytes(range(256)), gzip.compress(b'{"seq": 2}'), b"\x00"]
+    async with SequenceFeed(rate=200) as feed:
+        healthy = Bridge(bridge_spec(kafka, feed.url, topic), name="healthy")
+
+        def producing() -> bool:
+            verdict = healthy.kafka_verdict()
+            return verdict.healthy and bool(verdict.brokers_up) and healthy.stats.delivered > 10
+
+        await run_until(healthy, producing, "Producing with a broker up", timeout=30)
+        nowhere = Bridge(
+            bridge_spec("127.0.0.1:1", feed.url, topic, drainTimeoutSeconds=0.5), name="nowhere"
+        )
+
+        def unreachable() -> bool:
+            verdict = nowhere.kafka_verdict()
+            return (
+                verdict.reason is KafkaReason.BROKERS_UNREACHABLE and verdict.backlog.records > 20
+            )
+
+        summary = await run_until(nowhere, unreachable, "BrokersUnreachable", timeout=30)
+    verdict = nowhere.kafka_verdict()
+    assert verdict.backlog.records == summary.undelivered > 0
+    assert verdict.last_error is not None
+    assert summary.exit_code == ExitCode.UNDELIVERED
+
+
+async def test_binary_frames_are_produced_unchanged(kafka: KafkaBroker, client: str) -> None:
+    topic = new_topic(kafka)
+    payloads = [
+        bytes(range(256)),
+        gzip.compress(b'{"seq": 2}'),
+        b"\x00",
+        "é€".encode(),
+        b"x" * 70_000,  # fragmented by the server's writes, one frame all the same
+    ]
 
     async def handler(ws: ServerConnection) -> None:
         for payload in payloads:
@@ -60,9 +104,9 @@ async def test_binary_frames_are_produced_unchanged_and_inflated(kafka: KafkaBro
 
     async with serve(handler, "127.0.0.1", 0) as server:
         url = f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        raw = Bridge(bridge_spec(kafka, url, topic), name="raw")
-        await run_until(raw, lambda: raw.stats.delivered >= 3, "3 binary records")
-    messages = kafka.consume_all(topic, expected=3)
+        raw = Bridge(bridge_spec(kafka, url, topic, connection={"client": client}), name="raw")
+        await run_until(raw, lambda: raw.stats.delivered >= 5, "5 binary records")
+    messages = kafka.consume_all(topic, expected=5)
     assert [value_of(m) for m in messages] == payloads
     assert all(headers_of(m)["ws2kafka.type"] == b"binary" for m in messages)
 
@@ -85,11 +129,16 @@ async def test_gzip_inflation_and_rejected_frames_are_counted(kafka: KafkaBroker
     assert seqs(kafka, topic, 2) == [1, 3]
 
 
-async def test_subscriptions_are_resent_in_order_after_every_reconnect(kafka: KafkaBroker) -> None:
+async def test_subscriptions_are_resent_in_order_after_every_reconnect(
+    kafka: KafkaBroker, client: str
+) -> None:
     topic = new_topic(kafka)
     subscribe = ['{"op":"subscribe","ch":"a"}', '{"op":"subscribe","ch":"b"}']
     async with SequenceFeed(wait_for_subscribe=True, close_after=50, close_code=1001) as feed:
-        bridge = Bridge(bridge_spec(kafka, feed.url, topic, subscribe=subscribe), name="resub")
+        spec = bridge_spec(
+            kafka, feed.url, topic, subscribe=subscribe, connection={"client": client}
+        )
+        bridge = Bridge(spec, name="resub")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 150, "3 connections")
     assert len(feed.connections) >= 3
     for conn in feed.connections[:-1]:
@@ -104,10 +153,11 @@ async def test_subscriptions_are_resent_in_order_after_every_reconnect(kafka: Ka
     assert seqs(kafka, topic, summary.received) == list(range(1, summary.received + 1))
 
 
-async def test_graceful_stop_under_load_loses_nothing(kafka: KafkaBroker) -> None:
+async def test_graceful_stop_under_load_loses_nothing(kafka: KafkaBroker, client: str) -> None:
     topic = new_topic(kafka)
     async with SequenceFeed(pad=200) as feed:  # unbounded, as fast as possible
-        bridge = Bridge(bridge_spec(kafka, feed.url, topic), name="stop")
+        spec = bridge_spec(kafka, feed.url, topic, connection={"client": client})
+        bridge = Bridge(spec, name="stop")
         summary = await run_until(bridge, lambda: bridge.stats.received >= 20_000, "load")
     assert summary.exit_code == ExitCode.OK
     assert summary.undelivered == 0
@@ -153,7 +203,7 @@ def rejecting(status: int, retry_after: str | None = None) -> Callable[..., Awai
 
 
 async def test_401_is_an_authentication_failure_and_max_attempts_gives_up(
-    kafka: KafkaBroker,
+    kafka: KafkaBroker, client: str
 ) -> None:
     topic = new_topic(kafka)
     async with serve(
@@ -165,6 +215,7 @@ async def test_401_is_an_authentication_failure_and_max_attempts_gives_up(
             url,
             topic,
             reconnect={"initialDelaySeconds": 0.01, "maxDelaySeconds": 0.05, "maxAttempts": 3},
+            connection={"client": client},
         )
         bridge = Bridge(spec, name="denied")
         summary = await asyncio.wait_for(bridge.run(), 30)
@@ -208,7 +259,9 @@ async def test_stale_feed_is_dropped_and_reconnected(kafka: KafkaBroker) -> None
     assert summary.received == summary.delivered >= 5
 
 
-async def test_half_open_connection_is_detected_by_ping_timeout(kafka: KafkaBroker) -> None:
+async def test_half_open_connection_is_detected_by_ping_timeout(
+    kafka: KafkaBroker, client: str
+) -> None:
     topic = new_topic(kafka)
 
     release = asyncio.Event()
@@ -225,7 +278,7 @@ async def test_half_open_connection_is_detected_by_ping_timeout(kafka: KafkaBrok
             kafka,
             url,
             topic,
-            connection={"pingIntervalSeconds": 0.2, "pingTimeoutSeconds": 0.5},
+            connection={"client": client, "pingIntervalSeconds": 0.2, "pingTimeoutSeconds": 0.5},
         )
         bridge = Bridge(spec, name="halfopen")
         task = asyncio.create_task(bridge.run())

@@ -301,6 +301,14 @@ async def test_a_librdkafka_queue_smaller_than_the_buffer_loses_nothing(
     assert record_count(kafka, topic) == 5000
 
 
+def idle_summary(name: str, state: str) -> str:
+    """The summary line of a bridge that never received a frame (Kafka is away here)."""
+    return (
+        rf"{name}: state={state} kafka=(KafkaConnecting|BrokersUnreachable) received=0 "
+        r"\(\+0\) produced=0 failed=0 dropped=0 buffered=0 reconnects=0 last frame never"
+    )
+
+
 def summary_lines(caplog: pytest.LogCaptureFixture, name: str, state: str) -> list[str]:
     prefix = f"{name}: state={state} "
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith(prefix)]
@@ -325,10 +333,8 @@ async def test_the_summary_line_is_written_in_backoff_and_while_idle(
             "2 summary lines in Backoff",
         )
     assert waiting.stats.connect_failures == 1  # Retry-After: 30 s of Backoff, no new attempt
-    assert set(summary_lines(caplog, "waiting", "Backoff")) == {
-        "waiting: state=Backoff received=0 (+0) produced=0 failed=0 dropped=0 buffered=0 "
-        "reconnects=0 last frame never"
-    }
+    for line in summary_lines(caplog, "waiting", "Backoff"):
+        assert re.fullmatch(idle_summary("waiting", "Backoff"), line), line
 
     async with SequenceFeed(count=0) as silent:  # connected, no data
         idle = Bridge(bridge_spec(nowhere, silent.url, "absent"), name="idle", summary_interval=0.1)
@@ -337,10 +343,8 @@ async def test_the_summary_line_is_written_in_backoff_and_while_idle(
             lambda: len(summary_lines(caplog, "idle", "Connected")) >= 2,
             "2 summary lines while connected",
         )
-    assert set(summary_lines(caplog, "idle", "Connected")) == {
-        "idle: state=Connected received=0 (+0) produced=0 failed=0 dropped=0 buffered=0 "
-        "reconnects=0 last frame never"
-    }
+    for line in summary_lines(caplog, "idle", "Connected"):
+        assert re.fullmatch(idle_summary("idle", "Connected"), line), line
 
 
 @dataclass

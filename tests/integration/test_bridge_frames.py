@@ -32,12 +32,12 @@ async def test_a_bad_frame_closes_with_its_code_and_the_bridge_reconnects(
     kafka: KafkaBroker,
     violation: Callable[[ServerConnection], Awaitable[None]],
     close_code: int,
+    client: str,
 ) -> None:
     topic = new_topic(kafka)
     async with HostileFeed(violation, every=False) as feed:
-        spec = bridge_spec(
-            kafka, feed.url, topic, connection={"maxFrameBytes": HOSTILE_FRAME_LIMIT}
-        )
+        connection = {"client": client, "maxFrameBytes": HOSTILE_FRAME_LIMIT}
+        spec = bridge_spec(kafka, feed.url, topic, connection=connection)
         bridge = Bridge(spec, name="badframe")
         summary = await run_until(bridge, lambda: bridge.stats.delivered >= 4, "4 records")
     assert feed.served[0].close_code == close_code  # what the server was told

@@ -14,6 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,9 +147,29 @@ async def test_ca_file_trusts_a_private_ca(
     assert seqs(kafka, topic, 50) == list(range(1, 51))
 
 
+def mutual_tls(pki: Pki, form: str) -> dict[str, Any]:
+    """Files, as a local config or a bridge pod's rendered config names them, or the PEM texts
+    themselves, as inline mode hands over the referenced Secret keys."""
+    if form == "files":
+        return {
+            "caFile": str(pki.ca),
+            "clientCertFile": str(pki.client_cert),
+            "clientKeyFile": str(pki.client_key),
+        }
+    return {
+        name: {"value": path.read_text()}
+        for name, path in (
+            ("ca", pki.ca),
+            ("clientCert", pki.client_cert),
+            ("clientKey", pki.client_key),
+        )
+    }
+
+
 @pytest.mark.kafka
+@pytest.mark.parametrize("form", ["files", "values"])
 async def test_mutual_tls_presents_the_client_certificate(
-    kafka: KafkaBroker, pki: Pki, connection: dict[str, str]
+    kafka: KafkaBroker, pki: Pki, connection: dict[str, str], form: str
 ) -> None:
     topic = new_topic(kafka)
     context = pki.server_context(require_client_cert=True)
@@ -161,12 +182,7 @@ async def test_mutual_tls_presents_the_client_certificate(
         assert (anonymous.stats.connects, feed.connections) == (0, [])
         assert sum(anonymous.stats.errors.values()) == anonymous.stats.connect_failures
 
-        tls = {
-            "caFile": str(pki.ca),
-            "clientCertFile": str(pki.client_cert),
-            "clientKeyFile": str(pki.client_key),
-        }
-        spec = bridge_spec(kafka, feed.url, topic, tls=tls, connection=connection)
+        spec = bridge_spec(kafka, feed.url, topic, tls=mutual_tls(pki, form), connection=connection)
         mutual = Bridge(spec, name="mutual")
         summary = await run_until(mutual, lambda: mutual.stats.delivered >= 20, "20 records")
     assert (summary.exit_code, summary.received, summary.delivered) == (ExitCode.OK, 20, 20)

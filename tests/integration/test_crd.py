@@ -18,7 +18,8 @@ import yaml
 
 from ws2kafka.bridge.config import parse_spec
 from ws2kafka.bridge.errors import ConfigError
-from ws2kafka.bridge.reporting import StatusSnapshot, rfc3339
+from ws2kafka.bridge.gaps import rfc3339
+from ws2kafka.bridge.reporting import StatusSnapshot
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.kube import ControlPlane
 from ws2kafka.operator.constants import API_VERSION, GROUP, KIND, PLURAL
@@ -154,9 +155,27 @@ INVALID = {
         "set bearerToken or basic, not both",
     ),
     "client cert without key": (
-        with_changes("tls.clientCertFile", "/etc/tls/client.pem"),
+        with_changes("tls.clientCert", SECRET_REF),
         "spec.tls",
-        "clientCertFile and clientKeyFile go together",
+        "clientCert and clientKey go together",
+    ),
+    "client key from a ConfigMap": (
+        with_changes(
+            "tls",
+            {"clientCert": SECRET_REF, "clientKey": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+        ),
+        "spec.tls.clientKey",
+        "clientKey must come from a Secret",
+    ),
+    "CA from a Secret and a ConfigMap": (
+        with_changes("tls.ca", {**SECRET_REF, "configMapKeyRef": {"name": "c", "key": "k"}}),
+        "spec.tls.ca",
+        "give exactly one of secretKeyRef or configMapKeyRef",
+    ),
+    "a local CA file": (
+        with_changes("tls.caFile", "/etc/tls/ca.pem"),
+        "spec.tls.caFile",
+        "unknown field",
     ),
     "reserved producer property": (
         with_changes("kafka.properties", {"bootstrap.servers": "elsewhere:9092"}),
@@ -165,6 +184,10 @@ INVALID = {
     ),
     "unknown field": (with_changes("surprise", 1), "spec.surprise", "unknown field"),
 }
+
+
+#: Fields a local config file may set, and a resource may not.
+LOCAL_ONLY = {"spec.auth.bearerToken.value", "spec.tls.caFile"}
 
 
 @pytest.mark.parametrize(("spec", "field", "message"), INVALID.values(), ids=INVALID.keys())
@@ -178,7 +201,8 @@ def test_invalid_sources_are_rejected_naming_the_field(
     assert field in result.stderr
     assert message in result.stderr
     assert "s3cret" not in result.stderr, "a secret value was echoed"
-    if field != "spec.auth.bearerToken.value":  # inline secrets are fine in local config files
+    # inline secrets and file paths are fine in local config files
+    if field not in LOCAL_ONLY:
         with pytest.raises(ConfigError):
             parse_spec(spec)
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -110,12 +111,13 @@ SOURCE_RULES = {
 POD_MODE_RULES = {
     "deployments.apps": CHILD_VERBS,
     "deployments.apps/status": {"get"},
+    "pods": {"list", "watch"},
     "configmaps": CHILD_VERBS,
     "serviceaccounts": CHILD_VERBS,
     "roles.rbac.authorization.k8s.io": CHILD_VERBS,
     "rolebindings.rbac.authorization.k8s.io": CHILD_VERBS,
 }
-INLINE_MODE_RULES = {"secrets": {"get"}}
+INLINE_MODE_RULES = {"secrets": {"get"}, "configmaps": {"get"}}
 #: What kopf reads at cluster level, in both RBAC scopes.
 DISCOVERY_RULES = {
     "customresourcedefinitions.apiextensions.k8s.io": {"get", "list", "watch"},
@@ -327,19 +329,12 @@ def variant_values(variant: str, watched: list[str]) -> dict[str, Any]:
 
 
 def render(kube: ControlPlane, directory: Path, namespace: str, values: dict[str, Any]) -> str:
-    """The chart's objects, for a release whose name YAML would read as a boolean unquoted."""
+    """The chart's objects, for a release whose name YAML would read as a boolean unquoted.
+
+    Rendered as offline and GitOps tools do: without ``--kube-version``, against helm's
+    built-in default Kubernetes version."""
     path = write_values(directory, values)
-    return kube.helm(
-        "template",
-        "y",
-        str(CHART),
-        "-n",
-        namespace,
-        "--kube-version",
-        K8S_VERSION,
-        "-f",
-        str(path),
-    ).stdout
+    return kube.helm("template", "y", str(CHART), "-n", namespace, "-f", str(path)).stdout
 
 
 def operator_container(kube: ControlPlane, release: Release) -> dict[str, Any]:
@@ -360,6 +355,14 @@ def run_installed_operator(
     token = token_for(kube, release.namespace, release.name)
     env["KUBECONFIG"] = str(kube.write_kubeconfig(workdir / "operator-kubeconfig", token))
     return ManagedProcess("helm-operator", args, workdir / "operator.log", env=env, cwd=workdir)
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def permission_problems(log: str) -> list[str]:
@@ -433,6 +436,7 @@ def test_operator_pod_is_hardened_and_runs_a_valid_command(
     assert container["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
     assert pod["volumes"] == [{"name": "tmp", "emptyDir": {}}]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container["ports"][0] == {"name": "metrics", "containerPort": 9401, "protocol": "TCP"}
 
     command, *args = container["args"]
@@ -561,7 +565,7 @@ def test_operator_runs_pod_mode_with_its_account(
     kube: ControlPlane, pod_release: Release, tmp_path: Path
 ) -> None:
     """The installed command, environment and token create every child of a source, keep its
-    conditions and remove the finalizer on delete, without one refused request."""
+    conditions, and the source deletes at once, without one refused request."""
     ns = ("-n", pod_release.watched[0])
     port = free_port()
     with run_installed_operator(kube, pod_release, tmp_path, port) as operator:
@@ -581,6 +585,7 @@ def test_operator_runs_pod_mode_with_its_account(
         url = f"http://127.0.0.1:{port}/healthz"
         with urllib.request.urlopen(url, timeout=5) as response:
             assert response.status == 200, "the liveness probe's endpoint answers"
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz") == 200, 30, "ready")
         kube.kubectl(*ns, "delete", "wss", "feed", "--timeout=30s")
         assert operator.running()
     assert permission_problems(operator.log_path.read_text()) == []
@@ -608,10 +613,51 @@ def test_operator_runs_inline_mode_with_namespaced_roles(
         wait_for(lambda: "final summary" in operator.log_path.read_text(), 30, "the drain")
         assert operator.running()
     assert permission_problems(operator.log_path.read_text()) == []
-    # kopf releases a stopped daemon's finalizer only at its next check, up to the daemon's
-    # cancellation_timeout later; the operator is gone, so release it here
-    drop_finalizers = ("--type=merge", "-p", '{"metadata":{"finalizers":null}}')
-    kube.kubectl(*ns, "patch", "wss", "feed", *drop_finalizers, check=False)
+    # no finalizer: the source was gone at once, its daemon stopped by the operator's filter
+    assert not source_exists(kube, inline_release.watched[0], "feed")
+
+
+def source_exists(kube: ControlPlane, namespace: str, name: str) -> bool:
+    return kube.kubectl("-n", namespace, "get", "wss", name, check=False).returncode == 0
+
+
+@pytest.mark.k8s
+@pytest.mark.parametrize("mode", ["pod", "inline"])
+def test_after_uninstall_sources_and_their_namespaces_delete_at_once(
+    kube: ControlPlane, mode: str, tmp_path: Path
+) -> None:
+    """No finalizer on the sources (kopf would set one for the timer, and for inline mode's
+    daemon): once the release is uninstalled and its pod stopped, deleting a source or its
+    whole namespace completes within seconds."""
+    watched = [new_namespace(kube, "helm-after") for _ in range(2)]
+    values: dict[str, Any] = {"watchNamespaces": watched, "operator": {"mode": mode}}
+    if mode == "inline":
+        values["rbac"] = {"scope": "namespaced"}
+    release = install(kube, tmp_path, values)
+    with run_installed_operator(kube, release, tmp_path, free_port()):
+        for namespace in watched:
+            kube.kubectl("-n", namespace, "apply", "-f", "-", input=source_manifest("feed"))
+
+        def handled() -> bool:
+            sources = [get_json(kube, "-n", ns, "wss", "feed") for ns in watched]
+            return all(source.get("status", {}).get("conditions") for source in sources)
+
+        wait_for(handled, 30, "both sources handled")
+        for namespace in watched:
+            assert (
+                get_json(kube, "-n", namespace, "wss", "feed")["metadata"].get("finalizers", [])
+                == []
+            )
+        kube.helm("uninstall", release.name, "-n", release.namespace, "--wait", "--timeout=60s")
+    # the operator pod is gone (the with block stopped it as the kubelet would)
+    kube.kubectl("-n", watched[0], "delete", "wss", "feed", "--timeout=20s")
+    kube.kubectl("delete", "namespace", watched[1], "--wait=false")
+
+    def namespace_gone() -> bool:
+        return kube.kubectl("get", "namespace", watched[1], check=False).returncode != 0
+
+    wait_for(namespace_gone, 60, "the deleted namespace, its source included, gone")
+    drop_release(kube, Release(release.name, release.namespace, watched[:1], release.notes))
 
 
 @pytest.mark.k8s

@@ -13,9 +13,11 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +279,55 @@ def test_spec_change_rolls_suspend_scales_to_zero_delete_collects(
     assert "inconsistencies" not in pod_operator.log_path.read_text()
 
 
+def crashed_container(last: dict[str, Any]) -> dict[str, Any]:
+    """The bridge container's status as a kubelet writes it while backing off a restart."""
+    return {
+        "name": "bridge",
+        "image": "ghcr.io/ws2kafka/ws2kafka:0.1.0",
+        "imageID": "",
+        "ready": False,
+        "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+        "lastState": {"terminated": last},
+    }
+
+
+def test_a_bridge_pod_that_cannot_run_says_why(
+    kube: ControlPlane, pod_operator: ManagedProcess
+) -> None:
+    ns = new_namespace(kube, "op-pod")
+    manifest = source_manifest("stuck", "ws://feed:1/x", "t", "kafka:9092")
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+
+    def ready() -> dict[str, Any]:
+        return condition(kube.get_json(ns, "wss", "stuck"), "Ready")
+
+    # no kubelet: the Pod stays Pending, so the Deployment (read from the operator's index)
+    # has no available replica
+    wait_until(
+        lambda: ready().get("reason") == "DeploymentUnavailable", 30, "DeploymentUnavailable"
+    )
+    [pod] = wait_until(lambda: kube.get_json(ns, "pods")["items"], 30, "the bridge Pod object")
+    name = pod["metadata"]["name"]
+
+    def kubelet_reports(container: dict[str, Any]) -> None:
+        status = {"status": {"phase": "Running", "containerStatuses": [container]}}
+        kube.kubectl(
+            "-n", ns, "patch", "pod", name, "--subresource=status", "--type=merge",
+            "-p", json.dumps(status),
+        )  # fmt: skip
+
+    fatal = "spec.tls.ca: cannot read /etc/ws2kafka-tls/ca.pem"
+    kubelet_reports(crashed_container({"exitCode": 2, "reason": "Error", "message": fatal}))
+    wait_until(lambda: ready().get("reason") == "CrashLoopBackOff", 30, "CrashLoopBackOff")
+    assert f"last exit code 2 (Error): {fatal}" in ready()["message"]
+    assert ready()["message"].startswith(f"pod {name}: ")
+    progressing = condition(kube.get_json(ns, "wss", "stuck"), "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "CrashLoopBackOff")
+    kubelet_reports(crashed_container({"exitCode": 137, "reason": "OOMKilled"}))
+    wait_until(lambda: ready().get("reason") == "OOMKilled", 30, "OOMKilled")
+
+
 async def test_a_real_bridge_with_its_service_account_drives_status(
     kube: ControlPlane, kafka: KafkaBroker, pod_operator: ManagedProcess, tmp_path: Path
 ) -> None:
@@ -381,6 +432,127 @@ async def test_a_real_bridge_with_its_service_account_drives_status(
             await until(not_reporting, HEARTBEAT_TIMEOUT + 20, "BridgeNotReporting")
 
 
+def bridge_argv(ns: str, source: str, config: Path) -> list[str]:
+    """What a bridge pod runs (its args, less the metrics port), for a local process."""
+    return [
+        command("ws2kafka-operator"), "bridge", "--config", str(config),
+        "--resource", f"{ns}/{source}", "--metrics-port", "0", "--report-interval", "1",
+    ]  # fmt: skip
+
+
+def bridge_config(kube: ControlPlane, ns: str, source: str, path: Path) -> Path:
+    """The rendered config, as the bridge pod finds it in its ConfigMap volume."""
+    wait_until(
+        lambda: kube.kubectl("-n", ns, "get", f"cm/{source}-bridge", check=False).returncode == 0,
+        30,
+        "the rendered config",
+    )
+    path.write_text(kube.get_json(ns, "configmap", f"{source}-bridge")["data"]["source.yaml"])
+    return path
+
+
+def bridge_env(kube: ControlPlane, ns: str, source: str, path: Path, pod: str) -> dict[str, str]:
+    """The bridge pod's identity: its ServiceAccount's token and its pod name."""
+    token = kube.service_account_token(ns, f"{source}-bridge")
+    return {"KUBECONFIG": str(kube.write_kubeconfig(path, token)), "POD_NAME": pod}
+
+
+async def test_a_replacement_bridge_reports_its_predecessors_unclean_end(
+    kube: ControlPlane, kafka: KafkaBroker, pod_operator: ManagedProcess, tmp_path: Path
+) -> None:
+    """A pod killed with records buffered (grace period exceeded, eviction, lost node) leaves
+    its last report in status; the new pod, on a fresh emptyDir, turns it into a gap."""
+    ns = new_namespace(kube, "op-pod")
+    topic = f"op-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)
+    async with SequenceFeed(rate=50) as feed:
+        manifest = source_manifest(
+            "moved", feed.url, topic, kafka.bootstrap_servers, drainTimeoutSeconds=120
+        )
+        kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+        config = bridge_config(kube, ns, "moved", tmp_path / "source.yaml")
+        pod = kube.get_json(ns, "deployment", "moved-bridge")["spec"]["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] == 120 + 15  # the drain, then close + report
+        env = bridge_env(kube, ns, "moved", tmp_path / "kubeconfig", "moved-bridge-new")
+        # the killed pod's last report, as its bridge wrote it with the same account
+        last_seen = datetime.now(UTC) - timedelta(seconds=30)
+        killed = {
+            "state": "Connected",
+            "since": "2026-11-28T00:00:00Z",
+            "podName": "moved-bridge-old",
+            "connectionId": "c-old",
+            "heartbeatTime": last_seen.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "messagesReceived": 750,
+            "messagesProduced": 0,
+            "messagesFailed": 0,
+            "messagesDropped": 0,
+        }
+        report = json.dumps({"status": {"connection": killed}})
+        kube.kubectl(
+            "-n", ns, "patch", "wss", "moved", "--subresource=status", "--type=merge",
+            "-p", report, token=kube.service_account_token(ns, "moved-bridge"),
+        )  # fmt: skip
+        with ManagedProcess(
+            "bridge", bridge_argv(ns, "moved", config), tmp_path / "bridge.log", env=env
+        ) as bridge:
+
+            def degraded() -> dict[str, Any]:
+                return condition(kube.get_json(ns, "wss", "moved"), "Degraded")
+
+            await until(lambda: degraded().get("reason") == "UncleanExit", 60, "UncleanExit")
+            gap = kube.get_json(ns, "wss", "moved")["status"]["lastGap"]
+            assert (gap["error"], gap["oldConnectionId"]) == ("UncleanExit", "c-old")
+            assert "pod moved-bridge-old" in gap["closeReason"]
+            assert "750 of them were not acknowledged" in gap["closeReason"]
+            assert degraded()["message"] == gap["closeReason"]
+            assert degraded()["status"] == "True"
+            bridge.stop()
+        connection = kube.get_json(ns, "wss", "moved")["status"]["connection"]
+        assert (connection["state"], connection["podName"]) == ("Stopped", "moved-bridge-new")
+
+
+def test_a_bridge_that_cannot_start_reports_why_and_exits(
+    kube: ControlPlane, pod_operator: ManagedProcess, tmp_path: Path
+) -> None:
+    """The CA is referenced from a ConfigMap, mounted in the pod; without a kubelet the file
+    is not there, as when a volume is missing: the bridge reports it and exits with 2."""
+    ns = new_namespace(kube, "op-pod")
+    ca = {"configMapKeyRef": {"name": "trust", "key": "ca.crt"}}
+    manifest = source_manifest(
+        "badtls", "wss://127.0.0.1:9/feed", "t", "127.0.0.1:9", tls={"ca": ca}
+    )
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+    config = bridge_config(kube, ns, "badtls", tmp_path / "source.yaml")
+    assert yaml.safe_load(config.read_text())["tls"]["caFile"] == "/etc/ws2kafka-tls/ca.pem"
+    pod = kube.get_json(ns, "deployment", "badtls-bridge")["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert volume["projected"]["sources"] == [
+        {"configMap": {"name": "trust", "items": [{"key": "ca.crt", "path": "ca.pem"}]}}
+    ]
+    env = bridge_env(kube, ns, "badtls", tmp_path / "kubeconfig", "badtls-bridge-1")
+    result = subprocess.run(
+        bridge_argv(ns, "badtls", config),
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    problem = "spec.tls.caFile: cannot load /etc/ws2kafka-tls/ca.pem: No such file or directory"
+    assert result.returncode == 2, result.stderr
+    assert problem in result.stderr
+    connection = kube.get_json(ns, "wss", "badtls")["status"]["connection"]
+    assert (connection["state"], connection["lastError"]) == ("StartupFailed", problem)
+    assert connection["podName"] == "badtls-bridge-1"
+    wait_until(
+        lambda: (
+            condition(kube.get_json(ns, "wss", "badtls"), "Ready").get("reason") == "StartupFailed"
+        ),
+        30,
+        "Ready=False StartupFailed",
+    )
+
+
 async def test_inline_mode_streams_into_kafka_and_reports(
     kube: ControlPlane, kafka: KafkaBroker, inline_operator: ManagedProcess
 ) -> None:
@@ -405,6 +577,9 @@ async def test_inline_mode_streams_into_kafka_and_reports(
             return condition(source, "Ready").get("status") == "True" and produced >= 50
 
         await until(streaming, 60, "inline bridge Ready with 50 records")
+        source = kube.get_json(ns, "wss", "inline")
+        assert condition(source, "Producing")["status"] == "True"
+        assert source["status"]["connection"]["kafka"]["reason"] == "Producing"
         table = kube.kubectl("-n", ns, "get", "wssources").stdout
         assert "Connected" in table
         assert "True" in table
@@ -419,9 +594,44 @@ async def test_inline_mode_streams_into_kafka_and_reports(
         assert f'ws2kafka_records_produced_total{{source="{ns}/inline"}}' in metrics
         status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/healthz")
         assert status == 200
+        status, _ = await asyncio.to_thread(http_get, f"http://127.0.0.1:{port}/readyz")
+        assert status == 200, "kopf started and the sources are listed"
         await rotate_by_annotation(kube, ns, "inline", feed)
         kube.kubectl("-n", ns, "delete", "wss", "inline", "--timeout=60s")
-    assert "final summary" in inline_operator.log_path.read_text()
+    # gone at once (no finalizer); its daemon, stopped by the operator's filter, drains
+    await until(
+        lambda: "final summary" in inline_operator.log_path.read_text(), 30, "the final summary"
+    )
+
+
+async def test_a_source_whose_kafka_is_unreachable_is_not_ready(
+    kube: ControlPlane, inline_operator: ManagedProcess
+) -> None:
+    """The likeliest install mistake, bootstrapServers pointing nowhere: the feed is
+    connected and frames are received, but nothing reaches Kafka. Ready used to say
+    ``Streaming: connected and producing to Kafka``."""
+    ns = new_namespace(kube, "op-inline")
+    async with SequenceFeed(rate=50) as feed:
+        manifest = source_manifest("nokafka", feed.url, "t", "127.0.0.1:1", drainTimeoutSeconds=1)
+        kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+
+        def unreachable() -> bool:
+            source = kube.get_json(ns, "wss", "nokafka")
+            return condition(source, "Ready").get("reason") == "BrokersUnreachable"
+
+        await until(unreachable, 60, "Ready=False BrokersUnreachable")
+        source = kube.get_json(ns, "wss", "nokafka")
+        ready, producing = condition(source, "Ready"), condition(source, "Producing")
+        assert ready["status"] == "False"
+        assert (producing["status"], producing["reason"]) == ("False", "BrokersUnreachable")
+        assert condition(source, "Connected")["status"] == "True"
+        assert "records wait in the buffer" in ready["message"]
+        kafka_side = source["status"]["connection"]["kafka"]
+        assert kafka_side["bufferedRecords"] > 0
+        assert kafka_side["lastError"]
+        wide = kube.kubectl("-n", ns, "get", "wssources", "-o", "wide").stdout
+        assert "BrokersUnreachable" in wide
+        kube.kubectl("-n", ns, "delete", "wss", "nokafka", "--timeout=60s")
 
 
 async def rotate_by_annotation(kube: ControlPlane, ns: str, name: str, feed: SequenceFeed) -> None:
@@ -438,6 +648,42 @@ async def rotate_by_annotation(kube: ControlPlane, ns: str, name: str, feed: Seq
     assert len(feed.connections) == connections + 1
     assert feed.connections[-1].messages[0] == '{"op":"sub"}'  # subscribed before the switch
     assert "lastGap" not in kube.get_json(ns, "wss", name)["status"]  # make-before-break
+
+
+def http_status(url: str) -> int:
+    try:
+        return http_get(url)[0]
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_operator_is_alive_but_not_ready_without_its_permissions(
+    kube: ControlPlane, crd: None, tmp_path: Path
+) -> None:
+    """A refused list of the sources (here: an account without any role) keeps /readyz at
+    503, while /healthz answers: the pod is not restarted, it is kept out of rotation."""
+    ns = new_namespace(kube, "op-norights")
+    token = kube.service_account_token(ns, "nobody")
+    kubeconfig = kube.write_kubeconfig(tmp_path / "nobody-kubeconfig", token)
+    operator = ManagedProcess(
+        "operator-norights",
+        [command("ws2kafka-operator"), "run", "--namespace", ns, "--metrics-port", "0"],
+        tmp_path / "operator.log",
+        env={"KUBECONFIG": str(kubeconfig)},
+    )
+    with operator:
+        port = wait_until(lambda: metrics_port_or_none(operator), 30, "the metrics endpoint")
+        base = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: "readiness checks failed" in operator.log_path.read_text(), 90, "a check"
+        )
+        assert http_status(f"{base}/healthz") == 200
+        assert http_status(f"{base}/readyz") == 503
+
+
+def metrics_port_or_none(process: ManagedProcess) -> int | None:
+    found = re.search(r"/readyz on [\d.]+:(\d+)", process.log_path.read_text())
+    return int(found.group(1)) if found else None
 
 
 def test_operator_help_explains_its_commands() -> None:

@@ -118,6 +118,9 @@ the API server refuses to let anyone grant what they do not hold.
   resources: ["deployments/status"]
   verbs: ["get"]
 - apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
   resources: ["configmaps", "serviceaccounts"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 - apiGroups: ["rbac.authorization.k8s.io"]
@@ -125,7 +128,7 @@ the API server refuses to let anyone grant what they do not hold.
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 {{- else }}
 - apiGroups: [""]
-  resources: ["secrets"]
+  resources: ["secrets", "configmaps"]
   verbs: ["get"]
 {{- end }}
 {{- end }}

@@ -111,3 +111,35 @@ def test_a_secret_header_value_with_a_newline_is_a_config_error(
     spec = parse_spec({**MINIMAL, "headers": [{"name": "X-Key", "valueFrom": {"env": "BAD_KEY"}}]})
     with pytest.raises(ConfigError, match="control characters"):
         build_headers(spec)
+
+
+SECRET = {"secretKeyRef": {"name": "tls", "key": "ca.crt"}}
+CONFIG_MAP = {"configMapKeyRef": {"name": "ca", "key": "ca.crt"}}
+
+
+@pytest.mark.parametrize(
+    ("tls", "message"),
+    [
+        ({"ca": SECRET, "caFile": "/ca.pem"}, "set ca or caFile, not both"),
+        ({"clientCert": SECRET}, "clientCert and clientKey go together"),
+        ({"clientKeyFile": "/k.pem"}, "clientCert and clientKey go together"),
+        (
+            {"clientCert": SECRET, "clientKey": CONFIG_MAP},
+            "clientKey must come from a Secret (secretKeyRef), not a ConfigMap",
+        ),
+        ({"ca": {**SECRET, **CONFIG_MAP}}, "give exactly one of secretKeyRef or configMapKeyRef"),
+    ],
+)
+def test_tls_material_comes_from_one_place(tls: dict[str, object], message: str) -> None:
+    [problem] = problems(tls=tls)
+    assert problem.endswith(message), problem
+
+
+def test_tls_material_by_reference_or_by_file() -> None:
+    by_reference = parse_spec(
+        {**MINIMAL, "tls": {"ca": CONFIG_MAP, "clientCert": SECRET, "clientKey": SECRET}}
+    )
+    assert by_reference.tls.ca is not None
+    assert by_reference.tls.ca.config_map_key_ref is not None
+    by_file = parse_spec({**MINIMAL, "tls": {"caFile": "/ca.pem"}})
+    assert str(by_file.tls.ca_file) == "/ca.pem"

@@ -1,7 +1,8 @@
 """The read loop hands records to the producer once per burst of frames, in order.
 
-The producer is replaced by a recorder: these tests are about when records are handed over,
-not about Kafka (the integration tests deliver the same frames to a real broker).
+The producer is replaced by a recorder (``RecordingSink``): these tests are about when records
+are handed over, not about Kafka (the integration tests deliver the same frames to a real
+broker).
 """
 
 import asyncio
@@ -11,10 +12,10 @@ import pytest
 from websockets.exceptions import ConnectionClosedOK
 
 from ws2kafka.bridge.config import WebSocketSourceSpec
-from ws2kafka.bridge.framing import Record
-from ws2kafka.bridge.service import HAND_OVER_BATCH, Bridge
+from ws2kafka.bridge.pipeline import HAND_OVER_BATCH
+from ws2kafka.bridge.service import Bridge
 from ws2kafka.bridge.source import SourceConnection
-from ws2kafka.devstack.harness import bridge_spec
+from ws2kafka.devstack.harness import RecordingSink, bridge_spec
 from ws2kafka.devstack.waiting import until
 
 
@@ -68,20 +69,15 @@ async def handed_batches(bursts: list[int]) -> list[list[bytes]]:
     async def opener(*_: object) -> SourceConnection:
         return connection
 
-    bridge = Bridge(spec(), name="burst", opener=opener)
-    batches: list[list[bytes]] = []
-
-    def produce(records: list[Record]) -> int:
-        batches.append([record.value for record in records])
-        return len(records)
-
-    bridge._sink.produce = produce  # type: ignore[method-assign]
+    sink = RecordingSink()
+    bridge = Bridge(spec(), name="burst", opener=opener, sink_factory=sink.attach)
     task = asyncio.create_task(bridge.run())
     total = sum(bursts)
-    await until(lambda: sum(map(len, batches)) >= total, 10, f"{total} records handed over")
+    await until(lambda: sum(map(len, sink.batches)) >= total, 10, f"{total} records handed over")
     bridge.stop()
-    await task
-    return batches
+    summary = await task
+    assert (summary.delivered, summary.undelivered) == (total, 0)
+    return [[record.value for record in batch] for batch in sink.batches]
 
 
 @pytest.mark.parametrize("bursts", [[1], [3, 1, 5], [HAND_OVER_BATCH * 2 + 7]])

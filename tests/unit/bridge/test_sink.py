@@ -61,3 +61,15 @@ def test_broker_connection_failures_are_logged_as_a_rate_other_lines_pass(
             f"(last: FAIL [rdkafka#producer-1] {refused})",
         ),
     ]
+
+
+@pytest.mark.parametrize(
+    "name", ["delivery.report.only.error", "dr_msg_cb", "dr_cb", "logger", "stats_cb"]
+)
+def test_properties_that_would_break_the_accounting_are_reserved(name: str) -> None:
+    """With delivery.report.only.error, successful deliveries are never reported: records
+    would never settle and the block policy would stall for ever."""
+    with pytest.raises(ValueError, match="through its own field"):
+        KafkaSinkSpec.model_validate(
+            {"bootstrapServers": "b", "topic": "t", "properties": {name: "true"}}
+        )

@@ -4,8 +4,9 @@ import pytest
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Close
 
-from ws2kafka.bridge.errors import AuthenticationFailed, HandshakeFailed
-from ws2kafka.bridge.source import describe_failure
+from ws2kafka.bridge.config import TlsSpec
+from ws2kafka.bridge.errors import AuthenticationFailed, ConfigError, HandshakeFailed
+from ws2kafka.bridge.source import build_ssl_context, describe_failure
 
 
 @pytest.mark.parametrize(
@@ -33,3 +34,31 @@ def test_handshake_failures_carry_retry_after_and_authentication() -> None:
     assert describe_failure(HandshakeFailed(429, 3.0)).retry_after == 3.0
     denied = describe_failure(AuthenticationFailed(401))
     assert (denied.reason, denied.authentication) == ("AuthenticationFailed", True)
+
+
+@pytest.mark.parametrize(
+    ("tls", "problem"),
+    [
+        ({"caFile": "/nonexistent/ca.pem"}, "spec.tls.caFile: cannot load /nonexistent/ca.pem: "),
+        ({"ca": {"value": "not a certificate"}}, "spec.tls.ca: cannot load "),
+        (
+            {"ca": {"secretKeyRef": {"name": "s", "key": "ca"}}},
+            "spec.tls.ca: secretKeyRef and configMapKeyRef are resolved by the operator",
+        ),
+        (
+            {"clientCertFile": "/nonexistent/c.pem", "clientKeyFile": "/nonexistent/k.pem"},
+            "spec.tls.clientCertFile: cannot load /nonexistent/c.pem: ",
+        ),
+        (
+            {"clientCert": {"value": "x"}, "clientKey": {"value": "y"}},
+            "spec.tls.clientCert: cannot load ",
+        ),
+    ],
+)
+def test_unusable_tls_material_is_a_config_error_naming_the_field(
+    tls: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        build_ssl_context(TlsSpec.model_validate(tls))
+    [line] = raised.value.problems
+    assert line.startswith(problem), line

@@ -4,7 +4,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ws2kafka.operator.conditions import Facts, derive, merge_conditions
+from ws2kafka.operator.conditions import (
+    MAX_POD_MESSAGE,
+    Facts,
+    PodProblem,
+    derive,
+    merge_conditions,
+    pod_problem,
+)
 
 CONNECTED = {"state": "Connected", "since": "2026-11-28T00:00:00Z", "messagesDropped": 0}
 
@@ -41,6 +48,37 @@ def test_ready(overrides: dict[str, object], status: str, reason: str) -> None:
     assert (ready.status, ready.reason) == (status, reason)
 
 
+UNREACHABLE = {
+    "reason": "BrokersUnreachable",
+    "message": "no Kafka broker reachable (last error: refused); 574 records wait in the buffer",
+}
+
+
+@pytest.mark.parametrize(
+    ("kafka", "ready", "producing"),
+    [
+        ({"reason": "Producing", "message": "ok"}, ("True", "Streaming"), ("True", "Producing")),
+        (UNREACHABLE, ("False", "BrokersUnreachable"), ("False", "BrokersUnreachable")),
+        (
+            {"reason": "TopicAuthorizationFailed", "message": "denied"},
+            ("False", "TopicAuthorizationFailed"),
+            ("False", "TopicAuthorizationFailed"),
+        ),
+        (None, ("True", "Streaming"), ("Unknown", "BridgeNotReporting")),
+    ],
+)
+def test_ready_covers_the_kafka_side(
+    kafka: dict[str, str] | None, ready: tuple[str, str], producing: tuple[str, str]
+) -> None:
+    """A bridge connected to its feed is not Ready while nothing reaches Kafka (an older
+    bridge that reports no Kafka side is judged by its connection alone)."""
+    verdicts = derive(facts(connection={**CONNECTED, "kafka": kafka}))
+    assert (verdicts["Ready"].status, verdicts["Ready"].reason) == ready
+    assert (verdicts["Producing"].status, verdicts["Producing"].reason) == producing
+    if kafka is UNREACHABLE:
+        assert "574 records wait" in verdicts["Ready"].message
+
+
 def test_degraded_on_losses_and_terminal_states() -> None:
     assert derive(facts())["Degraded"].status == "False"
     lossy = derive(facts(connection={**CONNECTED, "messagesDropped": 4}))["Degraded"]
@@ -56,7 +94,13 @@ def test_stale_heartbeat_makes_connected_unknown() -> None:
 def test_transition_time_moves_only_when_status_changes() -> None:
     t0 = datetime(2026, 11, 28, tzinfo=UTC)
     first = merge_conditions([], derive(facts()), 3, t0)
-    assert [c["type"] for c in first] == ["Ready", "Connected", "Progressing", "Degraded"]
+    assert [c["type"] for c in first] == [
+        "Ready",
+        "Connected",
+        "Producing",
+        "Progressing",
+        "Degraded",
+    ]
     same = merge_conditions(first, derive(facts()), 3, t0 + timedelta(minutes=5))
     assert same == first
     down = merge_conditions(first, derive(facts(heartbeat_age=99.0)), 3, t0 + timedelta(minutes=9))
@@ -64,3 +108,142 @@ def test_transition_time_moves_only_when_status_changes() -> None:
     assert ready["lastTransitionTime"] == "2026-11-28T00:09:00Z"
     degraded = next(c for c in down if c["type"] == "Degraded")
     assert degraded["lastTransitionTime"] == "2026-11-28T00:00:00Z"
+
+
+def crash_looping(last: dict[str, object]) -> dict[str, object]:
+    """A bridge container's status as the kubelet writes it while backing off a restart."""
+    return {
+        "phase": "Running",
+        "containerStatuses": [
+            {
+                "name": "bridge",
+                "state": {
+                    "waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting"}
+                },
+                "lastState": {"terminated": last},
+            }
+        ],
+    }
+
+
+def test_a_crash_loop_names_the_last_termination_message() -> None:
+    last = {"exitCode": 2, "reason": "Error", "message": "spec.tls.ca: cannot read /x\n"}
+    problem = pod_problem("p-1", crash_looping(last))
+    assert problem == PodProblem(
+        "p-1",
+        "CrashLoopBackOff",
+        "pod p-1: CrashLoopBackOff: back-off 40s restarting; "
+        "last exit code 2 (Error): spec.tls.ca: cannot read /x",
+    )
+
+
+def test_a_memory_limit_crash_is_reported_as_oomkilled() -> None:
+    problem = pod_problem("p-1", crash_looping({"exitCode": 137, "reason": "OOMKilled"}))
+    assert problem is not None
+    assert problem.reason == "OOMKilled"
+    assert problem.message.endswith("last exit code 137 (OOMKilled)")
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        (
+            {"containerStatuses": [{"state": {"waiting": {"reason": "ImagePullBackOff"}}}]},
+            "ImagePullBackOff",
+        ),
+        (
+            {
+                "containerStatuses": [
+                    {
+                        "state": {
+                            "waiting": {
+                                "reason": "CreateContainerConfigError",
+                                "message": 'secret "feed" not found',
+                            }
+                        }
+                    }
+                ]
+            },
+            "CreateContainerConfigError",
+        ),
+        (
+            {
+                "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+                ]
+            },
+            "Unschedulable",
+        ),
+        ({"phase": "Failed", "reason": "Evicted", "message": "low on memory"}, "Evicted"),
+    ],
+)
+def test_pod_problems_keep_the_kubelets_reason(status: dict[str, object], reason: str) -> None:
+    problem = pod_problem("p-1", status)
+    assert problem is not None
+    assert problem.reason == reason
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {},
+        {"phase": "Pending"},
+        {"containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]},
+        {
+            "containerStatuses": [
+                {
+                    "state": {"running": {"startedAt": "2026-11-28T00:00:00Z"}},
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+                }
+            ]
+        },
+    ],
+)
+def test_a_pod_on_its_way_up_or_running_has_no_problem(status: dict[str, object]) -> None:
+    assert pod_problem("p-1", status) is None
+
+
+def test_a_long_termination_message_is_cut() -> None:
+    problem = pod_problem("p-1", crash_looping({"exitCode": 1, "message": "x" * 5000}))
+    assert problem is not None
+    assert len(problem.message) == MAX_POD_MESSAGE
+
+
+def test_an_unavailable_deployment_takes_the_pods_reason() -> None:
+    stuck = PodProblem("p-1", "ImagePullBackOff", "pod p-1: ImagePullBackOff")
+    verdicts = derive(facts(deployment_available=False, pod_problem=stuck))
+    assert (verdicts["Ready"].reason, verdicts["Ready"].message) == (
+        "ImagePullBackOff",
+        "pod p-1: ImagePullBackOff",
+    )
+    assert (verdicts["Progressing"].status, verdicts["Progressing"].reason) == (
+        "False",
+        "ImagePullBackOff",
+    )
+    # a pod problem does not matter while the Deployment is available (an old pod serves)
+    assert derive(facts(pod_problem=stuck))["Ready"].reason == "Streaming"
+
+
+UNCLEAN_GAP = {
+    "error": "UncleanExit",
+    "newConnectionId": "c-new",
+    "closeReason": "the previous bridge (pod a) ended without a clean stop, ... 750 ...",
+}
+
+
+def test_degraded_while_running_on_the_connection_after_an_unclean_exit() -> None:
+    connection = {**CONNECTED, "connectionId": "c-new"}
+    degraded = derive(facts(connection=connection, last_gap=UNCLEAN_GAP))["Degraded"]
+    assert (degraded.status, degraded.reason) == ("True", "UncleanExit")
+    assert "750" in degraded.message
+    # a later connection (a reconnect or a rotation) ends it; so does an ordinary gap
+    later = {**CONNECTED, "connectionId": "c-later"}
+    assert derive(facts(connection=later, last_gap=UNCLEAN_GAP))["Degraded"].reason == "NoLoss"
+    ordinary = {**UNCLEAN_GAP, "error": "ConnectionClosedError"}
+    assert derive(facts(connection=connection, last_gap=ordinary))["Degraded"].reason == "NoLoss"
+
+
+def test_a_bridge_that_could_not_start_says_why_while_its_pod_is_down() -> None:
+    failed = {"state": "StartupFailed", "lastError": "spec.tls.caFile: cannot read /x"}
+    ready = derive(facts(deployment_available=False, connection=failed))["Ready"]
+    assert (ready.reason, ready.message) == ("StartupFailed", "spec.tls.caFile: cannot read /x")

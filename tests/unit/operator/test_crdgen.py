@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from ws2kafka.bridge import config
 from ws2kafka.bridge.config import WebSocketSourceSpec
 from ws2kafka.bridge.gaps import Gap
+from ws2kafka.bridge.kafka_health import Backlog, KafkaHealth, KafkaReason, assess
 from ws2kafka.bridge.reporting import StatusSnapshot
 from ws2kafka.bridge.sequence import SequenceGap
 from ws2kafka.bridge.stats import BridgeStats, ConnectionState
@@ -104,13 +105,23 @@ def test_names_scope_and_version(crd: dict[str, Any], version: dict[str, Any]) -
 
 def test_printer_columns(version: dict[str, Any]) -> None:
     columns = {column["name"]: column for column in version["additionalPrinterColumns"]}
-    assert list(columns) == ["URL", "Topic", "State", "Ready", "Messages", "Last Message", "Age"]
+    assert list(columns) == [
+        "URL",
+        "Topic",
+        "State",
+        "Ready",
+        "Kafka",
+        "Messages",
+        "Last Message",
+        "Age",
+    ]
     assert columns["URL"] == columns["URL"] | {"jsonPath": ".spec.url", "priority": 1}
     assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
     assert columns["Messages"]["type"] == "integer"
     assert columns["Last Message"]["type"] == "date"
     assert all(column["description"] for column in columns.values())
-    assert [name for name, column in columns.items() if "priority" in column] == ["URL"]
+    assert columns["Kafka"]["jsonPath"] == ".status.connection.kafka.reason"
+    assert [name for name, column in columns.items() if "priority" in column] == ["URL", "Kafka"]
 
 
 def test_schema_is_structural(spec: Schema) -> None:
@@ -196,11 +207,20 @@ def test_secret_values_can_only_refer_to_a_secret(spec: Schema) -> None:
         "spec.headers[].valueFrom",
         "spec.kafka.secretProperties{}",
     }
+    pem_sources = {"spec.tls.ca", "spec.tls.clientCert", "spec.tls.clientKey"}
     found = {path for path, node in walk(spec) if "secretKeyRef" in node.get("properties", {})}
-    assert found == secret_values
+    assert found == secret_values | pem_sources
     for path, node in walk(spec):
         if path in secret_values:
             assert list(node["properties"]) == ["secretKeyRef"], path
+        if path in pem_sources:  # the operator mounts the key into the bridge pod
+            assert list(node["properties"]) == ["secretKeyRef", "configMapKeyRef"], path
+    assert set(at(spec, "tls")["properties"]) == {
+        "ca",
+        "clientCert",
+        "clientKey",
+        "insecureSkipVerify",
+    }
     assert "x-ws2kafka-local" not in render_crd()
 
 
@@ -322,6 +342,9 @@ def test_status_connection_has_the_keys_the_bridge_reports(version: dict[str, An
     reported = snapshot().to_status()
     assert list(connection) == [*reported, "podName"]
     for key, value in reported.items():
+        if key == "kafka":  # an object, null before the first report of an older bridge
+            assert (connection[key]["type"], connection[key]["nullable"]) == ("object", True)
+            continue
         expected = {int: "integer", str: "string", type(None): "string"}[type(value)]
         assert connection[key]["type"] == expected, key
         assert connection[key].get("nullable", False) == (value is None), key
@@ -422,3 +445,11 @@ def test_examples_cover_the_seed_readme_and_the_demo() -> None:
     assert demo["metadata"]["name"] == "demo-trades"
     assert demo["spec"]["url"] == "ws://127.0.0.1:8765/trades"
     assert demo["spec"]["kafka"]["key"] == {"source": "jsonPointer", "pointer": "/symbol"}
+
+
+def test_status_kafka_has_exactly_the_keys_the_bridge_reports(version: dict[str, Any]) -> None:
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
+    kafka = status["properties"]["connection"]["properties"]["kafka"]["properties"]
+    verdict = assess(KafkaHealth(), Backlog(records=0, fill_ratio=0.0, oldest_seconds=0.0))
+    assert list(kafka) == list(verdict.to_status())
+    assert set(KafkaReason) <= set(kafka["reason"]["description"].replace(",", " ")[:-1].split())

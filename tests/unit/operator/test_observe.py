@@ -2,7 +2,14 @@
 
 import pytest
 
-from ws2kafka.operator.observe import DeploymentIndex, deployment_available, is_available
+from ws2kafka.operator.conditions import PodProblem
+from ws2kafka.operator.observe import (
+    DeploymentIndex,
+    PodIndex,
+    bridge_pod_problem,
+    deployment_available,
+    is_available,
+)
 
 
 @pytest.mark.parametrize(
@@ -19,3 +26,12 @@ def test_the_index_answers_for_the_sources_own_deployment() -> None:
     assert deployment_available(index, "ns", "down") is False
     assert deployment_available(index, "other", "up") is None  # not created (yet)
     assert deployment_available(None, "ns", "up") is None  # inline mode: no Deployments
+
+
+def test_the_pod_index_gives_the_first_problem_of_the_sources_pods() -> None:
+    stuck = PodProblem("up-bridge-1", "CrashLoopBackOff", "pod up-bridge-1: CrashLoopBackOff")
+    index: PodIndex = {("ns", "up"): [None, stuck], ("ns", "fine"): [None]}
+    assert bridge_pod_problem(index, "ns", "up") == stuck
+    assert bridge_pod_problem(index, "ns", "fine") is None
+    assert bridge_pod_problem(index, "ns", "absent") is None
+    assert bridge_pod_problem(None, "ns", "up") is None  # inline mode: no pods

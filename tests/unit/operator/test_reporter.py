@@ -1,10 +1,17 @@
 """The operator's status reporter: what it patches, and rotation requests it relays."""
 
+from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from ws2kafka.bridge.reporting import StatusSnapshot
 from ws2kafka.bridge.stats import BridgeStats
-from ws2kafka.operator.reporter import ROTATE_ANNOTATION, KubeStatusReporter
+from ws2kafka.operator.reporter import (
+    ROTATE_ANNOTATION,
+    KubeStatusReporter,
+    previous_unclean_exit,
+)
 
 
 class FakeApi:
@@ -45,3 +52,94 @@ async def test_a_failing_api_is_not_fatal() -> None:
 
     reporter = KubeStatusReporter("ns", "src", pod_name=None, interval=5, patch=broken)
     assert await reporter.report(StatusSnapshot.of(BridgeStats(), None, 0.0)) is None
+
+
+KILLED = {
+    "state": "Connected",
+    "podName": "src-bridge-a",
+    "connectionId": "c-old",
+    "heartbeatTime": "2026-11-28T03:00:00Z",
+    "messagesReceived": 750,
+    "messagesProduced": 0,
+    "messagesFailed": 0,
+    "messagesDropped": 0,
+}
+
+
+def test_a_replacement_pod_learns_its_predecessor_was_killed() -> None:
+    crash = previous_unclean_exit(KILLED, "src-bridge-b")
+    assert crash is not None
+    assert (crash.connection_id, crash.received, crash.unaccounted) == ("c-old", 750, 750)
+    assert crash.last_alive == datetime(2026, 11, 28, 3, tzinfo=UTC).timestamp()
+    assert crash.describe() == (
+        "the previous bridge (pod src-bridge-a) ended without a clean stop, last reported as "
+        "Connected after 750 frames; 750 of them were not acknowledged by Kafka then and may "
+        "be lost"
+    )
+
+
+def test_what_is_settled_is_not_counted_as_lost() -> None:
+    partly = {**KILLED, "messagesProduced": 700, "messagesFailed": 5, "messagesDropped": 15}
+    crash = previous_unclean_exit(partly, "src-bridge-b")
+    assert crash is not None
+    assert crash.unaccounted == 30
+
+
+@pytest.mark.parametrize(
+    ("connection", "pod"),
+    [
+        (None, "b"),  # the first bridge of the source
+        ({**KILLED, "state": "Stopped", "messagesProduced": 750}, "b"),  # drained
+        ({**KILLED, "state": "GaveUp", "messagesProduced": 750}, "b"),
+        ({**KILLED, "state": "StartupFailed", "messagesReceived": 0}, "b"),
+        (KILLED, "src-bridge-a"),  # the same pod: its state file tells
+    ],
+)
+def test_a_clean_end_leaves_no_trace(connection: dict[str, Any] | None, pod: str) -> None:
+    assert previous_unclean_exit(connection, pod) is None
+
+
+def test_a_drain_cut_short_is_unclean_too() -> None:
+    cut = {**KILLED, "state": "Stopped", "messagesProduced": 700}
+    crash = previous_unclean_exit(cut, "src-bridge-b")
+    assert crash is not None
+    assert crash.unaccounted == 50
+
+
+def test_inline_bridges_compare_with_any_previous_report() -> None:
+    """An inline bridge has no pod name; a restart inside a running operator follows a clean
+    stop, so an unclean report means the operator's process was killed."""
+    inline = {**KILLED, "podName": None}
+    assert previous_unclean_exit(inline, None) is not None
+
+
+def test_the_previous_report_is_read_once_and_a_failure_is_no_trace() -> None:
+    def read(namespace: str, name: str) -> dict[str, Any]:
+        return {"connection": KILLED}
+
+    def unreadable(namespace: str, name: str) -> dict[str, Any]:
+        raise ConnectionRefusedError("api server away")
+
+    api = FakeApi()
+    reporter = KubeStatusReporter(
+        "ns", "src", pod_name="src-bridge-b", interval=5, patch=api.patch, read=read
+    )
+    crash = reporter.previous_unclean_exit()
+    assert crash is not None
+    assert crash.pod_name == "src-bridge-a"
+    broken = KubeStatusReporter(
+        "ns", "src", pod_name="b", interval=5, patch=api.patch, read=unreadable
+    )
+    assert broken.previous_unclean_exit() is None
+
+
+def test_a_startup_failure_is_reported_with_nothing_received() -> None:
+    api = FakeApi()
+    reporter = KubeStatusReporter("ns", "src", pod_name="p-1", interval=5, patch=api.patch)
+    reporter.report_startup_failure("spec.tls.caFile: cannot read /x: No such file or directory")
+    [patch] = api.patches
+    connection = patch["connection"]
+    assert connection["state"] == "StartupFailed"
+    assert connection["lastError"].startswith("spec.tls.caFile")
+    assert (connection["podName"], connection["messagesReceived"]) == ("p-1", 0)
+    assert previous_unclean_exit(connection, "p-2") is None  # its successor sees a clean end

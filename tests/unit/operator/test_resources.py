@@ -3,6 +3,7 @@
 import yaml
 
 from ws2kafka.operator.resources import (
+    STOP_MARGIN_SECONDS,
     build_deployment,
     build_role,
     render_source,
@@ -96,3 +97,56 @@ def test_bridge_role_allows_only_its_own_status() -> None:
             "verbs": ["get", "patch"],
         }
     ]
+
+
+def test_the_grace_period_covers_the_drain_timeout() -> None:
+    def grace(spec: dict[str, object]) -> int:
+        deployment = build_deployment(
+            "s", "ns", render_source(spec), OperatorSettings(), suspended=False
+        )
+        seconds: int = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        return seconds
+
+    assert grace(SPEC) == 25 + STOP_MARGIN_SECONDS  # the default drain timeout
+    assert grace({**SPEC, "drainTimeoutSeconds": 3600}) == 3600 + STOP_MARGIN_SECONDS
+    assert grace({**SPEC, "drainTimeoutSeconds": 0.5}) == 1 + STOP_MARGIN_SECONDS
+
+
+def test_a_bridge_that_cannot_start_leaves_its_error_as_termination_message() -> None:
+    deployment = build_deployment(
+        "s", "ns", render_source(SPEC), OperatorSettings(), suspended=False
+    )
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_tls_references_become_files_mounted_from_their_secret_and_config_map() -> None:
+    tls = {
+        "ca": {"configMapKeyRef": {"name": "trust", "key": "ca.crt"}},
+        "clientCert": {"secretKeyRef": {"name": "mtls", "key": "tls.crt"}},
+        "clientKey": {"secretKeyRef": {"name": "mtls", "key": "tls.key"}},
+    }
+    rendered = render_source({**SPEC, "tls": tls})
+    config = yaml.safe_load(rendered.config_yaml)
+    assert config["tls"] == {
+        "caFile": "/etc/ws2kafka-tls/ca.pem",
+        "clientCertFile": "/etc/ws2kafka-tls/client.pem",
+        "clientKeyFile": "/etc/ws2kafka-tls/client-key.pem",
+    }
+    assert not [e for e in rendered.env if e["valueFrom"]["secretKeyRef"]["name"] == "mtls"]
+    pod = build_deployment("s", "ns", rendered, OperatorSettings(), suspended=False)["spec"][
+        "template"
+    ]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "tls"]
+    assert volume["projected"]["sources"] == [
+        {"configMap": {"name": "trust", "items": [{"key": "ca.crt", "path": "ca.pem"}]}},
+        {"secret": {"name": "mtls", "items": [{"key": "tls.crt", "path": "client.pem"}]}},
+        {"secret": {"name": "mtls", "items": [{"key": "tls.key", "path": "client-key.pem"}]}},
+    ]
+    [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "tls"]
+    assert mount == {"name": "tls", "mountPath": "/etc/ws2kafka-tls", "readOnly": True}
+    # another key rolls the pod; no TLS reference, no volume
+    other = {**tls, "ca": {"configMapKeyRef": {"name": "trust", "key": "new.crt"}}}
+    assert render_source({**SPEC, "tls": other}).spec_hash != rendered.spec_hash
+    plain = build_deployment("s", "ns", render_source(SPEC), OperatorSettings(), suspended=False)
+    assert "tls" not in [v["name"] for v in plain["spec"]["template"]["spec"]["volumes"]]

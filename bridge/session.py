@@ -1,0 +1,345 @@
+"""One WebSocket connection of a bridge, from its subscription to its end.
+
+A session subscribes (unless it is a rotation's successor, subscribed already), reads every
+frame into the pipeline, keeps the connection honest (protocol keepalive, staleness watchdog,
+application heartbeat) and, when asked or on schedule, opens its successor make-before-break.
+It ends with why it ended (:class:`Ended`) or with the :class:`Successor` that takes over.
+Everything it shares with its bridge comes through :class:`SessionContext`; a bridge runs one
+session at a time today, and several connections per source will run several into one
+pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Data
+
+from .config import WebSocketSourceSpec
+from .framing import FrameRejected, RecordBuilder
+from .pipeline import Pipeline
+from .ratelog import RateLimitedLog
+from .sequence import FrameChecks
+from .source import Failure, SourceConnection, describe_failure
+from .stats import BridgeStats, ConnectionState
+from .timeouts import wait_event
+
+log = logging.getLogger(__name__)
+
+
+def new_connection_id() -> str:
+    """The id of a connection, as in the ``ws2kafka.connection`` header and in gap records."""
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass(frozen=True)
+class Successor:
+    """A rotation's new connection: open, subscribed, and its first data frame read."""
+
+    ws: SourceConnection
+    connection_id: str
+    first: Data
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Why a session's connection ended, and how many data frames it delivered."""
+
+    failure: Failure
+    frames: int
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """What the sessions of one bridge share with it."""
+
+    spec: WebSocketSourceSpec
+    name: str
+    stats: BridgeStats
+    pipeline: Pipeline
+    checks: FrameChecks | None
+    stopping: asyncio.Event
+    rejections: RateLimitedLog
+    open_connection: Callable[[], Awaitable[SourceConnection]]
+    """Opens a new connection with the bridge's current handshake settings (rotation)."""
+    set_state: Callable[[ConnectionState], None]
+
+
+class Session:
+    """One connection; see the module docstring."""
+
+    def __init__(self, context: SessionContext, ws: SourceConnection, connection_id: str) -> None:
+        self._context = context
+        self.ws = ws
+        self.connection_id = connection_id
+        self.last_frame_monotonic = time.monotonic()
+        """When the last data frame arrived (or the session began)."""
+        self._end: Failure | None = None
+        self._rotate_requested = asyncio.Event()
+        self._successor: Successor | None = None
+
+    def rotate(self) -> None:
+        """Open the successor now (make-before-break)."""
+        self._rotate_requested.set()
+
+    def stale(self) -> bool:
+        """No data frame for ``staleAfterSeconds`` (never, when the watchdog is off)."""
+        stale_after = self._context.spec.connection.stale_after_seconds
+        return bool(stale_after) and time.monotonic() - self.last_frame_monotonic >= stale_after
+
+    async def run(self, first: Data | None) -> Ended | Successor:
+        """Subscribe (unless ``first``, the rotated-in connection's first frame, says it is
+        done), then read until the connection ends."""
+        context = self._context
+        stats = context.stats
+        stats.connects += 1
+        received_before = stats.received
+        if context.checks is not None:
+            context.checks.new_connection(self.connection_id)
+        builder = RecordBuilder(
+            context.spec.kafka,
+            source=context.name,
+            connection_id=self.connection_id,
+            inflate=context.spec.connection.inflate,
+        )
+        helpers: list[asyncio.Task[None]] = []
+        failure: Failure | None = None
+        try:
+            if first is None:
+                for message in context.spec.subscribe:
+                    await self.ws.send(message)
+            context.set_state(ConnectionState.CONNECTED)
+            self._log_connected()
+            helpers = self._start_helpers()
+            await self._read(builder, first)
+        except ConnectionClosed as exc:
+            failure = self._end or describe_failure(exc)
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+        if self._successor is not None:
+            return self._successor
+        ending = failure or self._end or Failure("ConnectionEnded", "connection ended")
+        return Ended(ending, stats.received - received_before)
+
+    def _log_connected(self) -> None:
+        """One line per connection; an unverified one is flagged every time, not only once."""
+        spec, name = self._context.spec, self._context.name
+        log.info(
+            "%s: connected to %s (connection %s, subprotocol %s)",
+            name,
+            spec.url,
+            self.connection_id,
+            self.ws.subprotocol or "none",
+        )
+        if spec.tls.insecure_skip_verify and spec.url.startswith("wss://"):
+            log.warning(
+                "%s: connection %s is NOT verified: TLS certificate checks are disabled "
+                "(insecureSkipVerify)",
+                name,
+                self.connection_id,
+            )
+
+    def _start_helpers(self) -> list[asyncio.Task[None]]:
+        conn = self._context.spec.connection
+        helpers = []
+        if conn.ping_interval_seconds:
+            helpers.append(asyncio.create_task(self._keepalive(), name="keepalive"))
+        if conn.stale_after_seconds:
+            helpers.append(asyncio.create_task(self._watch_staleness(), name="watchdog"))
+        if conn.heartbeat is not None:
+            helpers.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        helpers.append(asyncio.create_task(self._rotate_when_asked(), name="rotation"))
+        return helpers
+
+    async def _read(self, builder: RecordBuilder, first: Data | None) -> None:
+        """The hot path: one iteration per frame, no logging, no JSON unless configured.
+
+        Records are handed to the producer once per loop wake-up (``schedule_hand_over``),
+        not once per frame: frames that arrived together are read without suspending, then
+        produced as one batch.
+        """
+        context = self._context
+        stats = context.stats
+        pipeline = context.pipeline
+        stopping = context.stopping
+        admit = pipeline.admit
+        build = builder.build
+        checks = context.checks
+        schedule = pipeline.schedule_hand_over
+        time_ns = time.time_ns
+        monotonic = time.monotonic
+        recv: Callable[[], Awaitable[Data]] = self.ws.recv
+        if first is not None:
+            recv = _Replay(first, self.ws.recv)
+        sequence = 0
+        pause = pipeline.must_pause()
+        while True:
+            if pause and not stopping.is_set():
+                await pipeline.wait_for_room(stopping)
+                pause = False
+            data = await recv()
+            received_ns = time_ns()
+            if isinstance(data, str):
+                payload = data.encode()
+                binary = False
+            else:
+                payload = data
+                binary = True
+            sequence += 1
+            stats.received += 1
+            stats.received_bytes += len(payload)
+            stats.last_frame_at = received_ns / 1e9
+            self.last_frame_monotonic = monotonic()
+            try:
+                record = build(payload, binary, received_ns // 1000, sequence)
+                if checks is not None and not checks.admit(record.value):
+                    continue
+            except Exception as exc:  # a frame, however hostile, never ends the read loop
+                self._reject(exc)
+                continue
+            pause = admit(record)
+            schedule()
+
+    def _reject(self, exc: Exception) -> None:
+        """Count a frame that cannot become a record, by reason, and log it as a rate."""
+        reason = "FrameRejected" if isinstance(exc, FrameRejected) else type(exc).__name__
+        self._context.stats.reject(reason)
+        self._context.rejections.add(f"{reason}: {exc}"[:300])
+
+    def _alive_since(self, moment: float) -> bool:
+        """Whether silence since ``moment`` proves nothing about the peer.
+
+        While reading is paused (overflow ``block``), neither pongs nor frames can be read, and
+        just after a resume they wait behind the backlog; a data frame proves the peer alive.
+        """
+        pipeline = self._context.pipeline
+        return (
+            pipeline.paused
+            or pipeline.resumed_monotonic >= moment
+            or self.last_frame_monotonic >= moment
+        )
+
+    async def _rotate_when_asked(self) -> None:
+        """Make-before-break: on :meth:`rotate` or every ``rotation.intervalSeconds``, open the
+        successor; once it delivered a data frame, close this connection with 1000. The
+        reader goes on reading it up to the server's close frame (everything the server sent
+        before our close arrived), then the session hands over to the successor."""
+        interval = self._context.spec.rotation.interval_seconds
+        while True:
+            if interval:
+                await wait_event(self._rotate_requested, interval)
+            else:
+                await self._rotate_requested.wait()
+            self._rotate_requested.clear()
+            successor = await self._open_successor()
+            if successor is not None:
+                self._successor = successor
+                log.info(
+                    "%s: rotating connection %s to %s",
+                    self._context.name,
+                    self.connection_id,
+                    successor.connection_id,
+                )
+                await self.ws.close(1000, "ws2kafka rotation")
+                return
+
+    async def _open_successor(self) -> Successor | None:
+        """A new connection, subscribed, with its first data frame; None (counted and logged)
+        when it fails or sends nothing within ``rotation.switchTimeoutSeconds``."""
+        context = self._context
+        ws: SourceConnection | None = None
+        handed_over = False
+        try:
+            async with asyncio.timeout(context.spec.rotation.switch_timeout_seconds):
+                ws = await context.open_connection()
+                for message in context.spec.subscribe:
+                    await ws.send(message)
+                first = await ws.recv()
+            handed_over = True
+            return Successor(ws, new_connection_id(), first)
+        except Exception as exc:  # the old connection goes on; the next rotation tries again
+            context.stats.rotation_failures += 1
+            failure = describe_failure(exc)
+            log.warning(
+                "%s: rotation abandoned, connection %s stays: %s (%s)",
+                context.name,
+                self.connection_id,
+                failure.message,
+                failure.reason,
+            )
+            return None
+        finally:
+            if ws is not None and not handed_over:
+                await ws.close(1000, "ws2kafka rotation abandoned")
+
+    async def _keepalive(self) -> None:
+        """Protocol pings; a missing pong drops the connection (half-open detection).
+
+        Suspended while the overflow policy pauses reading: the pong cannot be read then, and
+        a deliberate pause is not a dead peer. A pong late behind a backlog does not count
+        either (see :meth:`_alive_since`).
+        """
+        conn = self._context.spec.connection
+        pipeline = self._context.pipeline
+        while True:
+            await asyncio.sleep(conn.ping_interval_seconds)
+            if pipeline.paused:
+                continue
+            sent_at = time.monotonic()
+            pong = await self.ws.ping()
+            try:
+                async with asyncio.timeout(conn.ping_timeout_seconds):
+                    await asyncio.shield(pong)
+            except TimeoutError:
+                if self._alive_since(sent_at):
+                    continue
+                self._end = Failure(
+                    "PingTimeout", f"no pong within {conn.ping_timeout_seconds:g} s", 1006
+                )
+                self.ws.transport.abort()
+                return
+
+    async def _watch_staleness(self) -> None:
+        """No data frame for ``staleAfterSeconds`` (while reading) -> reconnect."""
+        stale_after = self._context.spec.connection.stale_after_seconds
+        pipeline = self._context.pipeline
+        while True:
+            await asyncio.sleep(min(stale_after / 4, 5.0))
+            resumed = pipeline.resumed_monotonic
+            silent = time.monotonic() - max(self.last_frame_monotonic, resumed)
+            if silent >= stale_after and not pipeline.paused:
+                self._end = Failure("StaleData", f"no data frame for {silent:.1f} s")
+                self.ws.transport.abort()
+                return
+
+    async def _heartbeat(self) -> None:
+        heartbeat = self._context.spec.connection.heartbeat
+        assert heartbeat is not None
+        while True:
+            await asyncio.sleep(heartbeat.interval_seconds)
+            await self.ws.send(heartbeat.message)
+
+
+class _Replay:
+    """``recv`` of a rotated-in connection: its first frame (already read, to prove the
+    connection delivers data), then the socket's. That frame's receive time is the moment it
+    is taken over, at most the old connection's close handshake later."""
+
+    def __init__(self, first: Data, recv: Callable[[], Awaitable[Data]]) -> None:
+        self._first: Data | None = first
+        self._recv = recv
+
+    async def __call__(self) -> Data:
+        first = self._first
+        if first is None:
+            return await self._recv()
+        self._first = None
+        return first
