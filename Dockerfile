@@ -27,9 +27,10 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bridge bridge
 COPY operator operator
-COPY devstack devstack
-# setuptools builds all three packages from one pyproject.toml; the image keeps only the
-# operator and the bridge (the test stack would ship build scripts and test servers).
+# setuptools builds all three packages of pyproject.toml; of the test stack only its empty
+# package goes in (so changing it never invalidates this layer), and out again: the image
+# holds the operator and the bridge, not build scripts and test servers.
+COPY devstack/__init__.py devstack/
 RUN python -P -m pip --python /opt/ws2kafka/bin/python install . \
     && rm -r /opt/ws2kafka/lib/python3*/site-packages/ws2kafka/devstack \
        /opt/ws2kafka/bin/ws2kafka-devstack

@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help venv test lint unit stack demo demo-node image bench crds clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ venv: $(STAMP)
 	@# strict editable installs link files one by one: relink so new modules are importable
 	@$(BIN)/pip install --quiet --no-deps -e . --config-settings editable_mode=strict
 
-stack: venv  ## build/fetch and cache Kafka and the Kubernetes control plane (first run: minutes)
+stack: venv  ## build/fetch and cache Kafka, the Kubernetes control plane and node, the image base (first run: minutes)
 	$(BIN)/ws2kafka-devstack prepare
 
 demo: stack  ## the local demo: Kafka, API server, inline operator, a demo feed, data flowing

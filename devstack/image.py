@@ -27,7 +27,14 @@ REPOSITORY: Final = "localhost/ws2kafka"
 DEFAULT_BASE: Final = "python:3.11-slim"
 _REGISTRY: Final = ("registry-1.docker.io", 443)
 #: What the Dockerfile copies (its .dockerignore is the same allowlist).
-_CONTEXT: Final = ("Dockerfile", "pyproject.toml", "README.md", "bridge", "operator", "devstack")
+_CONTEXT: Final = (
+    "Dockerfile",
+    "pyproject.toml",
+    "README.md",
+    "bridge",
+    "operator",
+    "devstack/__init__.py",
+)
 #: The machine's CA bundle: pip in the build verifies PyPI with it (mounted, never copied).
 CA_BUNDLE: Final = Path("/etc/ssl/certs/ca-certificates.crt")
 

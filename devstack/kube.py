@@ -60,6 +60,8 @@ _CONTROLLERS: Final = (
     "serviceaccount-token-controller",
     # the kube-root-ca.crt ConfigMap: a real pod's service-account volume projects it
     "root-ca-certificate-publisher-controller",
+    # lifts the node's not-ready taint once its kubelet reports Ready
+    "node-lifecycle-controller",
 )
 
 

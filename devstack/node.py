@@ -10,8 +10,12 @@ images are imported into containerd from podman archives.
 Networking stays on loopback. The CNI configuration is loopback only (the Node turns Ready
 without a private address), pods that run here use host networking, and they reach the API
 server through explicit ``KUBERNETES_SERVICE_HOST/PORT`` (see :attr:`Node.api_env`), never
-through a ClusterIP. The node carries the taint :data:`TAINT`: only pods that tolerate it
-(the node's own tests) run here, while other tests' pods stay unbound objects.
+through a ClusterIP. The kubelet refuses a loopback node IP, so the Node object (and a
+host-network pod's podIP) shows the machine's own address, but nothing connects to it: the
+API server reaches the kubelet as ``localhost`` and probes of host-network pods go to
+127.0.0.1 (the operator and the chart set ``httpGet.host``). The node carries the taint
+:data:`TAINT`: only pods that tolerate it (the node's own tests) run here, while other tests'
+pods stay unbound objects.
 
 Stopping undoes everything: the kubelet, every container and shim of this containerd, its
 mounts and the pods' cgroups, so nothing is left for the next run.
@@ -301,8 +305,8 @@ class Node:
                 f"--config={config}",
                 f"--kubeconfig={kubeconfig}",
                 f"--root-dir={self.root_dir}",
+                f"--cert-dir={self.root_dir / 'pki'}",
                 f"--hostname-override={NODE_NAME}",
-                "--node-ip=127.0.0.1",
                 f"--register-with-taints={TAINT['key']}={TAINT['value']}:{TAINT['effect']}",
             ],
             self.log_paths["node kubelet"],

@@ -37,7 +37,11 @@ def node_values(node: Node, namespaces: list[str]) -> dict[str, Any]:
             "reportIntervalSeconds": 1,
             "conditionIntervalSeconds": 1,
         },
-        "bridge": {"tolerations": [TOLERATION], "template": {"pod": {"hostNetwork": True}}},
+        "bridge": {
+            "tolerations": [TOLERATION],
+            # on the host network, 9400 may be taken: a free port (sources may set their own)
+            "template": {"pod": {"hostNetwork": True}, "container": {"metricsPort": free_port()}},
+        },
     }
 
 

@@ -331,6 +331,11 @@ def _customize(pod_template: Manifest, template: BridgeTemplate) -> None:
         spec["securityContext"] = dict(pod.security_context)
     if pod.host_network is not None:
         spec["hostNetwork"] = pod.host_network
+    if pod.host_network:
+        # the kubelet shares the pod's network namespace: probe it on loopback, not on the
+        # node's address (which the bridge may not even be reachable on)
+        for probe in ("livenessProbe", "readinessProbe"):
+            bridge[probe]["httpGet"]["host"] = "127.0.0.1"
     if pod.dns_policy is not None:
         spec["dnsPolicy"] = pod.dns_policy
     spec["volumes"] = [*spec["volumes"], *pod.volumes]

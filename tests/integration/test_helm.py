@@ -731,7 +731,7 @@ def test_image_recipe_installs_commands_that_run(tmp_path: Path) -> None:
         if origin.is_dir():
             shutil.copytree(origin, build / source, ignore=shutil.ignore_patterns("__pycache__"))
         else:
-            build.mkdir(exist_ok=True)
+            (build / source).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(origin, build / source)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

@@ -56,11 +56,11 @@ class FeedThread:
     """A SequenceFeed on loopback, served by an event loop of its own in a thread, so the
     synchronous test can poll kubectl while frames flow."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float | None, pad: int = 0) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self.feed: SequenceFeed = self._call(SequenceFeed(rate=rate).start())
+        self.feed: SequenceFeed = self._call(SequenceFeed(rate=rate, pad=pad).start())
 
     def _call(self, coroutine: Any) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -85,6 +85,16 @@ class FeedThread:
         self._call(self.feed.stop())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+
+
+@pytest.fixture
+def flat_out_feed() -> Iterator[FeedThread]:
+    """Frames of 1 KiB as fast as the socket takes them."""
+    served = FeedThread(rate=None, pad=1024)
+    try:
+        yield served
+    finally:
+        served.close()
 
 
 @pytest.fixture
@@ -274,6 +284,27 @@ def test_spec_change_rolls_the_pod_without_losing_a_frame(
     assert sorted(set(seqs)) == list(range(1, sent + 1)), "a frame the feed sent is missing"
 
 
+def test_pod_deletion_drains_into_kafka(install: Install, feed: FeedThread) -> None:
+    """``kubectl delete pod``: the kubelet's SIGTERM makes the bridge close the feed and
+    deliver what it received before it exits; the replacement pod carries on."""
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    install.apply_source("drains", feed.url, topic)
+    old = install.bridge_pod("drains")["metadata"]["name"]
+    wait_for(lambda: record_count(install.kafka, topic) >= 20, 60, "frames in Kafka")
+    install.kubectl("delete", "pod", old, "--wait=true")
+    received_by_old = len(_seqs(install.kafka, topic))
+    assert received_by_old >= 20
+    new = install.bridge_pod("drains", not_named=old)["metadata"]["name"]
+    wait_for(
+        lambda: install.connection("drains").get("podName") == new, 60, "the new pod reporting"
+    )
+    sent = feed.hold()
+    wait_for(lambda: len(_seqs(install.kafka, topic)) >= sent, 60, f"{sent} frames in Kafka")
+    assert sorted(set(_seqs(install.kafka, topic))) == list(range(1, sent + 1))
+    assert "UncleanExit" not in json.dumps(install.get("wss", "drains")["status"])
+
+
 def test_killed_bridge_reports_an_unclean_exit(install: Install, feed: FeedThread) -> None:
     """kill -9 of the bridge process: the kubelet restarts the container in the same pod,
     whose emptyDir keeps the state file, so the next run reports the UncleanExit gap."""
@@ -336,3 +367,25 @@ def test_readiness_follows_the_connection(install: Install) -> None:
         return current["status"]["phase"] == "Running" and not _condition(current, "Ready")
 
     wait_for(not_ready, 60, "the pod NotReady without its feed")
+
+
+def test_bridge_memory_stays_within_its_limit_under_a_flat_out_feed(
+    install: Install, flat_out_feed: FeedThread
+) -> None:
+    """A feed as fast as the socket goes: the bridge's peak memory stays below the pod's
+    limit (512Mi by default) and the container is never OOM-killed."""
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    install.apply_source("flat-out", flat_out_feed.url, topic)
+    pod = install.bridge_pod("flat-out")
+    pid = _host_pid(install, pod)
+    wait_for(lambda: record_count(install.kafka, topic) >= 20_000, 120, "20k frames in Kafka")
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak_kib = int(
+        next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1]
+    )
+    limit = pod["spec"]["containers"][0]["resources"]["limits"]["memory"]
+    assert limit == "512Mi"
+    assert peak_kib * 1024 < 512 * 2**20, f"peak {peak_kib} KiB"
+    current = install.get("pod", pod["metadata"]["name"])
+    assert current["status"]["containerStatuses"][0]["restartCount"] == 0

@@ -154,13 +154,16 @@ def test_image_command_is_a_console_script_and_there_is_no_entrypoint() -> None:
 
 
 def test_build_context_holds_what_the_project_build_needs() -> None:
-    """The builder stage copies the project metadata and every package folder, and
+    """The builder stage copies the project metadata and every package folder but the test
+    stack's, of which only the empty package goes in (it is not in the image), and
     .dockerignore (an allowlist) lets each of them into the build context."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    folders = set(project["tool"]["setuptools"]["package-dir"].values())
     needed = {
         "pyproject.toml",
         project["project"]["readme"],
-        *project["tool"]["setuptools"]["package-dir"].values(),
+        *(folders - {"devstack"}),
+        "devstack/__init__.py",
     }
     copied = {
         source
