@@ -233,22 +233,12 @@ class KafkaBroker:
         shutil.rmtree(self._data_dir, ignore_errors=True)
 
     def create_topic(
-        self,
-        name: str,
-        *,
-        partitions: int = 1,
-        replication_factor: int = 1,
-        config: dict[str, str] | None = None,
+        self, name: str, *, partitions: int = 1, config: dict[str, str] | None = None
     ) -> None:
         """Create a topic and wait until every partition has a leader, so the next produce or
         consume does not race the broker's metadata."""
         admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
-        topic = NewTopic(
-            name,
-            num_partitions=partitions,
-            replication_factor=replication_factor,
-            config=config or {},
-        )
+        topic = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {})
         futures = admin.create_topics(
             [topic], operation_timeout=_ADMIN_TIMEOUT, request_timeout=_ADMIN_TIMEOUT
         )
