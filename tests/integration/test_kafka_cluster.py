@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from prometheus_client.metrics_core import Metric
 
+from ws2kafka.bridge.kafka_health import KafkaReason
 from ws2kafka.bridge.metrics import BridgeCollector
 from ws2kafka.bridge.service import Bridge, ExitCode, Summary
 from ws2kafka.bridge.stats import BridgeStats, ConnectionState
@@ -239,6 +240,12 @@ async def test_with_one_broker_left_the_bridge_blocks_within_its_buffer_then_del
         assert metrics["ws2kafka_buffer_records"] == limit
         assert metrics["ws2kafka_frames_dropped_total"] == 0
         assert stats.state is ConnectionState.CONNECTED
+        # the status says why nothing is produced: the buffer is full (BufferFilling), then
+        # after 30 s without an acknowledgement, DeliveryStalled
+        verdict = bridge.kafka_verdict()
+        stalled = (KafkaReason.BUFFER_FILLING, KafkaReason.DELIVERY_STALLED)
+        assert verdict.reason in stalled, verdict
+        assert "records wait in the buffer (100% full" in verdict.message
         for node in others:
             await asyncio.to_thread(cluster.nodes[node].restart)
         await asyncio.to_thread(cluster.wait_in_sync)
