@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ws2kafka.bridge.podtemplate import BridgeTemplate
 from ws2kafka.devstack.kube import K8S_VERSION, ControlPlane
 from ws2kafka.devstack.processes import ManagedProcess, free_port
 from ws2kafka.operator.__main__ import build_parser
@@ -463,6 +464,7 @@ def test_operator_pod_is_hardened_and_runs_a_valid_command(
             node_selector={"pool": "feeds"},
             tolerations=[toleration],
         ),
+        "bridge_template": BridgeTemplate(),
     }
     assert {field: getattr(settings, field) for field in expected} == expected
     assert len(container["env"]) == len(expected), "every variable is an operator setting"
