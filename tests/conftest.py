@@ -93,6 +93,14 @@ def node(stack_dir: Path, kube: ControlPlane, request: pytest.FixtureRequest) ->
         yield started
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the tests that use the node last: once it runs, kube-scheduler and the node
+    lifecycle controller act on every Pod of the shared control plane, while the tests that
+    play the kubelet (marking Pod objects Ready or CrashLoopBackOff) need their Pods left alone.
+    """
+    items.sort(key=lambda item: "node" in getattr(item, "fixturenames", ()))
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

@@ -176,7 +176,7 @@ def test_pod_mode_renders_children_without_copying_secrets(
     )
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["args"][:2] == ["ws2kafka-operator", "bridge"]
+    assert container["args"][:4] == ["ws2kafka-operator", "--log-format", "json", "bridge"]
     assert pod["serviceAccountName"] == "trades-bridge"
     assert pod["imagePullSecrets"] == [{"name": "registry"}]  # the operator's bridge pod settings
     assert (pod["nodeSelector"], pod["tolerations"]) == (
