@@ -617,7 +617,12 @@ async def test_a_source_whose_kafka_is_unreachable_is_not_ready(
 
         def unreachable() -> bool:
             source = kube.get_json(ns, "wss", "nokafka")
-            return condition(source, "Ready").get("reason") == "BrokersUnreachable"
+            waiting = source.get("status", {}).get("connection", {}).get("kafka") or {}
+            return (
+                condition(source, "Ready").get("reason") == "BrokersUnreachable"
+                and waiting.get("bufferedRecords", 0) > 0
+                and "records wait" in condition(source, "Ready").get("message", "")
+            )
 
         await until(unreachable, 60, "Ready=False BrokersUnreachable")
         source = kube.get_json(ns, "wss", "nokafka")
