@@ -115,16 +115,16 @@ class Pipeline:
         """When reading last resumed after a pause."""
         self.fatal: ProducerFatal | None = None
         self._closed = False
+        self.admit: Callable[[Record], bool] = self._flow.admit
+        """Take a record into the buffer; True when reading must pause (``block``). The
+        buffer's own method, bound once: it runs for every frame, and a wrapper would add a
+        Python call to the hot path."""
         self._sink = sink_factory(self, spec, stats, self.health, name)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sink.start(loop)
 
     # -- the hot path (per frame) -------------------------------------------------------
-
-    def admit(self, record: Record) -> bool:
-        """Take a record into the buffer; True when reading must pause (``block``)."""
-        return self._flow.admit(record)
 
     def schedule_hand_over(self) -> None:
         """Hand the admitted records to the producer at the next loop iteration (once), or
