@@ -389,10 +389,9 @@ class Node:
         """This node's cgroups, deepest first, in every v1 hierarchy."""
         found: list[Path] = []
         for hierarchy in _CGROUP_ROOT.iterdir():
-            top = hierarchy / self.cgroup_name
-            if top.is_dir():
-                found.extend(path for path in top.rglob("*") if path.is_dir())
-                found.append(top)
+            # os.walk skips what vanishes under it: the kubelet removes pod cgroups meanwhile
+            for parent, _, _ in os.walk(hierarchy / self.cgroup_name):
+                found.append(Path(parent))
         return sorted(found, key=lambda path: len(path.parts), reverse=True)
 
     def _cgroup_processes(self) -> set[int]:
@@ -419,6 +418,8 @@ class Node:
             while True:
                 try:
                     cgroup.rmdir()
+                    break
+                except FileNotFoundError:
                     break
                 except OSError:
                     if time.monotonic() > deadline:

@@ -27,6 +27,7 @@ import yaml
 from ws2kafka.devstack.feeds import SequenceFeed
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kube import ControlPlane
+from ws2kafka.devstack.operator_probe import wait_until_watching
 from ws2kafka.devstack.processes import ManagedProcess
 from ws2kafka.devstack.waiting import until, wait_until
 
@@ -84,6 +85,11 @@ def start_operator(kube: ControlPlane, workdir: Path, mode: str, pattern: str) -
     process.wait_until(
         lambda: "operator starting" in process.log_path.read_text(), timeout=30, what="startup"
     )
+    try:
+        wait_until_watching(kube, process, pattern)
+    except BaseException:
+        process.stop()
+        raise
     return process
 
 

@@ -36,6 +36,7 @@ from ws2kafka.devstack.feeds import (
 from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_until, seqs
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kube import ControlPlane
+from ws2kafka.devstack.operator_probe import wait_until_watching
 from ws2kafka.devstack.processes import ManagedProcess, free_port
 from ws2kafka.devstack.waiting import until, wait_until
 
@@ -96,6 +97,7 @@ def operator(
         process.wait_until(
             lambda: "operator starting" in process.log_path.read_text(), timeout=30, what="startup"
         )
+        wait_until_watching(kube, process, "sec-*")
         yield process
 
 
