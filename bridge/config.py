@@ -10,6 +10,7 @@ generated from it. Defaults follow the Java connector where they make sense (rec
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Self
@@ -18,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     SecretStr,
     ValidationError,
     field_validator,
@@ -421,6 +423,10 @@ class KafkaSinkSpec(Model):
     """Record timestamp."""
     headers: RecordHeadersSpec = Field(default_factory=RecordHeadersSpec)
     """Record headers."""
+    routing: TopicRoutingSpec | None = None
+    """Route records to topics named by the frame (off: every record goes to ``topic``)."""
+    split: SplitSpec | None = None
+    """Split a frame's array into one record per element (off: one record per frame)."""
     properties: dict[str, str] = Field(default_factory=dict, max_length=200)
     """librdkafka producer properties, passed through (``compression.type``, ``linger.ms``...).
     Defaults: ``acks=all``, ``enable.idempotence=true``."""
@@ -434,6 +440,187 @@ class KafkaSinkSpec(Model):
         if reserved:
             raise ValueError(f"set {', '.join(sorted(reserved))} through its own field")
         return value
+
+
+#: Any JSON value, ``null`` included (kept as it is written by the API server too).
+AnyJson = Annotated[
+    JsonValue,
+    Field(
+        description="Any JSON value.",
+        json_schema_extra={"nullable": True, "x-kubernetes-preserve-unknown-fields": True},
+    ),
+]
+
+
+class FrameCondition(Model):
+    """One test of a frame (after inflating); a rule matches when all its conditions hold.
+
+    Either ``text`` (the whole frame, e.g. OKX's ``pong``), or a ``pointer`` into the JSON
+    frame that must exist, optionally with the value it must have (``equals``, ``null``
+    included) or one of several (``oneOf``).
+    """
+
+    text: str | None = Field(default=None, min_length=1, max_length=4096)
+    """The frame is exactly this text."""
+    pointer: JsonPointer | None = None
+    """A field of the JSON frame, e.g. ``/ping`` or ``/type``; alone, it must exist."""
+    equals: AnyJson = None
+    """The JSON value the field must have (a string, number, boolean, null, array or object)."""
+    one_of: list[AnyJson] | None = Field(default=None, min_length=1, max_length=64)
+    """Values the field may have, e.g. ``["subscribe", "unsubscribe"]``."""
+
+    @property
+    def has_equals(self) -> bool:
+        """``equals`` was given (``equals: null`` is a test; no ``equals`` is none)."""
+        return "equals" in self.model_fields_set
+
+    @model_validator(mode="after")
+    def _one_test(self) -> Self:
+        if (self.text is None) == (self.pointer is None):
+            raise ValueError("give exactly one of text or pointer")
+        if self.pointer is None and (self.has_equals or self.one_of is not None):
+            raise ValueError("equals and oneOf test a pointer's value: give pointer")
+        if self.has_equals and self.one_of is not None:
+            raise ValueError("give equals or oneOf, not both")
+        return self
+
+
+class MessageKind(StrEnum):
+    """What a frame a rule matched is, as counted in metrics and named in control records."""
+
+    DATA = "data"
+    ACKNOWLEDGEMENT = "acknowledgement"
+    HEARTBEAT = "heartbeat"
+    PING = "ping"
+    PONG = "pong"
+    ERROR = "error"
+    CONTROL = "control"
+
+
+class MessageRoute(StrEnum):
+    """Where a matched frame goes."""
+
+    DROP = "drop"
+    """Nowhere (counted by rule)."""
+    CONTROL = "control"
+    """To ``messages.controlTopic``, with header ``ws2kafka.rule``."""
+    DATA = "data"
+    """To the data topic, like any other frame."""
+
+
+#: Placeholders of a reply: ``{/pointer}`` is the JSON value at that pointer of the frame.
+TEMPLATE_PLACEHOLDER: Final = r"\{(/[^{}]*)\}"
+
+
+class MessageRule(Model):
+    """A rule for frames that are not data: answer them, count them, route them.
+
+    Rules are tried in order on every frame and the first that matches decides. A reply
+    (HTX's ``{"pong": ...}`` to ``{"ping": ...}``, Deribit's ``public/test``) is sent as a
+    text frame on the same connection before the next frame is read.
+    """
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+    """Names the rule in metrics (label ``rule``), logs and the ``ws2kafka.rule`` header."""
+    match: list[FrameCondition] = Field(min_length=1, max_length=8)
+    """Conditions that must all hold."""
+    kind: MessageKind = MessageKind.CONTROL
+    """What the frame is."""
+    reply: str | None = Field(default=None, min_length=1, max_length=65536)
+    """A text frame to send back; ``{/pointer}`` is replaced by the JSON value at that
+    pointer of the frame (``{"pong": {/ping}}``), ``null`` when it has none."""
+    route: MessageRoute | None = None
+    """``drop``, ``control`` or ``data``; the default is ``data`` for kind ``data`` and
+    ``drop`` for every other kind."""
+
+    @property
+    def destination(self) -> MessageRoute:
+        if self.route is not None:
+            return self.route
+        return MessageRoute.DATA if self.kind is MessageKind.DATA else MessageRoute.DROP
+
+
+class MessagesSpec(Model):
+    """Frames that are not data: pings to answer, acknowledgements, heartbeats, errors."""
+
+    rules: list[MessageRule] = Field(
+        default_factory=list,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Tried in order on every frame; the first that matches decides (none: a data frame)."""
+    control_topic: str | None = Field(
+        default=None, min_length=1, max_length=249, pattern=r"^[a-zA-Z0-9._-]+$"
+    )
+    """Topic of the frames a rule routes to ``control``."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        names = [rule.name for rule in self.rules]
+        if len(names) != len(set(names)):
+            raise ValueError("rule names must be unique")
+        routed = any(rule.destination is MessageRoute.CONTROL for rule in self.rules)
+        if routed and self.control_topic is None:
+            raise ValueError("a rule routes to control: set controlTopic")
+        return self
+
+
+class SubscriptionFailurePolicy(StrEnum):
+    """What a rejected or unacknowledged subscription does to the connection."""
+
+    RECONNECT = "reconnect"
+    """Close and reconnect with the reconnect backoff."""
+    GIVE_UP = "giveUp"
+    """Stop the bridge (exit 3), as after ``reconnect.maxAttempts``."""
+
+
+class SubscriptionSpec(Model):
+    """How the server acknowledges the ``subscribe`` messages, so that a refused
+    subscription shows in status (condition ``Subscribed``) instead of a silent feed."""
+
+    success: list[FrameCondition] = Field(min_length=1, max_length=8)
+    """A frame that says the subscription succeeded (all conditions), e.g. Binance's
+    ``/result`` equals null, or Coinbase's ``/type`` equals ``subscriptions``."""
+    failure: list[FrameCondition] = Field(default_factory=list, max_length=8)
+    """A frame that says it failed, e.g. ``/type`` equals ``error`` (none: only the timeout)."""
+    message_pointer: JsonPointer | None = None
+    """The server's own words in a failure frame, e.g. ``/message`` (null: the whole frame)."""
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    """Neither within this time after the last subscribe message: ``SubscriptionTimeout``."""
+    on_failure: SubscriptionFailurePolicy = SubscriptionFailurePolicy.RECONNECT
+    """``reconnect`` (with backoff) or ``giveUp``."""
+
+
+class TopicRoutingSpec(Model):
+    """Records go to a topic named by the frame: ``trades.{/s}``; bounded and filtered."""
+
+    template: str = Field(min_length=1, max_length=249, examples=["trades.{/s}"])
+    """The topic name; ``{/pointer}`` is replaced by that field's value (a string or number).
+    A frame without the field, or whose topic breaks ``allowed`` or ``maxTopics``, goes to
+    ``kafka.topic`` and is counted."""
+    allowed: str = Field(default=r"^[a-zA-Z0-9._-]{1,249}$", min_length=1, max_length=1024)
+    """A regular expression every routed topic must match (it must also be a valid topic name)."""
+    max_topics: int = Field(default=100, ge=1, le=10_000)
+    """Distinct routed topics at most; frames for more go to ``kafka.topic``."""
+
+    @model_validator(mode="after")
+    def _usable(self) -> Self:
+        if re.search(TEMPLATE_PLACEHOLDER, self.template) is None:
+            raise ValueError("template names no field: use {/pointer}, e.g. trades.{/s}")
+        try:
+            re.compile(self.allowed)
+        except re.error as exc:
+            raise ValueError(f"allowed is not a regular expression: {exc}") from None
+        return self
+
+
+class SplitSpec(Model):
+    """One record per element of an array in the frame (OKX's ``data: [...]``)."""
+
+    pointer: JsonPointer
+    """The array, e.g. ``/data``. Each element becomes a record (compact JSON); the key,
+    timestamp and topic pointers then address the element. A frame without an array there is
+    produced whole; an empty array produces nothing (counted)."""
 
 
 class Overflow(StrEnum):
@@ -518,6 +705,10 @@ class WebSocketSourceSpec(Model):
     )
     """Messages sent in order after every successful (re)connect, e.g. a JSON subscription.
     At most 256 KiB each (the rendered config must fit a ConfigMap)."""
+    subscription: SubscriptionSpec | None = None
+    """How the server acknowledges ``subscribe`` (off: nothing is checked)."""
+    messages: MessagesSpec = Field(default_factory=MessagesSpec)
+    """Rules for frames that are not data (pings, acknowledgements, heartbeats, errors)."""
     headers: list[Header] = Field(default_factory=list, max_length=64)
     """Extra handshake headers."""
     auth: AuthSpec = Field(default_factory=AuthSpec)
@@ -552,6 +743,12 @@ class WebSocketSourceSpec(Model):
         if not url.startswith(("ws://", "wss://")):
             raise ValueError("must start with ws:// or wss://")
         return url
+
+    @model_validator(mode="after")
+    def _subscription_needs_messages(self) -> Self:
+        if self.subscription is not None and not self.subscribe:
+            raise ValueError("subscription describes the answer to subscribe: give subscribe")
+        return self
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -11,7 +11,7 @@ import gzip
 import json
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .config import (
     Inflate,
@@ -27,6 +27,9 @@ HEADER_CONNECTION = "ws2kafka.connection"
 HEADER_SEQUENCE = "ws2kafka.seq"
 HEADER_RECEIVED = "ws2kafka.received"
 HEADER_TYPE = "ws2kafka.type"
+HEADER_INDEX = "ws2kafka.index"
+HEADER_RULE = "ws2kafka.rule"
+HEADER_KIND = "ws2kafka.kind"
 
 #: The latest record timestamp taken from a frame (9999-12-31): Kafka's timestamps are int64
 #: milliseconds, and a value beyond that (``1e300``, ``Infinity``) would fail in ``produce()``.
@@ -52,14 +55,20 @@ class Record:
     key: bytes | None
     timestamp_ms: int
     headers: Headers | None
+    topic: str | None = None
+    """None: the data topic (``kafka.topic``); else the topic the router named."""
 
 
 class FrameRejected(ValueError):
     """The frame cannot become a record (e.g. corrupt compressed data); it is counted."""
 
 
-def resolve_pointer(document: Any, pointer: str) -> Any:
-    """The value at an RFC 6901 JSON pointer, or None when the path does not exist."""
+#: What :func:`lookup` returns for a path that does not exist (JSON ``null`` is a value).
+MISSING: Final = object()
+
+
+def lookup(document: Any, pointer: str) -> Any:
+    """The value at an RFC 6901 JSON pointer, or :data:`MISSING`."""
     if pointer == "":
         return document
     node = document
@@ -67,13 +76,19 @@ def resolve_pointer(document: Any, pointer: str) -> Any:
         token = raw.replace("~1", "/").replace("~0", "~")
         if isinstance(node, dict):
             if token not in node:
-                return None
+                return MISSING
             node = node[token]
         elif isinstance(node, list) and _is_index(token) and int(token) < len(node):
             node = node[int(token)]
         else:
-            return None
+            return MISSING
     return node
+
+
+def resolve_pointer(document: Any, pointer: str) -> Any:
+    """The value at an RFC 6901 JSON pointer, or None when the path does not exist."""
+    value = lookup(document, pointer)
+    return None if value is MISSING else value
 
 
 def _is_index(token: str) -> bool:
@@ -141,15 +156,49 @@ class RecordBuilder:
                 received_us // 1000,
                 self._headers(binary, received_us, sequence),
             )
-        if binary and self._inflate is not Inflate.NONE:
-            payload = inflate(payload, self._inflate)
+        payload = self.decode(payload, binary)
         document = parse_json(payload) if self._needs_json else None
+        return self.record(payload, document, binary, received_us, sequence)
+
+    @property
+    def needs_json(self) -> bool:
+        """The key or the timestamp comes from the frame's JSON."""
+        return self._needs_json
+
+    def decode(self, payload: bytes, binary: bool) -> bytes:
+        """The frame's bytes as produced: inflated when configured (FrameRejected if corrupt)."""
+        if binary and self._inflate is not Inflate.NONE:
+            return inflate(payload, self._inflate)
+        return payload
+
+    def record(
+        self,
+        payload: bytes,
+        document: Any,
+        binary: bool,
+        received_us: int,
+        sequence: int,
+        topic: str | None = None,
+        index: int | None = None,
+    ) -> Record:
+        """The record of a decoded frame, or of its ``index``-th element, and its JSON."""
+        headers = self._headers(binary, received_us, sequence)
+        if index is not None:
+            headers = [*(headers or ()), (HEADER_INDEX, b"%d" % index)]
         return Record(
-            value=payload,
-            key=self._key(document),
-            timestamp_ms=self._timestamp_ms(received_us, document),
-            headers=self._headers(binary, received_us, sequence),
+            payload,
+            self._key(document),
+            self._timestamp_ms(received_us, document),
+            headers,
+            topic,
         )
+
+    def control_record(self, payload: bytes, received_us: int, rule: str, kind: str) -> Record:
+        """A frame a rule routed to the control topic: as received, named by its rule."""
+        headers = self._fixed_headers.copy()
+        headers.append((HEADER_RULE, rule.encode()))
+        headers.append((HEADER_KIND, kind.encode()))
+        return Record(payload, None, received_us // 1000, headers)
 
     def _key(self, document: Any) -> bytes | None:
         source = self._key_spec.source

@@ -34,6 +34,10 @@ class StatusSnapshot:
     last_gap: Gap | None = None
     last_sequence_gap: SequenceGap | None = None
     kafka: KafkaVerdict | None = None
+    subscription: str | None = None
+    """``spec.subscription``'s state on the current connection (None: not checked)."""
+    subscription_message: str = ""
+    control_frames: int = 0
 
     @classmethod
     def of(
@@ -58,6 +62,9 @@ class StatusSnapshot:
             last_gap=stats.last_gap,
             last_sequence_gap=stats.last_sequence_gap,
             kafka=kafka,
+            subscription=stats.subscription,
+            subscription_message=stats.subscription_message,
+            control_frames=stats.control_frames,
         )
 
     def to_status(self) -> dict[str, object]:
@@ -75,7 +82,14 @@ class StatusSnapshot:
             "connectionId": self.connection_id,
             "heartbeatTime": rfc3339(self.reported_at),
             "kafka": self.kafka.to_status() if self.kafka is not None else None,
+            "controlMessages": self.control_frames,
+            "subscription": self._subscription_status(),
         }
+
+    def _subscription_status(self) -> dict[str, str] | None:
+        if self.subscription is None:
+            return None
+        return {"state": self.subscription, "message": self.subscription_message}
 
     def to_gap_status(self) -> dict[str, object]:
         """``status.lastGap`` and ``status.lastSequenceGap``, for those that happened.

@@ -1,8 +1,8 @@
 """Sequence-gap detection and id-based dedupe, without I/O.
 
-Both read a field of the JSON frame (so they cost a parse per frame, and only run when
-configured) and both keep bounded state: the sequence tracker at most ``maxPartitions``
-streams (least recently seen forgotten first), the dedupe window the last ``windowSize`` ids.
+Both read a field of the JSON frame (so they need it parsed, and only run when configured)
+and both keep bounded state: the sequence tracker at most ``maxPartitions`` streams (least
+recently seen forgotten first), the dedupe window the last ``windowSize`` ids.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import DedupeSpec, SequenceSpec
-from .framing import parse_json, resolve_pointer, scalar_to_bytes
+from .framing import resolve_pointer, scalar_to_bytes
 from .gaps import rfc3339_ms
 from .stats import BridgeStats
 
@@ -174,9 +174,9 @@ class FrameChecks:
         if self._tracker is not None:
             self._tracker.new_connection()
 
-    def admit(self, payload: bytes) -> bool:
-        """Whether the frame goes on to Kafka (False: a duplicate within the window)."""
-        document = parse_json(payload)
+    def admit(self, document: Any) -> bool:
+        """Whether the frame, parsed as ``document``, goes on to Kafka (False: a duplicate
+        within the window). The caller parses it, once for every feature that reads it."""
         if self._window is not None:
             assert self._dedupe_pointer is not None
             key = scalar_to_bytes(resolve_pointer(document, self._dedupe_pointer))

@@ -26,10 +26,12 @@ from .errors import GaveUp, ProducerFatal
 from .framing import HEADER_SOURCE, Record
 from .gaps import CONTROL_GAP, HEADER_CONTROL, Gap
 from .kafka_health import KafkaVerdict
+from .messages import MessageRules
 from .picows_client import open_picows
 from .pipeline import Pipeline, SinkFactory, kafka_sink
 from .ratelog import RateLimitedLog
 from .reporting import NullReporter, StateReporter, StatusSnapshot
+from .routing import TopicRouter
 from .runstate import RunState, UncleanExit
 from .sequence import FrameChecks, SequenceGap
 from .session import Ended, Session, SessionContext, Successor, new_connection_id
@@ -74,8 +76,9 @@ class ExitCode:
 
 @dataclass(frozen=True)
 class Summary:
-    """The final accounting: received == delivered + failed + dropped + rejected + undelivered
-    + deduplicated."""
+    """The final accounting: received + split == delivered + failed + dropped + rejected +
+    undelivered + deduplicated + control + split_empty (a frame split into n records counts
+    n - 1 in ``split``; one whose array was empty counts in ``split_empty``)."""
 
     received: int
     delivered: int
@@ -86,12 +89,28 @@ class Summary:
     reconnects: int
     exit_code: int
     deduplicated: int = 0
+    control: int = 0
+    """Frames a message rule or the subscription took out of the data stream."""
+    split: int = 0
+    split_empty: int = 0
 
     @property
     def balanced(self) -> bool:
         """Every received frame is accounted for, exactly once."""
         accounted = self.delivered + self.failed + self.dropped + self.rejected
-        return self.received == accounted + self.undelivered + self.deduplicated
+        left_out = self.undelivered + self.deduplicated + self.control + self.split_empty
+        return self.received + self.split == accounted + left_out
+
+
+def _message_counts(summary: Summary) -> str:
+    """The summary's counts of control frames and split records, when there are any."""
+    counts = {
+        "deduplicated": summary.deduplicated,
+        "control": summary.control,
+        "split": summary.split,
+        "splitEmpty": summary.split_empty,
+    }
+    return "".join(f" {name}={value}" for name, value in counts.items() if value)
 
 
 class Bridge:
@@ -160,10 +179,14 @@ class Bridge:
             stats=self.stats,
             pipeline=self._pipeline,
             checks=self._checks,
+            rules=MessageRules(spec.messages.rules),
+            router=TopicRouter(spec.kafka.routing, self.stats) if spec.kafka.routing else None,
             stopping=self._stopping,
             rejections=self._rejections,
             open_connection=self._open_raw,
             set_state=self._set_state,
+            produce_control=self._produce_control_record,
+            report_now=self._state_changed.set,
         )
 
     # -- public API ---------------------------------------------------------------------
@@ -362,6 +385,21 @@ class Bridge:
             self.stats.gap_records_failed += 1
             log.error("%s: gap record not delivered: %s", self.name, err)
 
+    def _produce_control_record(self, record: Record) -> None:
+        """A frame a rule routed to ``messages.controlTopic``; its delivery is counted apart
+        from the data records, like a gap record's."""
+        topic = self.spec.messages.control_topic
+        if not self._pipeline.produce_control(topic, record, self._on_control_delivery):
+            self.stats.control_records_refused += 1
+            self._rejections.add("a control record could not be queued for Kafka")
+
+    def _on_control_delivery(self, err: object, msg: object) -> None:
+        """(poll thread) The delivery report of a control-topic record."""
+        if err is None:
+            self.stats.control_records += 1
+        else:
+            self.stats.control_records_failed += 1
+
     def _log_sequence_gap(self, gap: SequenceGap) -> None:
         target = self._sequence_regressions if gap.regression else self._sequence_gaps
         target.add(gap.describe())
@@ -427,8 +465,6 @@ class Bridge:
             stats.count_close(failure.close_code)
         stats.last_error = f"{failure.reason}: {failure.message}"
 
-    # -- one connection -----------------------------------------------------------------
-
     # -- draining and reporting ---------------------------------------------------------
 
     async def _drain(self) -> Summary:
@@ -458,11 +494,14 @@ class Bridge:
             reconnects=stats.reconnects,
             exit_code=exit_code,
             deduplicated=stats.dedupe_skipped,
+            control=stats.control_frames,
+            split=stats.split_records,
+            split_empty=stats.split_empty,
         )
         log.log(
             logging.WARNING if undelivered or stats.failed else logging.INFO,
             "%s: final summary: received=%d produced=%d failed=%d dropped=%d rejected=%d "
-            "undelivered=%d reconnects=%d",
+            "undelivered=%d reconnects=%d%s",
             self.name,
             summary.received,
             summary.delivered,
@@ -471,6 +510,7 @@ class Bridge:
             summary.rejected,
             summary.undelivered,
             summary.reconnects,
+            _message_counts(summary),
         )
         return summary
 

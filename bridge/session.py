@@ -21,13 +21,17 @@ from dataclasses import dataclass
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Data
 
-from .config import WebSocketSourceSpec
-from .framing import FrameRejected, RecordBuilder
+from .config import SubscriptionFailurePolicy, WebSocketSourceSpec
+from .framing import FrameRejected, Record, RecordBuilder
+from .intake import Control, Intake, Taken
+from .messages import MessageRules
 from .pipeline import Pipeline
 from .ratelog import RateLimitedLog
+from .routing import TopicRouter
 from .sequence import FrameChecks
 from .source import Failure, SourceConnection, describe_failure
 from .stats import BridgeStats, ConnectionState
+from .subscription import SubscriptionState, SubscriptionWatch
 from .timeouts import wait_event
 
 log = logging.getLogger(__name__)
@@ -64,11 +68,17 @@ class SessionContext:
     stats: BridgeStats
     pipeline: Pipeline
     checks: FrameChecks | None
+    rules: MessageRules
+    router: TopicRouter | None
     stopping: asyncio.Event
     rejections: RateLimitedLog
     open_connection: Callable[[], Awaitable[SourceConnection]]
     """Opens a new connection with the bridge's current handshake settings (rotation)."""
     set_state: Callable[[ConnectionState], None]
+    produce_control: Callable[[Record], None]
+    """Sends a frame a rule routed to ``control`` to the control topic."""
+    report_now: Callable[[], None]
+    """Reports the status at once (the subscription's answer)."""
 
 
 class Session:
@@ -83,6 +93,8 @@ class Session:
         self._end: Failure | None = None
         self._rotate_requested = asyncio.Event()
         self._successor: Successor | None = None
+        spec = context.spec
+        self._watch = SubscriptionWatch(spec.subscription) if spec.subscription else None
 
     def rotate(self) -> None:
         """Open the successor now (make-before-break)."""
@@ -108,16 +120,18 @@ class Session:
             connection_id=self.connection_id,
             inflate=context.spec.connection.inflate,
         )
+        intake = self._intake(builder) if Intake.wanted(context.spec) else None
         helpers: list[asyncio.Task[None]] = []
         failure: Failure | None = None
         try:
             if first is None:
                 for message in context.spec.subscribe:
                     await self.ws.send(message)
+            self._subscription_sent()
             context.set_state(ConnectionState.CONNECTED)
             self._log_connected()
             helpers = self._start_helpers()
-            await self._read(builder, first)
+            await self._read(builder, intake, first)
         except ConnectionClosed as exc:
             failure = self._end or describe_failure(exc)
         finally:
@@ -128,6 +142,32 @@ class Session:
             return self._successor
         ending = failure or self._end or Failure("ConnectionEnded", "connection ended")
         return Ended(ending, stats.received - received_before)
+
+    def _intake(self, builder: RecordBuilder) -> Intake:
+        context = self._context
+        return Intake(
+            context.spec,
+            builder,
+            context.stats,
+            rules=context.rules,
+            router=context.router,
+            checks=context.checks,
+            watch=self._watch,
+        )
+
+    def _subscription_sent(self) -> None:
+        """The subscribe messages went out: the answer is awaited from now on."""
+        if self._watch is None:
+            return
+        self._watch.sent(time.monotonic())
+        self._show_subscription()
+
+    def _show_subscription(self) -> None:
+        assert self._watch is not None
+        stats = self._context.stats
+        stats.subscription = self._watch.state.value
+        stats.subscription_message = self._watch.message
+        self._context.report_now()
 
     def _log_connected(self) -> None:
         """One line per connection; an unverified one is flagged every time, not only once."""
@@ -156,15 +196,20 @@ class Session:
             helpers.append(asyncio.create_task(self._watch_staleness(), name="watchdog"))
         if conn.heartbeat is not None:
             helpers.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
+        if self._watch is not None:
+            helpers.append(asyncio.create_task(self._await_subscription(), name="subscription"))
         helpers.append(asyncio.create_task(self._rotate_when_asked(), name="rotation"))
         return helpers
 
-    async def _read(self, builder: RecordBuilder, first: Data | None) -> None:
+    async def _read(
+        self, builder: RecordBuilder, intake: Intake | None, first: Data | None
+    ) -> None:
         """The hot path: one iteration per frame, no logging, no JSON unless configured.
 
-        Records are handed to the producer once per loop wake-up (``schedule_hand_over``),
-        not once per frame: frames that arrived together are read without suspending, then
-        produced as one batch.
+        A frame takes the plain path (:meth:`RecordBuilder.build`) unless rules, checks,
+        routing or splitting need the :class:`~.intake.Intake`. Records are handed to the
+        producer once per loop wake-up (``schedule_hand_over``), not once per frame: frames
+        that arrived together are read without suspending, then produced as one batch.
         """
         context = self._context
         stats = context.stats
@@ -172,7 +217,7 @@ class Session:
         stopping = context.stopping
         admit = pipeline.admit
         build = builder.build
-        checks = context.checks
+        take = intake.take if intake is not None else None
         schedule = pipeline.schedule_hand_over
         time_ns = time.time_ns
         monotonic = time.monotonic
@@ -199,14 +244,72 @@ class Session:
             stats.last_frame_at = received_ns / 1e9
             self.last_frame_monotonic = monotonic()
             try:
-                record = build(payload, binary, received_ns // 1000, sequence)
-                if checks is not None and not checks.admit(record.value):
-                    continue
+                if take is None:
+                    record = build(payload, binary, received_ns // 1000, sequence)
+                else:
+                    taken = take(payload, binary, received_ns // 1000, sequence)
             except Exception as exc:  # a frame, however hostile, never ends the read loop
                 self._reject(exc)
                 continue
-            pause = admit(record)
+            if take is None:
+                pause = admit(record)
+            else:
+                pause = await self._admit_taken(taken, pause)
             schedule()
+
+    async def _admit_taken(self, taken: Taken, pause: bool) -> bool:
+        """Admit a frame's records, then act on its control side; whether to pause."""
+        admit = self._context.pipeline.admit
+        for record in taken.records:
+            pause = admit(record)
+        if taken.control is not None:
+            await self._on_control(taken.control)
+        return pause
+
+    async def _on_control(self, control: Control) -> None:
+        """Answer a ping, send a frame to the control topic, follow the subscription."""
+        context = self._context
+        if control.reply is not None:
+            await self.ws.send(control.reply)
+            context.stats.replies_sent += 1
+        if control.record is not None:
+            context.produce_control(control.record)
+        if control.answer is not None and self._watch is not None:
+            if control.answer.state is SubscriptionState.REJECTED:
+                self._subscription_failed()
+            elif context.stats.subscription != self._watch.state.value:
+                self._show_subscription()
+
+    def _subscription_failed(self) -> None:
+        """Rejected, or no answer in time: shown in status, then the policy's way out."""
+        watch = self._watch
+        spec = self._context.spec.subscription
+        assert watch is not None
+        assert spec is not None
+        context = self._context
+        context.stats.subscription_failures += 1
+        self._show_subscription()
+        give_up = spec.on_failure is SubscriptionFailurePolicy.GIVE_UP
+        log.warning(
+            "%s: %s on connection %s: %s; %s",
+            context.name,
+            watch.state.value,
+            self.connection_id,
+            watch.message,
+            "giving up (subscription.onFailure: giveUp)" if give_up else "reconnecting",
+        )
+        self._end = Failure(watch.state.value, watch.message, give_up=give_up)
+        self.ws.transport.abort()
+
+    async def _await_subscription(self) -> None:
+        """``subscription.timeoutSeconds`` without an answer is a failure too."""
+        watch = self._watch
+        assert watch is not None
+        while (left := watch.seconds_left(time.monotonic())) is not None:
+            await asyncio.sleep(left)
+            if watch.expired(time.monotonic()):
+                self._subscription_failed()
+                return
 
     def _reject(self, exc: Exception) -> None:
         """Count a frame that cannot become a record, by reason, and log it as a rate."""

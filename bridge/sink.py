@@ -113,7 +113,7 @@ class KafkaSink:
         for index, record in enumerate(records):
             try:
                 produce(
-                    topic,
+                    record.topic or topic,
                     record.value,
                     record.key,
                     timestamp=record.timestamp_ms,

@@ -233,6 +233,8 @@ class Failure:
     close_code: int | None = None
     retry_after: float | None = None
     authentication: bool = False
+    give_up: bool = False
+    """The spec says this failure ends the bridge (``subscription.onFailure: giveUp``)."""
 
 
 def describe_failure(exc: BaseException) -> Failure:

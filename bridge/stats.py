@@ -55,6 +55,14 @@ LATENCY_BUCKETS = (
 )
 
 
+class Fallback(StrEnum):
+    """Why a record went to the default topic instead of its routed one."""
+
+    FIELD_MISSING = "FieldMissing"
+    NOT_ALLOWED = "NotAllowed"
+    TOO_MANY_TOPICS = "TooManyTopics"
+
+
 @dataclass
 class LatencyHistogram:
     """Cumulative-at-read histogram written by the poll thread only."""
@@ -145,6 +153,35 @@ class BridgeStats:
     """Make-before-break rotations completed."""
     rotation_failures: int = 0
     """Rotations abandoned (the new connection failed or sent no data in time)."""
+    rule_matches: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Frames matched by a message rule (or answering the subscription), by (rule, kind)."""
+    control_frames: int = 0
+    """Frames a rule or the subscription took out of the data stream (dropped or sent to
+    the control topic)."""
+    replies_sent: int = 0
+    """Replies sent back by rules (answers to application pings)."""
+    reply_failures: int = 0
+    """Replies that could not be sent (the connection was closing)."""
+    control_records: int = 0
+    """(poll thread) Control-topic records acknowledged by Kafka."""
+    control_records_failed: int = 0
+    """(poll thread) Control-topic records whose delivery failed."""
+    control_records_refused: int = 0
+    """Control-topic records librdkafka did not take."""
+    split_records: int = 0
+    """Records beyond the first that splitting made out of frames."""
+    split_empty: int = 0
+    """Frames whose split array was empty: no record."""
+    routed_topics: set[str] = field(default_factory=set)
+    """Topics ``kafka.routing`` named so far (at most its ``maxTopics``)."""
+    routing_fallbacks: dict[Fallback, int] = field(default_factory=dict)
+    """Records that went to ``kafka.topic`` instead of a routed topic, by reason."""
+    subscription: str | None = None
+    """The current connection's subscription state (``spec.subscription``): Pending,
+    Subscribed, SubscriptionRejected or SubscriptionTimeout."""
+    subscription_message: str = ""
+    subscription_failures: int = 0
+    """Subscriptions rejected or unacknowledged in time."""
 
     @property
     def dropped(self) -> int:
@@ -187,6 +224,10 @@ class BridgeStats:
     def reject(self, reason: str) -> None:
         self.rejected_frames += 1
         self.rejections[reason] = self.rejections.get(reason, 0) + 1
+
+    def count_rule(self, rule: str, kind: str) -> None:
+        key = (rule, kind)
+        self.rule_matches[key] = self.rule_matches.get(key, 0) + 1
 
     def count_error(self, name: str) -> None:
         self.errors[name] = self.errors.get(name, 0) + 1

@@ -128,6 +128,8 @@ class Supervisor:
         self._last_failure = failure
         if not self._reconnect.enabled:
             return GiveUp(_gave_up(1, failure), reconnect_disabled=True)
+        if failure.give_up:
+            return GiveUp(_gave_up(1, failure))
         self._flaps = flaps_after(lived, self._flaps)
         return self._next(failure, 1, flaps=self._flaps)
 

@@ -4,8 +4,9 @@ The bridge reports facts (``status.connection``: state, counters, heartbeat time
 Kafka side in ``status.connection.kafka``); the operator turns them, with what it knows of the
 spec, the Deployment and its pods (what the kubelet wrote in their status:
 :func:`pod_problem`), into the conditions ``Ready`` (the summary: connected *and* producing),
-``Connected`` (the feed), ``Producing`` (Kafka), ``Progressing`` and ``Degraded``. A
-condition keeps its ``lastTransitionTime`` until its status changes.
+``Connected`` (the feed), ``Subscribed`` (the server's answer to the subscription, only
+when ``spec.subscription`` says what it looks like), ``Producing`` (Kafka), ``Progressing``
+and ``Degraded``. A condition keeps its ``lastTransitionTime`` until its status changes.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 from ws2kafka.bridge.kafka_health import KafkaReason
 from ws2kafka.bridge.stats import ConnectionState
+from ws2kafka.bridge.subscription import SubscriptionState
 
-CONDITION_TYPES = ("Ready", "Connected", "Producing", "Progressing", "Degraded")
+CONDITION_TYPES = ("Ready", "Connected", "Subscribed", "Producing", "Progressing", "Degraded")
 
 Condition = dict[str, Any]
 
@@ -101,6 +103,8 @@ class Facts:
     """Pod mode: why a bridge pod of the source cannot run, as its status says."""
     last_gap: dict[str, Any] | None = None
     """``status.lastGap`` as the bridge last reported it."""
+    subscription_checked: bool = False
+    """``spec.subscription`` is set: the server's answer is followed (``Subscribed``)."""
 
 
 @dataclass(frozen=True)
@@ -115,13 +119,37 @@ def derive(facts: Facts) -> dict[str, Verdict]:
     state = (facts.connection or {}).get("state")
     reporting = facts.heartbeat_age is not None and facts.heartbeat_age <= facts.heartbeat_timeout
     connected = reporting and state == ConnectionState.CONNECTED
-    return {
+    verdicts = {
         "Ready": _ready(facts, state, reporting),
         "Connected": _connected(facts, state, reporting, connected),
         "Producing": _producing(facts, reporting),
         "Progressing": _progressing(facts, state, reporting),
         "Degraded": _degraded(facts, state),
     }
+    if facts.subscription_checked:
+        verdicts["Subscribed"] = _subscribed(facts, reporting)
+    return verdicts
+
+
+def _subscription(facts: Facts) -> dict[str, Any] | None:
+    """``status.connection.subscription``: the current connection's answer."""
+    subscription = (facts.connection or {}).get("subscription")
+    return subscription if isinstance(subscription, dict) else None
+
+
+def _subscribed(facts: Facts, reporting: bool) -> Verdict:
+    if facts.suspended:
+        return Verdict("False", "Suspended", "spec.suspend is true")
+    subscription = _subscription(facts)
+    if not reporting or subscription is None:
+        return Verdict("Unknown", "NotConnected", "no subscription answer reported yet")
+    state = str(subscription.get("state") or "Unknown")
+    message = str(subscription.get("message") or "")
+    if state == SubscriptionState.SUBSCRIBED:
+        return Verdict("True", state, message)
+    if state == SubscriptionState.PENDING:
+        return Verdict("Unknown", state, "waiting for the server's answer to the subscription")
+    return Verdict("False", state, message)
 
 
 def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
@@ -143,6 +171,12 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
         )
     if state != ConnectionState.CONNECTED:
         return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")
+    subscription = _subscription(facts) if facts.subscription_checked else None
+    if subscription is not None and subscription.get("state") != SubscriptionState.SUBSCRIBED:
+        reason = str(subscription.get("state") or "Unknown")
+        if reason == SubscriptionState.PENDING:
+            return Verdict("False", "SubscriptionPending", "waiting for the server's answer")
+        return Verdict("False", reason, str(subscription.get("message") or ""))
     kafka = _kafka(facts)
     if kafka is not None and kafka.get("reason") != KafkaReason.PRODUCING:
         return Verdict("False", str(kafka.get("reason")), str(kafka.get("message") or ""))
@@ -243,7 +277,9 @@ def merge_conditions(
     stamp = now.isoformat(timespec="seconds").replace("+00:00", "Z")
     merged = []
     for kind in CONDITION_TYPES:
-        verdict = verdicts[kind]
+        verdict = verdicts.get(kind)
+        if verdict is None:
+            continue
         old = before.get(kind)
         changed = old is None or old.get("status") != verdict.status
         merged.append(

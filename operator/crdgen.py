@@ -30,18 +30,22 @@ from pydantic_core import core_schema
 from ws2kafka.bridge.config import (
     RESERVED_PROPERTIES,
     AuthSpec,
+    FrameCondition,
     Header,
     KafkaSinkSpec,
     KeySpec,
+    MessagesSpec,
     PemSource,
     ReconnectSpec,
     SecretValue,
     TimestampSpec,
     TlsSpec,
+    TopicRoutingSpec,
     WebSocketSourceSpec,
 )
 from ws2kafka.bridge.kafka_health import KafkaReason
 from ws2kafka.bridge.stats import ConnectionState
+from ws2kafka.bridge.subscription import SubscriptionState
 
 from .constants import GROUP, KIND, PLURAL, VERSION
 
@@ -126,6 +130,44 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
             Rule(
                 "self.startsWith('ws://') || self.startsWith('wss://')",
                 "must start with ws:// or wss://",
+            ),
+        ),
+        "_subscription_needs_messages": (
+            Rule(
+                "!has(self.subscription) || size(self.subscribe) > 0",
+                "subscription describes the answer to subscribe: give subscribe",
+                field_path=".subscription",
+            ),
+        ),
+    },
+    FrameCondition: {
+        "_one_test": (
+            Rule("has(self.text) != has(self.pointer)", "give exactly one of text or pointer"),
+            Rule(
+                "has(self.pointer) || !(has(self.equals) || has(self.oneOf))",
+                "equals and oneOf test a pointer's value: give pointer",
+            ),
+            Rule("!(has(self.equals) && has(self.oneOf))", "give equals or oneOf, not both"),
+        ),
+    },
+    MessagesSpec: {
+        # unique rule names: the list is a map keyed by name (x-kubernetes-list-map-keys)
+        "_consistent": (
+            Rule(
+                "!self.rules.exists(r, has(r.route) && r.route == 'control') "
+                "|| has(self.controlTopic)",
+                "a rule routes to control: set controlTopic",
+                field_path=".controlTopic",
+            ),
+        ),
+    },
+    TopicRoutingSpec: {
+        # whether `allowed` compiles is checked by the operator (condition SpecInvalid)
+        "_usable": (
+            Rule(
+                "self.template.matches('\\\\{/[^{}]*\\\\}')",
+                "template names no field: use {/pointer}, e.g. trades.{/s}",
+                field_path=".template",
             ),
         ),
     },
@@ -544,6 +586,20 @@ def _connection_fields() -> Schema:
             "type": "object",
             "nullable": True,
             "properties": _kafka_fields(),
+        },
+        "controlMessages": _integer(
+            "Frames a message rule or the subscription took out of the data stream "
+            "(pings, acknowledgements, heartbeats, errors)."
+        ),
+        "subscription": {
+            "description": "The server's answer to the subscribe messages on the current "
+            "connection (spec.subscription; null when not checked).",
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "state": _string(f"One of {', '.join(SubscriptionState)}."),
+                "message": _string("The server's own words, or why none came."),
+            },
         },
         "podName": _string("The bridge pod that reports (null in inline mode).", nullable=True),
     }

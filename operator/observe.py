@@ -83,6 +83,7 @@ def gather_facts(
         deployment_available=available,
         pod_problem=pod_problem,
         last_gap=status.get("lastGap"),
+        subscription_checked=spec.get("subscription") is not None,
     )
 
 
@@ -131,7 +132,11 @@ def _post_transitions(
     before = {cond["type"]: cond for cond in previous}
     for cond in current:
         old = before.get(cond["type"], {})
-        if cond["type"] != "Connected" or old.get("status") == cond["status"]:
+        if old.get("status") == cond["status"]:
+            continue
+        if cond["type"] == "Subscribed" and cond["status"] == "False":
+            events.post(body, reason=cond["reason"], message=cond["message"], warning=True)
+        if cond["type"] != "Connected":
             continue
         if cond["status"] == "True":
             events.post(body, reason="Connected", message=cond["message"])

@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 
 from ws2kafka.bridge.config import WebSocketSourceSpec
 from ws2kafka.bridge.framing import RecordBuilder
+from ws2kafka.bridge.intake import Intake
+from ws2kafka.bridge.messages import MessageRules
+from ws2kafka.bridge.routing import TopicRouter
 from ws2kafka.bridge.sequence import FrameChecks
 from ws2kafka.bridge.service import Bridge, ExitCode, Summary
 from ws2kafka.bridge.stats import BridgeStats
@@ -24,14 +27,30 @@ from ws2kafka.devstack.harness import RecordingSink, ScriptedConnection, bridge_
 
 DEEP = b"[" * 100_000 + b"]" * 100_000
 
-#: Every JSON feature at once: pointer key, pointer timestamp, sequence per partition, dedupe.
+#: Every JSON feature at once: pointer key, pointer timestamp, sequence per partition, dedupe,
+#: message rules with a reply, topic routing and splitting.
 ALL_FEATURES: dict[str, Any] = {
     "kafka": {
         "key": {"source": "jsonPointer", "pointer": "/k"},
         "timestamp": {"source": "jsonPointer", "pointer": "/T"},
+        "routing": {"template": "t.{/p}", "maxTopics": 3},
+        "split": {"pointer": "/data"},
     },
     "sequence": {"pointer": "/seq", "partitionPointer": "/p"},
     "rotation": {"dedupe": {"pointer": "/id", "windowSize": 100}},
+    "messages": {
+        "controlTopic": "control",
+        "rules": [
+            {"name": "ping", "match": [{"pointer": "/ping"}], "reply": '{"pong":{/ping}}'},
+            {
+                "name": "ack",
+                "match": [{"pointer": "/x", "oneOf": [None, 1, "a"]}],
+                "kind": "acknowledgement",
+                "route": "control",
+            },
+            {"name": "hb", "match": [{"text": "hb"}], "kind": "heartbeat"},
+        ],
+    },
 }
 
 HOSTILE = [
@@ -97,8 +116,8 @@ async def test_an_unexpected_error_is_a_rejection_counted_by_reason(
             raise LookupError("a bug")
         return original(self, payload, *args)
 
-    original = RecordBuilder.build
-    monkeypatch.setattr(RecordBuilder, "build", broken)
+    original = RecordBuilder.decode
+    monkeypatch.setattr(RecordBuilder, "decode", broken)
     bridge, summary, _ = await stream([b"boom", b"boom"])
     assert (summary.rejected, bridge.stats.rejections) == (2, {"LookupError": 2})
     assert summary.balanced, summary
@@ -139,12 +158,24 @@ def test_building_and_checking_any_frame_raises_nothing_but_a_rejection(
     builder = RecordBuilder(
         config.kafka, source="s", connection_id="c", inflate=config.connection.inflate
     )
-    checks = FrameChecks(config.sequence, config.rotation.dedupe, BridgeStats(), lambda gap: None)
+    stats = BridgeStats()
+    checks = FrameChecks(config.sequence, config.rotation.dedupe, stats, lambda gap: None)
     checks.new_connection("c")
+    assert config.kafka.routing is not None
+    intake = Intake(
+        config,
+        builder,
+        stats,
+        rules=MessageRules(config.messages.rules),
+        router=TopicRouter(config.kafka.routing, stats),
+        checks=checks,
+        watch=None,
+    )
     for number, frame in enumerate(batch, 1):
-        record = builder.build(frame, False, 1_700_000_000_000_000, number)
-        assert 0 < record.timestamp_ms < 2**63
-        checks.admit(record.value)
+        for record in intake.take(frame, False, 1_700_000_000_000_000, number).records:
+            assert 0 < record.timestamp_ms < 2**63
+            assert record.topic is None or record.topic in stats.routed_topics
+    assert len(stats.routed_topics) <= 3
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

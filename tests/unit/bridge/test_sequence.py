@@ -75,15 +75,15 @@ def test_frame_checks_skip_duplicates_then_track_partitions() -> None:
     )
     checks.new_connection("c1")
 
-    def frame(**fields: object) -> bytes:
-        return json.dumps(fields).encode()
+    def frame(**fields: object) -> dict[str, object]:
+        return fields
 
     admitted = [
         checks.admit(frame(id=1, s="BTC", u=10)),
         checks.admit(frame(id=2, s="ETH", u="5")),
         checks.admit(frame(id=1, s="BTC", u=10)),  # duplicate id: skipped, not a regression
         checks.admit(frame(id=3, s="BTC", u=13)),
-        checks.admit(b"not json"),
+        checks.admit(None),  # not JSON
         checks.admit(frame(s="ETH", u=6)),  # no id: always admitted
     ]
     assert admitted == [True, True, False, True, True, True]
