@@ -26,8 +26,11 @@ from typing import Any
 from websockets.exceptions import ConnectionClosedOK
 
 from ws2kafka.bridge.flow import FlowControl
-from ws2kafka.bridge.framing import RecordBuilder
+from ws2kafka.bridge.framing import RecordBuilder, parse_json
+from ws2kafka.bridge.intake import Intake
 from ws2kafka.bridge.kafka_health import KafkaHealth
+from ws2kafka.bridge.messages import MessageRules
+from ws2kafka.bridge.sequence import FrameChecks
 from ws2kafka.bridge.service import Bridge
 from ws2kafka.bridge.sink import KafkaSink
 from ws2kafka.bridge.source import SourceConnection
@@ -79,7 +82,44 @@ class Bursts:
         """Closed already."""
 
 
-def spec(frames: int) -> Any:
+#: Features that read the frame's JSON: a key and a sequence check (one parse per frame).
+JSON_FIELDS: dict[str, Any] = {
+    "kafka": {"key": {"source": "jsonPointer", "pointer": "/side"}},
+    "sequence": {"pointer": "/seq"},
+}
+#: The same, plus the message rules an exchange needs (none of them matches a data frame,
+#: as in a real feed: every rule is tried on every frame).
+WITH_RULES: dict[str, Any] = {
+    **JSON_FIELDS,
+    "messages": {
+        "controlTopic": "hot-control",
+        "rules": [
+            {
+                "name": "ping",
+                "match": [{"pointer": "/ping"}],
+                "kind": "ping",
+                "reply": '{"pong":{/ping}}',
+            },
+            {"name": "pong", "match": [{"text": "pong"}], "kind": "pong"},
+            {
+                "name": "ack",
+                "match": [{"pointer": "/result", "equals": None}, {"pointer": "/id"}],
+                "kind": "acknowledgement",
+            },
+            {
+                "name": "event",
+                "match": [{"pointer": "/event", "oneOf": ["heartbeat", "systemStatus"]}],
+                "kind": "heartbeat",
+                "route": "control",
+            },
+        ],
+    },
+}
+#: What each measured variant configures.
+VARIANTS: dict[str, dict[str, Any]] = {"plain": {}, "jsonFields": JSON_FIELDS, "rules": WITH_RULES}
+
+
+def spec(frames: int, features: dict[str, Any] | None = None) -> Any:
     """A bridge whose buffer and producer queue hold every frame: nothing waits for Kafka."""
     return bridge_spec(
         NO_BROKER,
@@ -88,6 +128,7 @@ def spec(frames: int) -> Any:
         buffer={"maxMessages": frames + 1, "maxBytes": 1 << 33},
         drainTimeoutSeconds=0.1,
         reconnect={"maxAttempts": 1},
+        **(features or {}),
     )
 
 
@@ -98,14 +139,14 @@ def record_builder(the_spec: Any) -> RecordBuilder:
     )
 
 
-async def bridge_per_frame(frames: int) -> float:
+async def bridge_per_frame(frames: int, features: dict[str, Any] | None = None) -> float:
     """µs of wall time per frame from the first read to the last record handed to librdkafka."""
     connection = Bursts(frames)
 
     async def opener(*_: object) -> SourceConnection:
         return connection
 
-    bridge = Bridge(spec(frames), name="hot", opener=opener)
+    bridge = Bridge(spec(frames, features), name="hot", opener=opener)
     task = asyncio.create_task(bridge.run())
     await until(
         lambda: bridge.stats.handed >= frames or task.done(), 600, "every frame", interval=0.001
@@ -155,8 +196,21 @@ def parts() -> dict[str, float]:
         flow.admit(record)
         flow.take()
 
+    rules_spec = spec(10, WITH_RULES)
+    stats = BridgeStats()
+    intake = Intake(
+        rules_spec,
+        record_builder(rules_spec),
+        stats,
+        rules=MessageRules(rules_spec.messages.rules),
+        router=None,
+        checks=FrameChecks(rules_spec.sequence, None, stats, lambda gap: None),
+        watch=None,
+    )
     steps = {
         "text_frame_encode": lambda: FRAME.encode(),
+        "json_parse": lambda: parse_json(payload),
+        "intake_take_with_rules": lambda: intake.take(payload, False, 1_764_300_000_000_000, 1),
         "record_builder_build": lambda: builder.build(payload, False, 1_764_300_000_000_000, 1),
         "flow_admit_and_take": admit,
         "clocks": lambda: (time.time_ns(), time.monotonic()),
@@ -175,8 +229,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="runs of each measurement")
     parser.add_argument("--output", type=Path, help="write the JSON here too")
     args = parser.parse_args()
-    bridge = [asyncio.run(bridge_per_frame(args.frames)) for _ in range(args.repeats)]
-    produce = [produce_per_frame(args.frames) for _ in range(args.repeats)]
+    runs: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    produce: list[float] = []
+    for _ in range(args.repeats):  # interleaved: the machine's noise hits every variant alike
+        for name, features in VARIANTS.items():
+            runs[name].append(asyncio.run(bridge_per_frame(args.frames, features)))
+        produce.append(produce_per_frame(args.frames))
+    bridge = runs["plain"]
+    medians = {name: statistics.median(values) for name, values in runs.items()}
     report = {
         "machine": describe(),
         "command": " ".join(sys.argv),
@@ -186,7 +246,12 @@ def main() -> None:
             "produce_baseline": statistics.median(produce),
             "bridge_overhead": statistics.median(bridge) - statistics.median(produce),
         },
-        "runs": {"bridge_read_loop": bridge, "produce_baseline": produce},
+        "us_per_frame_by_features": medians,
+        "rules_cost_us": medians["rules"] - medians["jsonFields"],
+        "runs": {
+            **{f"bridge_{name}": values for name, values in runs.items()},
+            "produce_baseline": produce,
+        },
         "parts_us": parts(),
     }
     emit(report, args.output)

@@ -22,7 +22,7 @@ from .config import (
     MessageRoute,
     MessageRule,
 )
-from .framing import MISSING, lookup
+from .framing import MISSING, compile_pointer, lookup
 
 
 def json_equal(left: Any, right: Any) -> bool:
@@ -43,7 +43,7 @@ class Condition:
 
     def __init__(self, spec: FrameCondition) -> None:
         self._text = spec.text.encode() if spec.text is not None else None
-        self._pointer = spec.pointer
+        self._get = compile_pointer(spec.pointer) if spec.pointer is not None else None
         self._values: tuple[Any, ...] | None = None
         if spec.has_equals:
             self._values = (spec.equals,)
@@ -52,17 +52,18 @@ class Condition:
 
     @property
     def needs_json(self) -> bool:
-        return self._pointer is not None
+        return self._get is not None
 
     def holds(self, payload: bytes, document: Any) -> bool:
-        if self._text is not None:
+        if self._get is None:
             return payload == self._text
-        assert self._pointer is not None
-        value = lookup(document, self._pointer)
+        value = self._get(document)
         if value is MISSING:
             return False
         values = self._values
-        return values is None or any(json_equal(value, wanted) for wanted in values)
+        if values is None:
+            return True
+        return any(json_equal(value, wanted) for wanted in values)
 
 
 class Conditions:
@@ -76,9 +77,11 @@ class Conditions:
         return bool(self._conditions)
 
     def hold(self, payload: bytes, document: Any) -> bool:
-        return bool(self._conditions) and all(
-            condition.holds(payload, document) for condition in self._conditions
-        )
+        """All of them hold (an empty list holds nothing: no rule matches every frame)."""
+        for condition in self._conditions:
+            if not condition.holds(payload, document):
+                return False
+        return bool(self._conditions)
 
 
 class Template:

@@ -19,6 +19,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .stats import LATENCY_BUCKETS, BridgeStats, ConnectionState, close_code_label
+from .subscription import SubscriptionState
 
 Sources = Callable[[], Iterable[tuple[str, BridgeStats]]]
 
@@ -79,6 +80,26 @@ class BridgeCollector(Collector):
             ),
             "rotations": CounterMetricFamily(
                 "ws2kafka_rotations", "Make-before-break rotations completed.", labels=["source"]
+            ),
+            "control_frames": CounterMetricFamily(
+                "ws2kafka_control_frames",
+                "Frames a message rule or the subscription took out of the data stream.",
+                labels=["source"],
+            ),
+            "replies_sent": CounterMetricFamily(
+                "ws2kafka_replies_sent",
+                "Replies message rules sent (answers to application pings).",
+                labels=["source"],
+            ),
+            "split_records": CounterMetricFamily(
+                "ws2kafka_split_records",
+                "Records beyond the first that splitting made out of frames.",
+                labels=["source"],
+            ),
+            "subscription_failures": CounterMetricFamily(
+                "ws2kafka_subscription_failures",
+                "Subscriptions the server rejected or did not acknowledge in time.",
+                labels=["source"],
             ),
         }
         last_gap = GaugeMetricFamily(
@@ -148,6 +169,7 @@ class BridgeCollector(Collector):
             latency.add_metric([name], _buckets(stats), stats.latency.total)
             last_gap.add_metric([name], stats.last_gap.seconds if stats.last_gap else 0.0)
         yield from counters.values()
+        yield from _message_families(self._sources())
         yield from (
             dropped,
             rejected,
@@ -160,6 +182,49 @@ class BridgeCollector(Collector):
             latency,
             last_gap,
         )
+
+
+def _message_families(sources: Iterable[tuple[str, BridgeStats]]) -> Iterator[Metric]:
+    """Message rules, control records, routing and the subscription: every label value
+    comes from the spec (rule names, at most ``maxTopics`` topics) or from a fixed set."""
+    matched = CounterMetricFamily(
+        "ws2kafka_messages_matched",
+        "Frames matched by a message rule or answering the subscription, by rule and kind.",
+        labels=["source", "rule", "kind"],
+    )
+    control = CounterMetricFamily(
+        "ws2kafka_control_records",
+        "Records for the control topic, by outcome.",
+        labels=["source", "outcome"],
+    )
+    fallbacks = CounterMetricFamily(
+        "ws2kafka_routing_fallbacks",
+        "Records that went to kafka.topic instead of their routed topic, by reason.",
+        labels=["source", "reason"],
+    )
+    topics = GaugeMetricFamily(
+        "ws2kafka_routed_topics", "Topics kafka.routing has named.", labels=["source"]
+    )
+    subscribed = GaugeMetricFamily(
+        "ws2kafka_subscription_state",
+        "1 for the current connection's subscription state (spec.subscription).",
+        labels=["source", "state"],
+    )
+    for name, stats in sources:
+        for (rule, kind), count in sorted(stats.rule_matches.items()):
+            matched.add_metric([name, rule, kind], count)
+        control.add_metric([name, "delivered"], stats.control_records)
+        control.add_metric([name, "failed"], stats.control_records_failed)
+        control.add_metric([name, "refused"], stats.control_records_refused)
+        for reason, count in sorted(stats.routing_fallbacks.items()):
+            fallbacks.add_metric([name, reason.value], count)
+        topics.add_metric([name], len(stats.routed_topics))
+        if stats.subscription is not None:
+            for candidate in SubscriptionState:
+                subscribed.add_metric(
+                    [name, candidate.value], float(candidate == stats.subscription)
+                )
+    yield from (matched, control, fallbacks, topics, subscribed)
 
 
 def close_code_counts(close_codes: dict[int, int]) -> dict[str, int]:

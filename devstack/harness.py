@@ -134,6 +134,8 @@ class RecordingSink:
 
     def __init__(self, *, holding: bool = False, fail: bool = False) -> None:
         self.batches: list[list[Record]] = []
+        self.controls: list[tuple[str | None, Record]] = []
+        """Control records (gap markers, frames a rule routed to the control topic)."""
         self.holding = holding
         self.fail = fail
         self.closed = False
@@ -168,6 +170,8 @@ class RecordingSink:
     def produce_control(
         self, topic: str | None, record: Record, on_delivery: Callable[[Any, Any], None]
     ) -> bool:
+        self.controls.append((topic, record))
+        on_delivery(None, None)
         return True
 
     def release(self) -> None:
@@ -211,6 +215,8 @@ class ScriptedConnection:
         return self
 
     def abort(self) -> None:
+        """Frames not read yet are lost with the connection."""
+        self._frames.clear()
         self._closed.set()
 
     async def recv(self) -> str | bytes:

@@ -183,6 +183,46 @@ INVALID = {
         "are set by the bridge",
     ),
     "unknown field": (with_changes("surprise", 1), "spec.surprise", "unknown field"),
+    "rule condition without a test": (
+        with_changes("messages.rules", [{"name": "ping", "match": [{}]}]),
+        "spec.messages.rules[0].match[0]",
+        "give exactly one of text or pointer",
+    ),
+    "text condition with a value": (
+        with_changes("messages.rules", [{"name": "ping", "match": [{"text": "p", "equals": 1}]}]),
+        "spec.messages.rules[0].match[0]",
+        "equals and oneOf test a pointer's value",
+    ),
+    "two rules of one name": (
+        with_changes(
+            "messages.rules",
+            [{"name": "ack", "match": [{"pointer": "/a"}]}] * 2,
+        ),
+        "spec.messages.rules[1]",
+        "Duplicate value",
+    ),
+    "rule name not a label": (
+        with_changes("messages.rules", [{"name": "Ping Rule", "match": [{"pointer": "/p"}]}]),
+        "spec.messages.rules[0].name",
+        "should match",
+    ),
+    "control route without a topic": (
+        with_changes(
+            "messages.rules", [{"name": "ack", "match": [{"pointer": "/a"}], "route": "control"}]
+        ),
+        "spec.messages.controlTopic",
+        "a rule routes to control: set controlTopic",
+    ),
+    "subscription without subscribe": (
+        with_changes("subscription", {"success": [{"pointer": "/result"}]}),
+        "spec.subscription",
+        "give subscribe",
+    ),
+    "routing template without a field": (
+        with_changes("kafka.routing", {"template": "trades"}),
+        "spec.kafka.routing.template",
+        "template names no field",
+    ),
 }
 
 
@@ -205,6 +245,23 @@ def test_invalid_sources_are_rejected_naming_the_field(
     if field not in LOCAL_ONLY:
         with pytest.raises(ConfigError):
             parse_spec(spec)
+
+
+def test_rule_values_are_stored_as_written_null_included(
+    kube: ControlPlane, namespace: str
+) -> None:
+    """``equals: null`` (Binance's acknowledgement) must survive the API server's pruning:
+    dropped, the condition would only test that the field exists."""
+    conditions = [
+        {"pointer": "/result", "equals": None},
+        {"pointer": "/id", "oneOf": [1, "one", True, {"n": [1]}]},
+    ]
+    spec = with_changes("messages.rules", [{"name": "ack", "match": conditions}])
+    kube.kubectl("apply", "-n", namespace, "-f", "-", input=source("rules", spec))
+    stored = stored_spec(kube, namespace, "rules")
+    assert stored["messages"]["rules"][0]["match"] == conditions
+    parsed = parse_spec(stored)
+    assert parsed.messages.rules[0].match[0].has_equals
 
 
 def table(output: str) -> list[dict[str, str]]:

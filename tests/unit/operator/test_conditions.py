@@ -247,3 +247,40 @@ def test_a_bridge_that_could_not_start_says_why_while_its_pod_is_down() -> None:
     failed = {"state": "StartupFailed", "lastError": "spec.tls.caFile: cannot read /x"}
     ready = derive(facts(deployment_available=False, connection=failed))["Ready"]
     assert (ready.reason, ready.message) == ("StartupFailed", "spec.tls.caFile: cannot read /x")
+
+
+def subscribed(state: str, message: str = "") -> Facts:
+    connection = {**CONNECTED, "subscription": {"state": state, "message": message}}
+    return facts(connection=connection, subscription_checked=True)
+
+
+@pytest.mark.parametrize(
+    ("state", "subscribed_status", "ready"),
+    [
+        ("Subscribed", "True", ("True", "Streaming")),
+        ("Pending", "Unknown", ("False", "SubscriptionPending")),
+        ("SubscriptionRejected", "False", ("False", "SubscriptionRejected")),
+        ("SubscriptionTimeout", "False", ("False", "SubscriptionTimeout")),
+    ],
+)
+def test_a_checked_subscription_is_its_own_condition_and_part_of_ready(
+    state: str, subscribed_status: str, ready: tuple[str, str]
+) -> None:
+    verdicts = derive(subscribed(state, "Failed to subscribe"))
+    assert (verdicts["Subscribed"].status, verdicts["Subscribed"].reason) == (
+        subscribed_status,
+        state,
+    )
+    assert (verdicts["Ready"].status, verdicts["Ready"].reason) == ready
+    if subscribed_status == "False":
+        assert verdicts["Ready"].message == "Failed to subscribe"
+
+
+def test_without_spec_subscription_there_is_no_subscribed_condition() -> None:
+    verdicts = derive(facts())
+    assert "Subscribed" not in verdicts
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    types = [cond["type"] for cond in merge_conditions([], verdicts, 3, now)]
+    assert types == ["Ready", "Connected", "Producing", "Progressing", "Degraded"]
+    with_subscription = merge_conditions([], derive(subscribed("Subscribed")), 3, now)
+    assert [cond["type"] for cond in with_subscription][2] == "Subscribed"
