@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
+
 from .config import (
     Inflate,
     KafkaSinkSpec,
@@ -271,10 +273,11 @@ def _fixed_headers(spec: RecordHeadersSpec, source: str, connection_id: str) -> 
 def parse_json(payload: bytes) -> Any:
     """The frame as JSON, or None when it is not JSON (such frames get no extracted fields).
 
-    Nesting too deep for the parser (a hostile ``[[[[...]]]]``) counts as not JSON, as do
-    integers longer than Python converts (ValueError).
+    orjson parses a 200 B frame in a fifth of the standard library's time (bench/hot_path.py,
+    ``parts_us``), and it is strict RFC 8259: ``NaN``/``Infinity``, integers beyond 64 bits,
+    lone surrogates and nesting deeper than 1,024 (a hostile ``[[[[...]]]]``) are not JSON.
     """
     try:
-        return json.loads(payload)
-    except (ValueError, RecursionError):
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
         return None

@@ -17,9 +17,10 @@ Everything is counted in :class:`~.stats.BridgeStats` by its one writer, the eve
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from .config import KafkaSinkSpec, MessageKind, MessageRoute, WebSocketSourceSpec
 from .framing import MISSING, Record, RecordBuilder, lookup, parse_json
@@ -152,11 +153,10 @@ class Intake:
         self._stats.split_records += len(elements) - 1
         records = []
         for index, element in enumerate(elements):
-            value = json.dumps(element, separators=(",", ":"), ensure_ascii=False)
             topic = router.route(element) if router is not None else None
             records.append(
                 builder.record(
-                    value.encode("utf-8", "surrogatepass"),
+                    orjson.dumps(element),
                     element,
                     binary,
                     received_us,

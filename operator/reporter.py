@@ -50,14 +50,21 @@ def unaccounted(connection: Mapping[str, Any]) -> int:
 
 
 def previous_unclean_exit(
-    connection: Mapping[str, Any] | None, pod_name: str | None
+    connection: Mapping[str, Any] | None,
+    pod_name: str | None,
+    *,
+    alive_within: float = 0.0,
+    now: float | None = None,
 ) -> UncleanExit | None:
     """The previous bridge's end, from its last report (``status.connection``), when it was
     not a clean stop: it did not report Stopped/GaveUp/StartupFailed with every frame
-    accounted for. A pod killed at the end of its grace period, evicted or lost with its node
-    leaves such a report; its replacement has a new ``emptyDir`` and no state file.
+    accounted for. A pod lost with its node or killed without a grace period leaves such a
+    report; its replacement has a new ``emptyDir`` and no state file.
 
-    A report of the same pod is left to the state file (a container restart keeps it).
+    A report of the same pod is left to the state file (a container restart keeps it). A
+    report of another pod younger than ``alive_within`` seconds is a predecessor that still
+    runs: ``kubectl delete pod`` or an eviction starts the replacement while the old pod
+    gets its SIGTERM and drains, and its own final report says how it ended.
     """
     if not connection or (pod_name is not None and connection.get("podName") == pod_name):
         return None
@@ -69,6 +76,16 @@ def previous_unclean_exit(
     last_alive = (
         datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else 0.0
     )
+    other_pod = connection.get("podName") is not None and state not in FINISHED
+    age = (time.time() if now is None else now) - last_alive
+    if other_pod and age < alive_within:
+        log.info(
+            "the previous bridge (pod %s) reported %.0f s ago: it is still running and its "
+            "own final report says how it ends",
+            connection.get("podName"),
+            age,
+        )
+        return None
     return UncleanExit(
         connection_id=connection.get("connectionId"),
         last_alive=last_alive,
@@ -77,6 +94,12 @@ def previous_unclean_exit(
         last_state=str(state),
         pod_name=connection.get("podName"),
     )
+
+
+def alive_within(interval: float) -> float:
+    """How recent a report of another bridge pod shows that pod still running: three
+    missed report intervals, plus the time a report takes."""
+    return 3 * interval + 2
 
 
 class KubeStatusReporter:
@@ -113,7 +136,9 @@ class KubeStatusReporter:
                 "%s/%s: cannot read the previous report: %s", self.namespace, self.name, exc
             )
             return None
-        crash = previous_unclean_exit(status.get("connection"), self._pod_name)
+        crash = previous_unclean_exit(
+            status.get("connection"), self._pod_name, alive_within=alive_within(self.interval)
+        )
         if crash is not None:
             log.warning("%s/%s: %s", self.namespace, self.name, crash.describe())
         return crash

@@ -10,6 +10,7 @@ from ws2kafka.bridge.stats import BridgeStats
 from ws2kafka.operator.reporter import (
     ROTATE_ANNOTATION,
     KubeStatusReporter,
+    alive_within,
     previous_unclean_exit,
 )
 
@@ -104,6 +105,18 @@ def test_a_drain_cut_short_is_unclean_too() -> None:
     crash = previous_unclean_exit(cut, "src-bridge-b")
     assert crash is not None
     assert crash.unaccounted == 50
+
+
+def test_a_predecessor_that_still_reports_is_not_judged() -> None:
+    """``kubectl delete pod``: the replacement starts while the old pod drains; its recent
+    report (``Connected``, records in flight) is no trace of a crash."""
+    last_alive = datetime(2026, 11, 28, 3, tzinfo=UTC).timestamp()
+    assert (
+        previous_unclean_exit(KILLED, "src-bridge-b", alive_within=17, now=last_alive + 8) is None
+    )
+    late = previous_unclean_exit(KILLED, "src-bridge-b", alive_within=17, now=last_alive + 18)
+    assert late is not None
+    assert alive_within(5.0) == 17.0
 
 
 def test_inline_bridges_compare_with_any_previous_report() -> None:
