@@ -103,7 +103,7 @@ WITH_RULES: dict[str, Any] = {
             {"name": "pong", "match": [{"text": "pong"}], "kind": "pong"},
             {
                 "name": "ack",
-                "match": [{"pointer": "/result", "equals": None}, {"pointer": "/id"}],
+                "match": [{"pointer": "/result", "isNull": True}, {"pointer": "/id"}],
                 "kind": "acknowledgement",
             },
             {

@@ -442,12 +442,12 @@ class KafkaSinkSpec(Model):
         return value
 
 
-#: Any JSON value, ``null`` included (kept as it is written by the API server too).
+#: Any JSON value but ``null`` (the API server keeps it as it is written).
 AnyJson = Annotated[
     JsonValue,
     Field(
         description="Any JSON value.",
-        json_schema_extra={"nullable": True, "x-kubernetes-preserve-unknown-fields": True},
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     ),
 ]
 
@@ -456,32 +456,39 @@ class FrameCondition(Model):
     """One test of a frame (after inflating); a rule matches when all its conditions hold.
 
     Either ``text`` (the whole frame, e.g. OKX's ``pong``), or a ``pointer`` into the JSON
-    frame that must exist, optionally with the value it must have (``equals``, ``null``
-    included) or one of several (``oneOf``).
+    frame that must exist, optionally with the value it must have (``equals``), one of
+    several (``oneOf``), or ``null`` (``isNull``: the API server drops null values, so
+    ``equals: null`` cannot be written in a resource).
     """
 
     text: str | None = Field(default=None, min_length=1, max_length=4096)
     """The frame is exactly this text."""
     pointer: JsonPointer | None = None
     """A field of the JSON frame, e.g. ``/ping`` or ``/type``; alone, it must exist."""
-    equals: AnyJson = None
-    """The JSON value the field must have (a string, number, boolean, null, array or object)."""
+    equals: AnyJson | None = None
+    """The JSON value the field must have (a string, number, boolean, array or object)."""
     one_of: list[AnyJson] | None = Field(default=None, min_length=1, max_length=64)
     """Values the field may have, e.g. ``["subscribe", "unsubscribe"]``."""
-
-    @property
-    def has_equals(self) -> bool:
-        """``equals`` was given (``equals: null`` is a test; no ``equals`` is none)."""
-        return "equals" in self.model_fields_set
+    is_null: bool = False
+    """The field is ``null`` (Binance's acknowledgement ``{"result":null,"id":1}``)."""
 
     @model_validator(mode="after")
     def _one_test(self) -> Self:
         if (self.text is None) == (self.pointer is None):
             raise ValueError("give exactly one of text or pointer")
-        if self.pointer is None and (self.has_equals or self.one_of is not None):
-            raise ValueError("equals and oneOf test a pointer's value: give pointer")
-        if self.has_equals and self.one_of is not None:
-            raise ValueError("give equals or oneOf, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _values_of_a_pointer(self) -> Self:
+        if "equals" in self.model_fields_set and self.equals is None:
+            raise ValueError("equals cannot be null (the API server drops it): use isNull")
+        tests = (self.equals is not None) + (self.one_of is not None) + self.is_null
+        if self.pointer is None and tests:
+            raise ValueError("equals, oneOf and isNull test a pointer's value: give pointer")
+        if tests > 1:
+            raise ValueError("give one of equals, oneOf or isNull")
+        if self.one_of is not None and None in self.one_of:
+            raise ValueError("oneOf cannot hold null (the API server drops it): use isNull")
         return self
 
 

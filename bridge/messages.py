@@ -45,10 +45,12 @@ class Condition:
         self._text = spec.text.encode() if spec.text is not None else None
         self._get = compile_pointer(spec.pointer) if spec.pointer is not None else None
         self._values: tuple[Any, ...] | None = None
-        if spec.has_equals:
+        if spec.equals is not None:
             self._values = (spec.equals,)
         elif spec.one_of is not None:
             self._values = tuple(spec.one_of)
+        elif spec.is_null:
+            self._values = (None,)
 
     @property
     def needs_json(self) -> bool:

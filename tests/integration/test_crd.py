@@ -188,11 +188,6 @@ INVALID = {
         "spec.messages.rules[0].match[0]",
         "give exactly one of text or pointer",
     ),
-    "text condition with a value": (
-        with_changes("messages.rules", [{"name": "ping", "match": [{"text": "p", "equals": 1}]}]),
-        "spec.messages.rules[0].match[0]",
-        "equals and oneOf test a pointer's value",
-    ),
     "two rules of one name": (
         with_changes(
             "messages.rules",
@@ -247,21 +242,22 @@ def test_invalid_sources_are_rejected_naming_the_field(
             parse_spec(spec)
 
 
-def test_rule_values_are_stored_as_written_null_included(
+def test_rule_values_of_any_json_type_are_stored_as_written(
     kube: ControlPlane, namespace: str
 ) -> None:
-    """``equals: null`` (Binance's acknowledgement) must survive the API server's pruning:
-    dropped, the condition would only test that the field exists."""
+    """``equals`` and ``oneOf`` take any JSON value: the API server keeps them as written
+    (no pruning of the untyped nodes), and the bridge reads back the same rule."""
     conditions = [
-        {"pointer": "/result", "equals": None},
+        {"pointer": "/result", "isNull": True},
         {"pointer": "/id", "oneOf": [1, "one", True, {"n": [1]}]},
+        {"pointer": "/params", "equals": {"channel": "trades", "depth": [1, 2.5]}},
     ]
     spec = with_changes("messages.rules", [{"name": "ack", "match": conditions}])
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=source("rules", spec))
     stored = stored_spec(kube, namespace, "rules")
-    assert stored["messages"]["rules"][0]["match"] == conditions
-    parsed = parse_spec(stored)
-    assert parsed.messages.rules[0].match[0].has_equals
+    defaults = {"isNull": False}
+    assert stored["messages"]["rules"][0]["match"] == [defaults | c for c in conditions]
+    assert parse_spec(stored).messages.rules[0].match[0].is_null
 
 
 def table(output: str) -> list[dict[str, str]]:

@@ -44,7 +44,7 @@ ALL_FEATURES: dict[str, Any] = {
             {"name": "ping", "match": [{"pointer": "/ping"}], "reply": '{"pong":{/ping}}'},
             {
                 "name": "ack",
-                "match": [{"pointer": "/x", "oneOf": [None, 1, "a"]}],
+                "match": [{"pointer": "/x", "oneOf": [0, 1, "a"]}],
                 "kind": "acknowledgement",
                 "route": "control",
             },

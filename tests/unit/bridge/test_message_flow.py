@@ -29,7 +29,7 @@ REFUSAL = '{"error":{"code":2,"msg":"Invalid request: unknown stream"},"id":1}'
 def spec(**fields: Any) -> WebSocketSourceSpec:
     defaults: dict[str, Any] = {
         "subscription": {
-            "success": [{"pointer": "/result", "equals": None}, {"pointer": "/id"}],
+            "success": [{"pointer": "/result", "isNull": True}, {"pointer": "/id"}],
             "failure": [{"pointer": "/error"}],
             "messagePointer": "/error/msg",
             "timeoutSeconds": 0.3,

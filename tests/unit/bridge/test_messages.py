@@ -44,8 +44,8 @@ def doc(payload: bytes) -> Any:
         ({"text": "pong"}, b"pong ", False),
         ({"pointer": "/ping"}, b'{"ping":1}', True),
         ({"pointer": "/ping"}, b'{"pong":1}', False),
-        ({"pointer": "/result", "equals": None}, b'{"result":null,"id":1}', True),
-        ({"pointer": "/result", "equals": None}, b'{"id":1}', False),  # absent is not null
+        ({"pointer": "/result", "isNull": True}, b'{"result":null,"id":1}', True),
+        ({"pointer": "/result", "isNull": True}, b'{"id":1}', False),  # absent is not null
         ({"pointer": "/id", "equals": 1}, b'{"id":true}', False),  # true is not 1 in JSON
         ({"pointer": "/id", "equals": 1}, b'{"id":1.0}', True),
         ({"pointer": "/1", "equals": "hb"}, b'[17,"hb"]', True),
@@ -73,8 +73,11 @@ def test_json_equality_is_not_pythons() -> None:
     [
         ({}, "give exactly one of text or pointer"),
         ({"text": "a", "pointer": "/a"}, "give exactly one of text or pointer"),
-        ({"text": "a", "equals": 1}, "equals and oneOf test a pointer's value"),
-        ({"pointer": "/a", "equals": 1, "oneOf": [1]}, "give equals or oneOf, not both"),
+        ({"text": "a", "equals": 1}, "equals, oneOf and isNull test a pointer's value"),
+        ({"pointer": "/a", "equals": 1, "oneOf": [1]}, "give one of equals, oneOf or isNull"),
+        ({"pointer": "/a", "equals": None}, "equals cannot be null"),
+        ({"pointer": "/a", "oneOf": [1, None]}, "oneOf cannot hold null"),
+        ({"text": "a", "isNull": True}, "test a pointer's value"),
     ],
 )
 def test_a_condition_that_tests_nothing_or_two_things_is_refused(
@@ -142,7 +145,7 @@ def test_a_subscription_needs_subscribe_messages() -> None:
 def watch(**fields: Any) -> SubscriptionWatch:
     spec = SubscriptionSpec.model_validate(
         {
-            "success": [{"pointer": "/result", "equals": None}, {"pointer": "/id"}],
+            "success": [{"pointer": "/result", "isNull": True}, {"pointer": "/id"}],
             "failure": [{"pointer": "/error"}],
             "messagePointer": "/error/msg",
             "timeoutSeconds": 5,
