@@ -247,7 +247,7 @@ def test_rule_values_of_any_json_type_are_stored_as_written(
 ) -> None:
     """``equals`` and ``oneOf`` take any JSON value: the API server keeps them as written
     (no pruning of the untyped nodes), and the bridge reads back the same rule."""
-    conditions = [
+    conditions: list[dict[str, Any]] = [
         {"pointer": "/result", "isNull": True},
         {"pointer": "/id", "oneOf": [1, "one", True, {"n": [1]}]},
         {"pointer": "/params", "equals": {"channel": "trades", "depth": [1, 2.5]}},
@@ -255,7 +255,7 @@ def test_rule_values_of_any_json_type_are_stored_as_written(
     spec = with_changes("messages.rules", [{"name": "ack", "match": conditions}])
     kube.kubectl("apply", "-n", namespace, "-f", "-", input=source("rules", spec))
     stored = stored_spec(kube, namespace, "rules")
-    defaults = {"isNull": False}
+    defaults: dict[str, Any] = {"isNull": False}
     assert stored["messages"]["rules"][0]["match"] == [defaults | c for c in conditions]
     assert parse_spec(stored).messages.rules[0].match[0].is_null
 
