@@ -260,6 +260,69 @@ class TlsSpec(Model):
         return self
 
 
+class ConnectRateSpec(Model):
+    """At most ``connects`` connection attempts per ``perSeconds``, over all connections of
+    the bridge (Binance: 300 per 5 minutes per IP; Bybit: 500 per 5 minutes)."""
+
+    connects: int = Field(ge=1, le=100_000)
+    """Attempts allowed in a window."""
+    per_seconds: float = Field(gt=0, le=86400)
+    """The window, seconds."""
+
+
+#: The most connections one bridge pod opens: beyond it, split the source.
+MAX_CONNECTIONS: Final = 200
+
+
+class StreamsSpec(Model):
+    """Many streams (symbols, channels) over as many connections as the server's caps need.
+
+    The streams are split in order into shares of ``maxPerConnection``; each share gets its
+    own connection, subscribed with ``subscribeTemplate`` (in messages of at most
+    ``maxPerMessage`` streams) or named in its URL (``urlTemplate``). All connections feed
+    the bridge's one buffer and producer; each keeps its own gaps, sequence checks,
+    watchdogs and rotation.
+    """
+
+    names: list[Annotated[str, Field(min_length=1, max_length=256, description="A stream.")]] = (
+        Field(min_length=1, max_length=100_000)
+    )
+    """The streams, e.g. ``btcusdt@trade``."""
+    max_per_connection: int = Field(ge=1, le=100_000)
+    """Streams one connection may carry (Binance 1024, KuCoin 300, Bitfinex 25)."""
+    max_connections: int = Field(default=50, ge=1, le=MAX_CONNECTIONS)
+    """Connections this source may open; more streams than fit are refused at apply."""
+    subscribe_template: str | None = Field(default=None, min_length=1, max_length=65536)
+    """A subscribe message: ``{streams}`` becomes the JSON array of the share's streams,
+    ``{n}`` the message's number on its connection (1, 2, ...), e.g.
+    ``{"method":"SUBSCRIBE","params":{streams},"id":{n}}``."""
+    max_per_message: int = Field(default=0, ge=0, le=100_000)
+    """Streams per subscribe message at most (0: a connection's whole share in one)."""
+    url_template: str | None = Field(default=None, min_length=6, max_length=65536)
+    """The URL instead: ``{streams}`` becomes the share joined by ``separator``, e.g.
+    ``wss://stream.binance.com:9443/stream?streams={streams}``."""
+    separator: str = Field(default="/", min_length=1, max_length=8)
+    """Between two streams in ``urlTemplate``."""
+
+    @model_validator(mode="after")
+    def _placed(self) -> Self:
+        if (self.subscribe_template is None) == (self.url_template is None):
+            raise ValueError("give exactly one of subscribeTemplate or urlTemplate")
+        template = self.subscribe_template or self.url_template or ""
+        if "{streams}" not in template:
+            raise ValueError("the template must contain {streams}")
+        return self
+
+    @model_validator(mode="after")
+    def _fits(self) -> Self:
+        if len(self.names) > self.max_per_connection * self.max_connections:
+            raise ValueError(
+                f"{len(self.names)} streams do not fit maxConnections {self.max_connections} "
+                f"x maxPerConnection {self.max_per_connection}"
+            )
+        return self
+
+
 class ReconnectSpec(Model):
     """Reconnection after a failed connect or a lost connection."""
 
@@ -736,6 +799,10 @@ class WebSocketSourceSpec(Model):
     """Sequence-gap detection (off unless set)."""
     rotation: RotationSpec = Field(default_factory=RotationSpec)
     """Make-before-break rotation of the connection."""
+    streams: StreamsSpec | None = None
+    """Streams spread over several connections (off: one connection, ``subscribe`` as is)."""
+    connect_rate: ConnectRateSpec | None = None
+    """A limit on connection attempts over all connections (off: only the reconnect backoff)."""
     drain_timeout_seconds: float = Field(default=25.0, gt=0, le=MAX_DRAIN_TIMEOUT_SECONDS)
     """On shutdown, how long to wait for Kafka to acknowledge what was received."""
     suspend: bool = False
@@ -753,7 +820,8 @@ class WebSocketSourceSpec(Model):
 
     @model_validator(mode="after")
     def _subscription_needs_messages(self) -> Self:
-        if self.subscription is not None and not self.subscribe:
+        subscribes = self.subscribe or (self.streams and self.streams.subscribe_template)
+        if self.subscription is not None and not subscribes:
             raise ValueError("subscription describes the answer to subscribe: give subscribe")
         return self
 

@@ -1,10 +1,12 @@
 """The bridge: one WebSocket source into Kafka, from start to the final summary.
 
-:meth:`Bridge.run` connects, runs a :class:`~.session.Session` on the connection until it
-ends or :meth:`Bridge.stop` is called, and follows the :class:`~.supervisor.Supervisor`'s
-decision (wait and reconnect, or give up); the interval between two connections is recorded
-as a gap (:mod:`.gaps`). :meth:`Bridge.rotate` (or ``rotation.intervalSeconds``) replaces the
-connection make-before-break, without a gap. Records go through the
+:meth:`Bridge.run` runs one :class:`~.link.Link` per share of the source (one without
+``streams``): each connects, runs a :class:`~.session.Session` on its connection until it
+ends or :meth:`Bridge.stop` is called, and follows its :class:`~.supervisor.Supervisor`'s
+decision (wait and reconnect, or give up: then the whole bridge ends); the interval between
+two connections is recorded as a gap (:mod:`.gaps`). :meth:`Bridge.rotate` (or
+``rotation.intervalSeconds``) replaces the connections make-before-break, without a gap.
+Records go through the
 :class:`~.pipeline.Pipeline`. On stop it closes the socket with 1001, keeps reading what the
 server had already sent, then waits up to ``drainTimeoutSeconds`` for Kafka to acknowledge
 every received frame, and logs a final summary. What could not be delivered is counted, never
@@ -19,13 +21,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from websockets.typing import Data
-
 from .config import Client, WebSocketSourceSpec
+from .connect_gate import ConnectGate
 from .errors import GaveUp, ProducerFatal
 from .framing import HEADER_SOURCE, Record
 from .gaps import CONTROL_GAP, HEADER_CONTROL, Gap
 from .kafka_health import KafkaVerdict
+from .link import Link, LinkHooks
 from .messages import MessageRules
 from .picows_client import open_picows
 from .pipeline import Pipeline, SinkFactory, kafka_sink
@@ -34,17 +36,11 @@ from .reporting import NullReporter, StateReporter, StatusSnapshot
 from .routing import TopicRouter
 from .runstate import RunState, UncleanExit
 from .sequence import FrameChecks, SequenceGap
-from .session import Ended, Session, SessionContext, Successor, new_connection_id
-from .source import (
-    Failure,
-    Opener,
-    SourceConnection,
-    build_connect_kwargs,
-    describe_failure,
-    open_connection,
-)
+from .session import SessionContext
+from .source import Opener, SourceConnection, open_connection
 from .stats import BridgeStats, ConnectionState
-from .supervisor import GiveUp, Retry, Supervisor
+from .streams import shares
+from .supervisor import Supervisor
 from .timeouts import wait_event
 
 log = logging.getLogger(__name__)
@@ -102,6 +98,25 @@ class Summary:
         return self.received + self.split == accounted + left_out
 
 
+#: The bridge's state with several connections is its worst connection's: this order.
+_STATE_ORDER = (
+    ConnectionState.GAVE_UP,
+    ConnectionState.AUTH_FAILED,
+    ConnectionState.BACKOFF,
+    ConnectionState.CONNECTING,
+    ConnectionState.STARTING,
+    ConnectionState.CONNECTED,
+    ConnectionState.DRAINING,
+    ConnectionState.STOPPED,
+    ConnectionState.STARTUP_FAILED,
+)
+
+
+async def _no_connection() -> SourceConnection:
+    """The session context's opener until a link puts its own in (never called)."""
+    raise AssertionError("a session runs with its link's context")
+
+
 def _message_counts(summary: Summary) -> str:
     """The summary's counts of control frames and split records, when there are any."""
     counts = {
@@ -131,21 +146,14 @@ class Bridge:
         self.spec = spec
         self.name = name
         self.stats = BridgeStats()
-        self.connection_id: str | None = None
         self._reporter: StateReporter = reporter or NullReporter()
         self._opener = opener or OPENERS[spec.connection.client]
-        self._connect_kwargs = build_connect_kwargs(spec)  # resolves secrets: fails early
         self._summary_interval = summary_interval
         self._run_state = RunState(state_file) if state_file is not None else None
         # the state file knows a killed run of this container; ``unclean_exit`` comes from
         # elsewhere (a bridge pod's predecessor, from its last status report)
         previous = self._run_state.previous_unclean_exit() if self._run_state else None
-        self._supervisor = Supervisor(
-            spec.reconnect,
-            source=name,
-            started_at=self.stats.started_at,
-            unclean=previous or unclean_exit,
-        )
+        unclean = previous or unclean_exit
         self._rejections = RateLimitedLog(log, "frames rejected", prefix=f"{name}: ")
         self._drops = RateLimitedLog(log, "frames dropped", prefix=f"{name}: ")
         self._drops_logged = 0
@@ -163,31 +171,65 @@ class Bridge:
         self._producer_fatal: ProducerFatal | None = None
         self._stopping = asyncio.Event()
         self._state_changed = asyncio.Event()
-        self._session: Session | None = None
         self._gave_up: GaveUp | None = None
-        self._closing: asyncio.Task[None] | None = None
+        self._closing: list[asyncio.Task[None]] = []
         self._sequence_gaps = RateLimitedLog(log, "sequence gaps", prefix=f"{name}: ")
         self._sequence_regressions = RateLimitedLog(log, "sequence regressions", prefix=f"{name}: ")
-        dedupe = spec.rotation.dedupe
-        self._checks: FrameChecks | None = None
-        if spec.sequence is not None or dedupe is not None:
-            self._checks = FrameChecks(spec.sequence, dedupe, self.stats, self._log_sequence_gap)
-        self._reauthenticate = False
-        self._context = SessionContext(
+        context = SessionContext(
             spec=spec,
             name=name,
             stats=self.stats,
             pipeline=self._pipeline,
-            checks=self._checks,
+            checks=None,
             rules=MessageRules(spec.messages.rules),
             router=TopicRouter(spec.kafka.routing, self.stats) if spec.kafka.routing else None,
             stopping=self._stopping,
             rejections=self._rejections,
-            open_connection=self._open_raw,
-            set_state=self._set_state,
+            open_connection=_no_connection,
+            set_state=lambda state: None,
             produce_control=self._produce_control_record,
             report_now=self._state_changed.set,
         )
+        hooks = LinkHooks(
+            stats=self.stats,
+            stopping=self._stopping,
+            gate=ConnectGate(spec.connect_rate),
+            opener=self._opener,
+            on_state=self._link_state,
+            on_gap=self._record_gap,
+            on_give_up=self._give_up,
+        )
+        all_shares = shares(spec)
+        self.links = [
+            Link(
+                share,
+                hooks,
+                label=name if len(all_shares) == 1 else f"{name}[{share.index}]",
+                context=context,
+                checks=self._frame_checks(),
+                supervisor=Supervisor(
+                    spec.reconnect,
+                    source=name,
+                    started_at=self.stats.started_at,
+                    unclean=unclean if share.index == 0 else None,
+                ),
+            )
+            for share in all_shares
+        ]
+        """One per share of the source's streams (one without ``streams``)."""
+
+    def _frame_checks(self) -> FrameChecks | None:
+        """A link's own dedupe and sequence checks (each connection keeps its own)."""
+        spec = self.spec
+        if spec.sequence is None and spec.rotation.dedupe is None:
+            return None
+        return FrameChecks(spec.sequence, spec.rotation.dedupe, self.stats, self._log_sequence_gap)
+
+    @property
+    def connection_id(self) -> str | None:
+        """The first link's current connection (what the state file and a single-connection
+        status report name)."""
+        return self.links[0].connection_id
 
     # -- public API ---------------------------------------------------------------------
 
@@ -196,22 +238,28 @@ class Bridge:
         if self._stopping.is_set():
             return
         log.info("%s: stopping: closing the connection and draining the buffer", self.name)
+        self._end_links()
+
+    def _end_links(self) -> None:
+        """Every link stops: each open connection is closed with 1001 and read to its end."""
         self._stopping.set()
-        session = self._session
-        if session is not None:
-            self._closing = asyncio.get_running_loop().create_task(
-                session.ws.close(1001, "ws2kafka shutting down")
-            )
+        loop = asyncio.get_running_loop()
+        self._closing = [
+            loop.create_task(link.session.ws.close(1001, "ws2kafka shutting down"))
+            for link in self.links
+            if link.session is not None
+        ]
         self._pipeline.wake()
 
     def rotate(self) -> None:
-        """Replace the connection make-before-break (no effect unless connected).
+        """Replace the connections make-before-break (no effect on one not connected).
 
         A new connection is opened and subscribed; once it delivers its first data frame the
         old one is closed with 1000 and read to its end, then the new one takes over.
         """
-        if self._session is not None:
-            self._session.rotate()
+        for link in self.links:
+            if link.session is not None:
+                link.session.rotate()
 
     def paused(self) -> bool:
         """Reading is paused by the ``block`` overflow policy."""
@@ -223,10 +271,10 @@ class Bridge:
 
     @property
     def ready(self) -> bool:
-        """Connected, and not stale (used by ``/readyz``)."""
-        session = self._session
-        connected = self.stats.state is ConnectionState.CONNECTED
-        return connected and session is not None and not session.stale()
+        """Every connection connected, and none stale (used by ``/readyz``)."""
+        return self.stats.state is ConnectionState.CONNECTED and all(
+            link.session is not None and not link.session.stale() for link in self.links
+        )
 
     async def run(self) -> Summary:
         """Run until stopped, given up or the producer failed; always drains and returns the
@@ -246,7 +294,7 @@ class Bridge:
             background.append(asyncio.create_task(self._persist_forever(), name="run-state"))
         try:
             try:
-                await self._connect_forever()
+                await self._run_links()
             finally:
                 summary = await self._drain()
         finally:
@@ -290,71 +338,30 @@ class Bridge:
 
     # -- connecting ---------------------------------------------------------------------
 
-    async def _connect_forever(self) -> None:
-        """Open, read, and follow the supervisor's decision after every failure or end."""
-        supervisor = self._supervisor
-        successor: Successor | None = None
-        while not self._stopping.is_set():
-            if successor is None:
-                self._set_state(ConnectionState.CONNECTING)
-                try:
-                    if self._reauthenticate:
-                        self._connect_kwargs = build_connect_kwargs(self.spec)
-                        self._reauthenticate = False
-                    ws = await self._open()
-                except Exception as exc:  # every failure is classified, counted and retried
-                    failure = describe_failure(exc)
-                    self._count_failure(failure, connect=True)
-                    if not await self._follow(supervisor.connect_failed(failure)):
-                        return
-                    continue
-                if ws is None:
-                    return
-                connection_id = new_connection_id()
-                opened = supervisor.opened(connection_id, time.time())
-                if opened.reconnect:
-                    self.stats.reconnects += 1
-                if opened.gap is not None:
-                    self._record_gap(opened.gap)
-                first: Data | None = None
-            else:
-                ws, connection_id = successor.ws, successor.connection_id
-                first = successor.first
-                supervisor.rotated()
-                self.stats.rotations += 1
-            opened_at = time.monotonic()
-            outcome = await self._run_session(ws, connection_id, first)
-            if isinstance(outcome, Successor):
-                successor = outcome
-                if self._stopping.is_set():
-                    await successor.ws.close(1001, "ws2kafka shutting down")
-                continue
-            successor = None
-            if self._stopping.is_set():
-                return
-            self._count_failure(outcome.failure, connect=False)
-            lived = time.monotonic() - opened_at
-            decision = supervisor.ended(
-                connection_id, outcome.failure, frames=outcome.frames, at=time.time(), lived=lived
-            )
-            if not await self._follow(decision):
-                return
-
-    async def _run_session(
-        self, ws: SourceConnection, connection_id: str, first: Data | None
-    ) -> Ended | Successor:
-        """One connection, as the current session (what stop, rotate and ready act on)."""
-        session = Session(self._context, ws, connection_id)
-        self._session = session
-        self.connection_id = connection_id
+    async def _run_links(self) -> None:
+        """Every link until the bridge stops, gives up or the producer fails."""
+        tasks = [
+            asyncio.create_task(link.run(), name=f"link-{link.share.index}") for link in self.links
+        ]
         try:
-            return await session.run(first)
+            await asyncio.gather(*tasks)
         finally:
-            self._session = None
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _open_raw(self) -> SourceConnection:
-        """A new connection with the current handshake settings (a rotation's successor)."""
-        return await self._opener(self.spec, self._connect_kwargs)
+    def _link_state(self, link: Link, error: str | None) -> None:
+        """A link's state changed: the bridge's is the one of its worst link."""
+        state = link.state
+        if len(self.links) > 1:
+            state = min((each.state for each in self.links), key=_STATE_ORDER.index)
+        self._set_state(state, error)
+
+    def _give_up(self, error: GaveUp) -> None:
+        """A link gave up: the bridge ends (exit 3), its other connections closed."""
+        self._gave_up = error
+        if not self._stopping.is_set():
+            self._end_links()
 
     def _record_gap(self, gap: Gap) -> None:
         """Count, log, report and (if configured) produce a gap."""
@@ -403,67 +410,6 @@ class Bridge:
     def _log_sequence_gap(self, gap: SequenceGap) -> None:
         target = self._sequence_regressions if gap.regression else self._sequence_gaps
         target.add(gap.describe())
-
-    async def _open(self) -> SourceConnection | None:
-        """The next connection, or None when :meth:`stop` comes first.
-
-        A handshake may take up to ``connectTimeoutSeconds``, and :meth:`stop` cannot close a
-        connection that does not exist yet: without this race, a stop during the handshake
-        would wait for it, and a connection opened after the stop would be read forever.
-        """
-        opening: asyncio.Future[SourceConnection] = asyncio.ensure_future(
-            self._opener(self.spec, self._connect_kwargs)
-        )
-        stopped = asyncio.create_task(self._stopping.wait())
-        try:
-            await asyncio.wait((opening, stopped), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            opening.cancel()  # no-op once it finished
-            stopped.cancel()
-            await asyncio.wait((opening, stopped))
-        if opening.cancelled():
-            return None
-        ws = opening.result()  # a failed attempt raises here, for the caller to classify
-        if self._stopping.is_set():
-            await ws.close(1001, "ws2kafka shutting down")
-            return None
-        return ws
-
-    async def _follow(self, decision: Retry | GiveUp) -> bool:
-        """Carry out the supervisor's decision: wait before the next attempt (False when the
-        bridge is stopping meanwhile), or give up (False)."""
-        if isinstance(decision, GiveUp):
-            if decision.reconnect_disabled:
-                log.error("%s: connection ended and reconnect is disabled", self.name)
-            self._gave_up = decision.error
-            self._set_state(ConnectionState.GAVE_UP, str(decision.error))
-            log.error("%s: %s", self.name, decision.error)
-            return False
-        failure = decision.failure
-        self._reauthenticate = self._reauthenticate or decision.reauthenticate
-        self._set_state(decision.state, f"{failure.reason}: {failure.message}")
-        log.warning(
-            "%s: %s (%s); attempt %d, next in %.1f s%s",
-            self.name,
-            failure.message,
-            failure.reason,
-            decision.attempt,
-            decision.delay,
-            ", re-reading secrets" if decision.reauthenticate else "",
-        )
-        await wait_event(self._stopping, decision.delay)
-        return not self._stopping.is_set()
-
-    def _count_failure(self, failure: Failure, *, connect: bool) -> None:
-        stats = self.stats
-        stats.count_error(failure.reason)
-        if connect:
-            stats.connect_failures += 1
-        if failure.authentication:
-            stats.auth_failures += 1
-        if failure.close_code is not None:
-            stats.count_close(failure.close_code)
-        stats.last_error = f"{failure.reason}: {failure.message}"
 
     # -- draining and reporting ---------------------------------------------------------
 

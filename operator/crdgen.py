@@ -38,6 +38,7 @@ from ws2kafka.bridge.config import (
     PemSource,
     ReconnectSpec,
     SecretValue,
+    StreamsSpec,
     TimestampSpec,
     TlsSpec,
     TopicRoutingSpec,
@@ -134,9 +135,30 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
         ),
         "_subscription_needs_messages": (
             Rule(
-                "!has(self.subscription) || size(self.subscribe) > 0",
+                "!has(self.subscription) || size(self.subscribe) > 0 "
+                "|| (has(self.streams) && has(self.streams.subscribeTemplate))",
                 "subscription describes the answer to subscribe: give subscribe",
                 field_path=".subscription",
+            ),
+        ),
+    },
+    StreamsSpec: {
+        "_placed": (
+            Rule(
+                "has(self.subscribeTemplate) != has(self.urlTemplate)",
+                "give exactly one of subscribeTemplate or urlTemplate",
+            ),
+            Rule(
+                "(has(self.subscribeTemplate) ? self.subscribeTemplate : self.urlTemplate)"
+                ".contains('{streams}')",
+                "the template must contain {streams}",
+            ),
+        ),
+        "_fits": (
+            Rule(
+                "size(self.names) <= self.maxPerConnection * self.maxConnections",
+                "the streams do not fit maxConnections x maxPerConnection",
+                field_path=".names",
             ),
         ),
     },

@@ -1,0 +1,223 @@
+"""One connection of a bridge, for its whole life: opened, read, lost, opened again.
+
+A link carries out its :class:`~.supervisor.Supervisor`'s decisions for one share of the
+source (:mod:`.streams`): it opens a connection through the bridge's shared
+:class:`~.connect_gate.ConnectGate`, runs a :class:`~.session.Session` on it, and after every
+end or failure waits as decided, or gives up. A bridge without ``streams`` has one link; with
+them, one per share, all reading into the one pipeline. Everything a link shares with its
+bridge (counters, the stop, the gate, gap and state reporting) comes through
+:class:`LinkHooks`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from websockets.typing import Data
+
+from .connect_gate import ConnectGate
+from .errors import GaveUp
+from .gaps import Gap
+from .sequence import FrameChecks
+from .session import Ended, Session, SessionContext, Successor, new_connection_id
+from .source import Failure, Opener, SourceConnection, build_connect_kwargs, describe_failure
+from .stats import BridgeStats, ConnectionState
+from .streams import Share
+from .supervisor import GiveUp, Retry, Supervisor
+from .timeouts import wait_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LinkHooks:
+    """What a link tells its bridge, and the bridge's shared parts it uses."""
+
+    stats: BridgeStats
+    stopping: asyncio.Event
+    gate: ConnectGate
+    opener: Opener
+    on_state: Callable[[Link, str | None], None]
+    """The link's state changed (with the error that changed it)."""
+    on_gap: Callable[[Gap], None]
+    on_give_up: Callable[[GaveUp], None]
+
+
+class Link:
+    """One share's connection loop; see the module docstring."""
+
+    def __init__(
+        self,
+        share: Share,
+        hooks: LinkHooks,
+        *,
+        label: str,
+        context: SessionContext,
+        checks: FrameChecks | None,
+        supervisor: Supervisor,
+    ) -> None:
+        self.share = share
+        self.spec = share.spec
+        self.label = label
+        """How logs name this link: the source, and its index among several."""
+        self.state = ConnectionState.STARTING
+        self.last_error: str | None = None
+        self.connection_id: str | None = None
+        self.session: Session | None = None
+        self._hooks = hooks
+        self._supervisor = supervisor
+        self._context = replace(
+            context,
+            spec=self.spec,
+            checks=checks,
+            open_connection=self.open_raw,
+            set_state=self._set_state,
+        )
+        self._connect_kwargs = build_connect_kwargs(self.spec)
+        self._reauthenticate = False
+
+    async def open_raw(self) -> SourceConnection:
+        """A new connection with the current handshake settings (a rotation's successor)."""
+        self._hooks.gate.record()
+        return await self._hooks.opener(self.spec, self._connect_kwargs)
+
+    async def run(self) -> None:
+        """Open, read, and follow the supervisor's decision after every failure or end."""
+        supervisor = self._supervisor
+        stopping = self._hooks.stopping
+        successor: Successor | None = None
+        while not stopping.is_set():
+            if successor is None:
+                self._set_state(ConnectionState.CONNECTING)
+                try:
+                    if self._reauthenticate:
+                        self._connect_kwargs = build_connect_kwargs(self.spec)
+                        self._reauthenticate = False
+                    ws = await self._open()
+                except Exception as exc:  # every failure is classified, counted and retried
+                    failure = describe_failure(exc)
+                    self._count_failure(failure, connect=True)
+                    if not await self._follow(supervisor.connect_failed(failure)):
+                        return
+                    continue
+                if ws is None:
+                    return
+                connection_id = new_connection_id()
+                opened = supervisor.opened(connection_id, time.time())
+                if opened.reconnect:
+                    self._hooks.stats.reconnects += 1
+                if opened.gap is not None:
+                    self._hooks.on_gap(opened.gap)
+                first: Data | None = None
+            else:
+                ws, connection_id = successor.ws, successor.connection_id
+                first = successor.first
+                supervisor.rotated()
+                self._hooks.stats.rotations += 1
+            opened_at = time.monotonic()
+            outcome = await self._run_session(ws, connection_id, first)
+            if isinstance(outcome, Successor):
+                successor = outcome
+                if stopping.is_set():
+                    await successor.ws.close(1001, "ws2kafka shutting down")
+                continue
+            successor = None
+            if stopping.is_set():
+                return
+            self._count_failure(outcome.failure, connect=False)
+            lived = time.monotonic() - opened_at
+            decision = supervisor.ended(
+                connection_id, outcome.failure, frames=outcome.frames, at=time.time(), lived=lived
+            )
+            if not await self._follow(decision):
+                return
+
+    async def _run_session(
+        self, ws: SourceConnection, connection_id: str, first: Data | None
+    ) -> Ended | Successor:
+        """One connection, as the current session (what stop, rotate and ready act on)."""
+        session = Session(self._context, ws, connection_id)
+        self.session = session
+        self.connection_id = connection_id
+        try:
+            return await session.run(first)
+        finally:
+            self.session = None
+
+    async def _open(self) -> SourceConnection | None:
+        """The next connection, or None when the bridge stops first.
+
+        A handshake may take up to ``connectTimeoutSeconds``, and a stop cannot close a
+        connection that does not exist yet: without this race, a stop during the handshake
+        would wait for it, and a connection opened after the stop would be read forever.
+        """
+        stopping = self._hooks.stopping
+        if not await self._hooks.gate.acquire(stopping):
+            return None
+        opening: asyncio.Future[SourceConnection] = asyncio.ensure_future(
+            self._hooks.opener(self.spec, self._connect_kwargs)
+        )
+        stopped = asyncio.create_task(stopping.wait())
+        try:
+            await asyncio.wait((opening, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            opening.cancel()  # no-op once it finished
+            stopped.cancel()
+            await asyncio.wait((opening, stopped))
+        if opening.cancelled():
+            return None
+        ws = opening.result()  # a failed attempt raises here, for the caller to classify
+        if stopping.is_set():
+            await ws.close(1001, "ws2kafka shutting down")
+            return None
+        return ws
+
+    async def _follow(self, decision: Retry | GiveUp) -> bool:
+        """Carry out the supervisor's decision: wait before the next attempt (False when the
+        bridge is stopping meanwhile), or give up (False)."""
+        if isinstance(decision, GiveUp):
+            if decision.reconnect_disabled:
+                log.error("%s: connection ended and reconnect is disabled", self.label)
+            self._set_state(ConnectionState.GAVE_UP, str(decision.error))
+            log.error("%s: %s", self.label, decision.error)
+            self._hooks.on_give_up(decision.error)
+            return False
+        failure = decision.failure
+        self._reauthenticate = self._reauthenticate or decision.reauthenticate
+        self._set_state(decision.state, f"{failure.reason}: {failure.message}")
+        if failure.retry_after is not None:
+            self._hooks.gate.hold(failure.retry_after)
+        log.warning(
+            "%s: %s (%s); attempt %d, next in %.1f s%s",
+            self.label,
+            failure.message,
+            failure.reason,
+            decision.attempt,
+            decision.delay,
+            ", re-reading secrets" if decision.reauthenticate else "",
+        )
+        await wait_event(self._hooks.stopping, decision.delay)
+        return not self._hooks.stopping.is_set()
+
+    def _count_failure(self, failure: Failure, *, connect: bool) -> None:
+        stats = self._hooks.stats
+        stats.count_error(failure.reason)
+        if connect:
+            stats.connect_failures += 1
+        if failure.authentication:
+            stats.auth_failures += 1
+        if failure.close_code is not None:
+            stats.count_close(failure.close_code)
+        self.last_error = f"{failure.reason}: {failure.message}"
+        stats.last_error = self.last_error
+
+    def _set_state(self, state: ConnectionState, error: str | None = None) -> None:
+        if error is not None:
+            self.last_error = error
+        if state is not self.state or error is not None:
+            self.state = state
+            self._hooks.on_state(self, error)
