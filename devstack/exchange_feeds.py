@@ -1,6 +1,7 @@
 """Local feeds that speak the public market-data protocols of eight exchanges.
 
-Each feed imitates what one exchange documents (docs/exchanges.md cites the pages), so the
+Each feed imitates what one exchange documents (each example in ``examples/`` cites its page;
+docs/exchanges.md sums up the rules), so the
 WebSocketSources in ``examples/`` run against it unchanged but for the URL: it checks the
 subscribe message, acknowledges it, or answers a bad one (an unknown instrument) with that
 exchange's error and sends no data; it streams numbered data frames interleaved with the
@@ -24,6 +25,7 @@ import contextlib
 import gzip
 import json
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -58,7 +60,8 @@ class ExchangeConnection:
     """Why the feed closed the connection for a reply or heartbeat that did not come."""
     forced: bool = False
     """The feed closed it on cue (its forced disconnect)."""
-    data_frames: int = 0
+    data_sent: int = 0
+    """Data frames the feed sent on this connection."""
     last_heard: float = field(default_factory=time.monotonic)
     """When the client last sent a heartbeat (monotonic)."""
     replies: dict[object, asyncio.Event] = field(default_factory=dict)
@@ -66,7 +69,7 @@ class ExchangeConnection:
     close_code: int | None = None
 
 
-class ExchangeFeed:
+class ExchangeFeed(ABC):
     """The common machinery; each subclass is one exchange's protocol.
 
     Args:
@@ -135,17 +138,17 @@ class ExchangeFeed:
         """Frames sent just before the forced disconnect (OKX's and Bitfinex's notices)."""
         return []
 
+    @abstractmethod
     def answer(self, conn: ExchangeConnection, message: str) -> list[Frame]:
         """The answer to one client message; marks subscriptions and replies."""
-        raise NotImplementedError
 
+    @abstractmethod
     def data(self, conn: ExchangeConnection, symbol: str) -> Frame:
         """The next data frame for ``symbol`` (numbered with :meth:`next_number`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def keepalive(self, ws: ServerConnection, conn: ExchangeConnection) -> None:
         """One round of the exchange's keepalive, every ``ping_interval``."""
-        raise NotImplementedError
 
     def encode(self, frame: Frame) -> str | bytes:
         """A frame on the wire: compact JSON text (HTX overrides it with gzip)."""
@@ -265,7 +268,7 @@ class ExchangeFeed:
             text = self.encode(frame)
             self.data_frames.append(frame if isinstance(frame, str) else _compact(frame))
             await ws.send(text)
-            conn.data_frames += 1
+            conn.data_sent += 1
             await asyncio.sleep(self.frame_interval)
 
     async def _keep_alive(self, ws: ServerConnection, conn: ExchangeConnection) -> None:
@@ -373,7 +376,7 @@ class CoinbaseFeed(ExchangeFeed):
     def data(self, conn: ExchangeConnection, symbol: str) -> Frame:
         number = self.next_number()
         price = f"97{number % 1000:03d}.00"
-        if conn.data_frames == 0:
+        if conn.data_sent == 0:
             return {
                 "type": "snapshot",
                 "product_id": symbol,
@@ -407,7 +410,7 @@ class CoinbaseFeed(ExchangeFeed):
 def _elements(conn: ExchangeConnection) -> int:
     """How many trades a frame of an array-carrying feed holds: two, then one, alternately,
     so that splitting is tested on both."""
-    return 2 if conn.data_frames % 2 == 0 else 1
+    return 2 if conn.data_sent % 2 == 0 else 1
 
 
 class OkxFeed(ExchangeFeed):
@@ -773,7 +776,7 @@ class BitfinexFeed(ExchangeFeed):
 
     def data(self, conn: ExchangeConnection, symbol: str) -> Frame:
         chan_id = self.channel_ids[symbol]
-        if conn.data_frames == 0:
+        if conn.data_sent == 0:
             return [chan_id, [self._trade(), self._trade()]]
         return [chan_id, "te", self._trade()]
 

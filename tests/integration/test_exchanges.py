@@ -236,7 +236,7 @@ async def test_the_example_streams_every_data_frame_once_and_keeps_the_connectio
             conns = feed.connections
             return (
                 len(conns) > feed.disconnects
-                and conns[-1].data_frames == feed.frames_per_connection
+                and conns[-1].data_sent == feed.frames_per_connection
                 and conns[-1].keepalives >= KEEPALIVES
                 and bridge.stats.delivered >= len(expected_records(spec, feed.data_frames))
             )
