@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Data
 
-from .config import SubscriptionFailurePolicy, WebSocketSourceSpec
+from .config import MessageRoute, SubscriptionFailurePolicy, WebSocketSourceSpec
 from .framing import FrameRejected, Record, RecordBuilder
 from .intake import Control, Intake, Taken
 from .messages import MessageRules
@@ -242,18 +242,24 @@ class Session:
             stats.received += 1
             stats.received_bytes += len(payload)
             stats.last_frame_at = received_ns / 1e9
-            self.last_frame_monotonic = monotonic()
+            received = monotonic()
             try:
                 if take is None:
                     record = build(payload, binary, received_ns // 1000, sequence)
                 else:
                     taken = take(payload, binary, received_ns // 1000, sequence)
             except Exception as exc:  # a frame, however hostile, never ends the read loop
+                self.last_frame_monotonic = received
                 self._reject(exc)
                 continue
             if take is None:
+                self.last_frame_monotonic = received
                 pause = admit(record)
             else:
+                # a control frame (a heartbeat, a pong) is no data: it keeps nothing fresh
+                control = taken.control
+                if control is None or control.route is MessageRoute.DATA:
+                    self.last_frame_monotonic = received
                 pause = await self._admit_taken(taken, pause)
             schedule()
 

@@ -6,6 +6,7 @@ invalid resources are rejected) is tested in tests/integration/test_crd.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from ws2kafka.bridge import config
 from ws2kafka.bridge.config import WebSocketSourceSpec
 from ws2kafka.bridge.gaps import Gap
 from ws2kafka.bridge.kafka_health import Backlog, KafkaHealth, KafkaReason, assess
+from ws2kafka.bridge.messages import Template
 from ws2kafka.bridge.reporting import StatusSnapshot
 from ws2kafka.bridge.sequence import SequenceGap
 from ws2kafka.bridge.stats import BridgeStats, ConnectionState
@@ -449,6 +451,35 @@ def test_examples_cover_the_seed_readme_and_the_demo() -> None:
     assert demo["metadata"]["name"] == "demo-trades"
     assert demo["spec"]["url"] == "ws://127.0.0.1:8765/trades"
     assert demo["spec"]["kafka"]["key"] == {"source": "jsonPointer", "pointer": "/symbol"}
+
+
+#: One example per exchange protocol; tests/integration/test_exchanges.py runs each against a
+#: local feed that imitates that exchange.
+EXCHANGE_EXAMPLES = [
+    "binance-trades.yaml",
+    "coinbase-level2.yaml",
+    "okx-trades.yaml",
+    "htx-trades.yaml",
+    "bybit-trades.yaml",
+    "kraken-trades.yaml",
+    "deribit-trades.yaml",
+    "bitfinex-trades.yaml",
+]
+
+
+@pytest.mark.parametrize("name", EXCHANGE_EXAMPLES)
+def test_an_exchange_example_cites_its_protocol_and_follows_its_subscription(name: str) -> None:
+    """Each exchange example says where its rules come from, checks the server's answer to
+    its subscription, and its replies are JSON whatever the frame holds (a missing field
+    renders as null)."""
+    text = (REPO / "examples" / name).read_text()
+    assert "# Protocol (docs/exchanges.md): https://" in text
+    spec = config.parse_spec(yaml.safe_load(text)["spec"])
+    assert spec.subscription is not None
+    assert spec.subscription.failure, "a refusal must show as SubscriptionRejected"
+    for rule in spec.messages.rules:
+        if rule.reply is not None:
+            json.loads(Template(rule.reply).render({}))
 
 
 def test_status_kafka_has_exactly_the_keys_the_bridge_reports(version: dict[str, Any]) -> None:
