@@ -239,6 +239,8 @@ class RecordBuilder:
         if spec.source is TimestampSource.JSON_POINTER:
             assert spec.pointer is not None
             value = resolve_pointer(document, spec.pointer)
+            if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 25:
+                value = int(value)  # OKX and Bybit send epoch milliseconds as strings
             if isinstance(value, int | float) and not isinstance(value, bool):
                 milliseconds = value * _UNIT_TO_MS[spec.unit]
                 # NaN and infinities fail both comparisons

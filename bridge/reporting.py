@@ -37,7 +37,10 @@ class StatusSnapshot:
     subscription: str | None = None
     """``spec.subscription``'s state on the current connection (None: not checked)."""
     subscription_message: str = ""
+    last_subscription_failure: tuple[str, str] | None = None
     control_frames: int = 0
+    connections: dict[str, object] | None = None
+    """The connections' summary (:func:`connections_summary`)."""
 
     @classmethod
     def of(
@@ -46,6 +49,7 @@ class StatusSnapshot:
         connection_id: str | None,
         now: float,
         kafka: KafkaVerdict | None = None,
+        connections: dict[str, object] | None = None,
     ) -> StatusSnapshot:
         return cls(
             state=stats.state,
@@ -64,7 +68,9 @@ class StatusSnapshot:
             kafka=kafka,
             subscription=stats.subscription,
             subscription_message=stats.subscription_message,
+            last_subscription_failure=stats.last_subscription_failure,
             control_frames=stats.control_frames,
+            connections=connections,
         )
 
     def to_status(self) -> dict[str, object]:
@@ -84,12 +90,18 @@ class StatusSnapshot:
             "kafka": self.kafka.to_status() if self.kafka is not None else None,
             "controlMessages": self.control_frames,
             "subscription": self._subscription_status(),
+            "connections": self.connections,
         }
 
-    def _subscription_status(self) -> dict[str, str] | None:
+    def _subscription_status(self) -> dict[str, object] | None:
         if self.subscription is None:
             return None
-        return {"state": self.subscription, "message": self.subscription_message}
+        failure = self.last_subscription_failure
+        return {
+            "state": self.subscription,
+            "message": self.subscription_message,
+            "lastFailure": {"state": failure[0], "message": failure[1]} if failure else None,
+        }
 
     def to_gap_status(self) -> dict[str, object]:
         """``status.lastGap`` and ``status.lastSequenceGap``, for those that happened.
@@ -103,6 +115,43 @@ class StatusSnapshot:
         if self.last_sequence_gap is not None:
             blocks["lastSequenceGap"] = self.last_sequence_gap.to_status()
         return blocks
+
+
+#: Connections named one by one in ``status.connection.connections.unhealthy``, at most.
+MAX_UNHEALTHY_LISTED = 10
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """What status says of one connection that is not connected."""
+
+    index: int
+    state: ConnectionState
+    last_error: str | None
+    streams: tuple[str, ...]
+
+
+def connections_summary(states: list[LinkState], total: int) -> dict[str, object]:
+    """``status.connection.connections``: how many of ``total`` are connected, backing off,
+    and the first few that are not connected with their streams (bounded, whatever the
+    number of connections)."""
+    down = [link for link in states if link.state is not ConnectionState.CONNECTED]
+    return {
+        "total": total,
+        "connected": total - len(down),
+        "backingOff": sum(link.state is ConnectionState.BACKOFF for link in down),
+        "ready": f"{total - len(down)}/{total}",
+        "unhealthy": [
+            {
+                "index": link.index,
+                "state": link.state.value,
+                "lastError": link.last_error,
+                "streams": list(link.streams[:5]),
+                "streamCount": len(link.streams),
+            }
+            for link in down[:MAX_UNHEALTHY_LISTED]
+        ],
+    }
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,13 @@ from .messages import MessageRules
 from .picows_client import open_picows
 from .pipeline import Pipeline, SinkFactory, kafka_sink
 from .ratelog import RateLimitedLog
-from .reporting import NullReporter, StateReporter, StatusSnapshot
+from .reporting import (
+    LinkState,
+    NullReporter,
+    StateReporter,
+    StatusSnapshot,
+    connections_summary,
+)
 from .routing import TopicRouter
 from .runstate import RunState, UncleanExit
 from .sequence import FrameChecks, SequenceGap
@@ -464,9 +470,21 @@ class Bridge:
         if self.stats.set_state(state, error):
             self._state_changed.set()
 
+    def connections(self) -> dict[str, object]:
+        """The summary of the connections (``status.connection.connections``)."""
+        states = [
+            LinkState(link.share.index, link.state, link.last_error, link.share.streams)
+            for link in self.links
+        ]
+        return connections_summary(states, len(self.links))
+
     async def _report_now(self) -> None:
         snapshot = StatusSnapshot.of(
-            self.stats, self.connection_id, time.time(), kafka=self.kafka_verdict()
+            self.stats,
+            self.connection_id,
+            time.time(),
+            kafka=self.kafka_verdict(),
+            connections=self.connections(),
         )
         try:
             requests = await self._reporter.report(snapshot)

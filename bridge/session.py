@@ -284,6 +284,7 @@ class Session:
             if control.answer.state is SubscriptionState.REJECTED:
                 self._subscription_failed()
             elif context.stats.subscription != self._watch.state.value:
+                context.stats.last_subscription_failure = None
                 self._show_subscription()
 
     def _subscription_failed(self) -> None:
@@ -294,6 +295,7 @@ class Session:
         assert spec is not None
         context = self._context
         context.stats.subscription_failures += 1
+        context.stats.last_subscription_failure = (watch.state.value, watch.message)
         self._show_subscription()
         give_up = spec.on_failure is SubscriptionFailurePolicy.GIVE_UP
         log.warning(

@@ -182,6 +182,9 @@ class BridgeStats:
     subscription_message: str = ""
     subscription_failures: int = 0
     """Subscriptions rejected or unacknowledged in time."""
+    last_subscription_failure: tuple[str, str] | None = None
+    """The last failure's state and message: it stays visible while the next connection
+    waits for its answer (a reconnect after a refusal takes only the backoff)."""
 
     @property
     def dropped(self) -> int:

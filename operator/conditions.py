@@ -147,6 +147,10 @@ def _subscribed(facts: Facts, reporting: bool) -> Verdict:
     message = str(subscription.get("message") or "")
     if state == SubscriptionState.SUBSCRIBED:
         return Verdict("True", state, message)
+    failure = subscription.get("lastFailure")
+    if state == SubscriptionState.PENDING and isinstance(failure, dict):
+        # reconnected after a refusal: still refused until the server says otherwise
+        return Verdict("False", str(failure.get("state")), str(failure.get("message") or ""))
     if state == SubscriptionState.PENDING:
         return Verdict("Unknown", state, "waiting for the server's answer to the subscription")
     return Verdict("False", state, message)
@@ -171,12 +175,13 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
         )
     if state != ConnectionState.CONNECTED:
         return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")
-    subscription = _subscription(facts) if facts.subscription_checked else None
-    if subscription is not None and subscription.get("state") != SubscriptionState.SUBSCRIBED:
-        reason = str(subscription.get("state") or "Unknown")
-        if reason == SubscriptionState.PENDING:
-            return Verdict("False", "SubscriptionPending", "waiting for the server's answer")
-        return Verdict("False", reason, str(subscription.get("message") or ""))
+    if facts.subscription_checked:
+        subscribed = _subscribed(facts, reporting)
+        if subscribed.status != "True":
+            reason = subscribed.reason
+            if reason == SubscriptionState.PENDING:
+                return Verdict("False", "SubscriptionPending", "waiting for the server's answer")
+            return Verdict("False", reason, subscribed.message)
     kafka = _kafka(facts)
     if kafka is not None and kafka.get("reason") != KafkaReason.PRODUCING:
         return Verdict("False", str(kafka.get("reason")), str(kafka.get("message") or ""))
@@ -225,6 +230,23 @@ def _unclean_exit(facts: Facts) -> Verdict | None:
     )
 
 
+def _connections_down(connection: Mapping[str, Any]) -> Verdict | None:
+    """Degraded while some of several connections are not connected: which, and why."""
+    connections = connection.get("connections")
+    if not isinstance(connections, dict):
+        return None
+    total = int(connections.get("total") or 0)
+    connected = int(connections.get("connected") or 0)
+    if total <= 1 or connected >= total:
+        return None
+    named = "; ".join(
+        f"#{link.get('index')} {link.get('state')}"
+        + (f" ({link.get('lastError')})" if link.get("lastError") else "")
+        for link in connections.get("unhealthy") or []
+    )
+    return Verdict("True", "ConnectionsDown", f"{total - connected} of {total} down: {named}")
+
+
 def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool) -> Verdict:
     if connected:
         since = (facts.connection or {}).get("since")
@@ -258,6 +280,9 @@ def _degraded(facts: Facts, state: str | None) -> Verdict:
     unclean = _unclean_exit(facts)
     if unclean is not None:
         return unclean
+    down = _connections_down(connection)
+    if down is not None:
+        return down
     dropped = int(connection.get("messagesDropped") or 0)
     failed = int(connection.get("messagesFailed") or 0)
     if dropped or failed:

@@ -292,6 +292,12 @@ PRINTER_COLUMNS: Final = (
         "description": "Whether the feed is connected and its records reach Kafka.",
     },
     {
+        "name": "Connections",
+        "type": "string",
+        "jsonPath": ".status.connection.connections.ready",
+        "description": "Connected connections of all the source needs (spec.streams).",
+    },
+    {
         "name": "Kafka",
         "type": "string",
         "jsonPath": ".status.connection.kafka.reason",
@@ -623,6 +629,47 @@ def _connection_fields() -> Schema:
             "properties": {
                 "state": _string(f"One of {', '.join(SubscriptionState)}."),
                 "message": _string("The server's own words, or why none came."),
+                "lastFailure": {
+                    "description": "The last refusal or timeout, until a subscription "
+                    "succeeds again (the next connection is Pending meanwhile).",
+                    "type": "object",
+                    "nullable": True,
+                    "properties": {
+                        "state": _string("SubscriptionRejected or SubscriptionTimeout."),
+                        "message": _string("The server's words, or the timeout."),
+                    },
+                },
+            },
+        },
+        "connections": {
+            "description": "The bridge's connections (several with spec.streams).",
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "total": _integer("Connections the source needs."),
+                "connected": _integer("Connected now."),
+                "backingOff": _integer("Waiting to reconnect."),
+                "ready": _string("connected/total, as the CONNECTIONS column shows it."),
+                "unhealthy": {
+                    "description": "The first connections that are not connected.",
+                    "type": "array",
+                    "maxItems": 10,
+                    "items": {
+                        "description": "A connection that is not connected.",
+                        "type": "object",
+                        "properties": {
+                            "index": _integer("Its share of spec.streams.names (0-based)."),
+                            "state": _string("Its state."),
+                            "lastError": _string("Its last error.", nullable=True),
+                            "streams": {
+                                "description": "Its first streams.",
+                                "type": "array",
+                                "items": {"description": "A stream.", "type": "string"},
+                            },
+                            "streamCount": _integer("How many streams it carries."),
+                        },
+                    },
+                },
             },
         },
         "podName": _string("The bridge pod that reports (null in inline mode).", nullable=True),

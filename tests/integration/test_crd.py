@@ -19,7 +19,7 @@ import yaml
 from ws2kafka.bridge.config import parse_spec
 from ws2kafka.bridge.errors import ConfigError
 from ws2kafka.bridge.gaps import rfc3339
-from ws2kafka.bridge.reporting import StatusSnapshot
+from ws2kafka.bridge.reporting import LinkState, StatusSnapshot, connections_summary
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.kube import ControlPlane
 from ws2kafka.operator.constants import API_VERSION, GROUP, KIND, PLURAL
@@ -283,6 +283,7 @@ def test_columns_show_what_the_bridge_and_the_operator_report(
         "TOPIC",
         "STATE",
         "READY",
+        "CONNECTIONS",
         "MESSAGES",
         "LAST MESSAGE",
         "AGE",
@@ -304,6 +305,9 @@ def test_columns_show_what_the_bridge_and_the_operator_report(
         last_error=None,
         connection_id="c-1",
         reported_at=now,
+        connections=connections_summary(
+            [LinkState(3, ConnectionState.BACKOFF, "refused", ("ethusdt@trade",))], 12
+        ),
     )
     ready = {
         "type": "Ready",
@@ -327,6 +331,7 @@ def test_columns_show_what_the_bridge_and_the_operator_report(
     )
 
     [row] = table(kube.kubectl("get", *ns, "wssources").stdout)
+    assert row["CONNECTIONS"] == "11/12"
     assert (row["NAME"], row["TOPIC"], row["STATE"], row["READY"], row["MESSAGES"]) == (
         "trades",
         "trades",

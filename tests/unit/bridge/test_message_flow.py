@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from ws2kafka.bridge.config import WebSocketSourceSpec
 from ws2kafka.bridge.metrics import BridgeCollector
+from ws2kafka.bridge.reporting import StatusSnapshot
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.subscription import SubscriptionState
 from ws2kafka.devstack.harness import (
@@ -119,15 +120,18 @@ async def test_a_refused_subscription_is_shown_and_the_bridge_reconnects() -> No
     refusing = ScriptedConnection([REFUSAL, '{"e":"trade","t":0}'])
     accepting = ScriptedConnection([ACK, '{"e":"trade","t":1}'])
     bridge, sink = bridge_on([refusing, accepting])
-    states: list[str | None] = []
+    reports: list[dict[str, object] | None] = []
 
     def subscribed() -> bool:
-        states.append(bridge.stats.subscription)
+        reports.append(StatusSnapshot.of(bridge.stats, None, 0.0).to_status()["subscription"])  # type: ignore[arg-type]
         return bridge.stats.delivered == 1
 
     summary = await run_until(bridge, subscribed, "the trade after a new subscription")
-    assert SubscriptionState.REJECTED in states
+    # the refusal stays in every report until the next subscription succeeds
+    refused = {"state": "SubscriptionRejected", "message": "Invalid request: unknown stream"}
+    assert any(report and report["lastFailure"] == refused for report in reports)
     assert bridge.stats.subscription == SubscriptionState.SUBSCRIBED
+    assert bridge.stats.last_subscription_failure is None
     assert bridge.stats.subscription_failures == 1
     assert produced(sink) == [b'{"e":"trade","t":1}']  # the refused connection's rest is gone
     assert summary.reconnects == 1

@@ -23,6 +23,7 @@ from ws2kafka.devstack.harness import (
     run_to_end,
     run_until,
 )
+from ws2kafka.devstack.waiting import until
 
 TEMPLATE = '{"method":"SUBSCRIBE","params":{streams},"id":{n}}'
 
@@ -161,8 +162,7 @@ async def test_several_connections_feed_one_pipeline_and_each_recovers_on_its_ow
     assert len(bridge.links) == 2
 
     async def drop_a_once() -> None:
-        while bridge.stats.delivered < 5:
-            await asyncio.sleep(0.01)
+        await until(lambda: bridge.stats.delivered >= 5, 10, "five frames")
         first_a.abort()
 
     dropping = asyncio.create_task(drop_a_once())

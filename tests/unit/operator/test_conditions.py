@@ -284,3 +284,23 @@ def test_without_spec_subscription_there_is_no_subscribed_condition() -> None:
     assert types == ["Ready", "Connected", "Producing", "Progressing", "Degraded"]
     with_subscription = merge_conditions([], derive(subscribed("Subscribed")), 3, now)
     assert [cond["type"] for cond in with_subscription][2] == "Subscribed"
+
+
+def test_degraded_names_the_connections_that_are_down() -> None:
+    connections = {
+        "total": 12,
+        "connected": 10,
+        "backingOff": 1,
+        "ready": "10/12",
+        "unhealthy": [
+            {"index": 3, "state": "Backoff", "lastError": "refused"},
+            {"index": 7, "state": "Connecting", "lastError": None},
+        ],
+    }
+    degraded = derive(facts(connection={**CONNECTED, "connections": connections}))["Degraded"]
+    assert (degraded.status, degraded.reason) == ("True", "ConnectionsDown")
+    assert degraded.message == "2 of 12 down: #3 Backoff (refused); #7 Connecting"
+    single = {**connections, "total": 1, "connected": 1, "unhealthy": []}
+    assert derive(facts(connection={**CONNECTED, "connections": single}))["Degraded"].status == (
+        "False"
+    )

@@ -113,6 +113,7 @@ def test_printer_columns(version: dict[str, Any]) -> None:
         "Topic",
         "State",
         "Ready",
+        "Connections",
         "Kafka",
         "Messages",
         "Last Message",
@@ -348,7 +349,7 @@ def test_status_connection_has_the_keys_the_bridge_reports(version: dict[str, An
     reported = snapshot().to_status()
     assert list(connection) == [*reported, "podName"]
     for key, value in reported.items():
-        if key in ("kafka", "subscription"):  # objects, null when not reported
+        if key in ("kafka", "subscription", "connections"):  # objects, null when not reported
             assert (connection[key]["type"], connection[key]["nullable"]) == ("object", True)
             continue
         expected = {int: "integer", str: "string", type(None): "string"}[type(value)]
