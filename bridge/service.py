@@ -346,6 +346,7 @@ class Bridge:
 
     async def _run_links(self) -> None:
         """Every link until the bridge stops, gives up or the producer fails."""
+        self._set_state(ConnectionState.CONNECTING)  # before the first report goes out
         tasks = [
             asyncio.create_task(link.run(), name=f"link-{link.share.index}") for link in self.links
         ]

@@ -301,7 +301,7 @@ async def test_a_refused_subscription_shows_as_rejected_in_the_servers_words(
     assert bridge.stats.subscription_message == conn.rejected
     assert bridge.stats.subscription_failures == 1
     rejected = {"state": "SubscriptionRejected", "message": conn.rejected}
-    assert reporter.statuses[-1]["subscription"] == rejected
+    assert reporter.statuses[-1]["subscription"] == {**rejected, "lastFailure": rejected}
     assert (summary.received, summary.delivered) == (summary.control, 0)
     assert record_count(kafka, topic) == 0
 
