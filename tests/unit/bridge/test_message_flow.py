@@ -120,23 +120,38 @@ async def test_a_refused_subscription_is_shown_and_the_bridge_reconnects() -> No
     refusing = ScriptedConnection([REFUSAL, '{"e":"trade","t":0}'])
     accepting = ScriptedConnection([ACK, '{"e":"trade","t":1}'])
     bridge, sink = bridge_on([refusing, accepting])
-    reports: list[dict[str, object] | None] = []
-
-    def subscribed() -> bool:
-        reports.append(StatusSnapshot.of(bridge.stats, None, 0.0).to_status()["subscription"])  # type: ignore[arg-type]
-        return bridge.stats.delivered == 1
-
-    summary = await run_until(bridge, subscribed, "the trade after a new subscription")
-    # the refusal stays in every report until the next subscription succeeds
-    refused = {"state": "SubscriptionRejected", "message": "Invalid request: unknown stream"}
-    assert any(report and report["lastFailure"] == refused for report in reports)
+    summary = await run_until(
+        bridge, lambda: bridge.stats.delivered == 1, "the trade after a new subscription"
+    )
     assert bridge.stats.subscription == SubscriptionState.SUBSCRIBED
-    assert bridge.stats.last_subscription_failure is None
+    assert bridge.stats.last_subscription_failure is None  # cleared by the success
     assert bridge.stats.subscription_failures == 1
     assert produced(sink) == [b'{"e":"trade","t":1}']  # the refused connection's rest is gone
     assert summary.reconnects == 1
     assert bridge.stats.errors == {"SubscriptionRejected": 1}
     assert bridge.stats.last_error == ("SubscriptionRejected: Invalid request: unknown stream")
+
+
+async def test_a_refusal_stays_in_status_while_the_next_connection_waits_for_its_answer() -> None:
+    """The next connection is Pending within the backoff: the refusal must not vanish from
+    status (and from the Subscribed condition) until a subscription succeeds."""
+    refusing = ScriptedConnection([REFUSAL])
+    silent = ScriptedConnection([])
+    bridge, _ = bridge_on([refusing, silent])
+
+    def pending_after_the_refusal() -> bool:
+        status = StatusSnapshot.of(bridge.stats, None, 0.0).to_status()["subscription"]
+        return (
+            isinstance(status, dict)
+            and status["state"] == "Pending"
+            and bool(status["lastFailure"])
+        )
+
+    await run_until(bridge, pending_after_the_refusal, "Pending with the last refusal")
+    assert bridge.stats.last_subscription_failure == (
+        "SubscriptionRejected",
+        "Invalid request: unknown stream",
+    )
 
 
 async def test_a_refused_subscription_gives_up_when_the_policy_says_so() -> None:
@@ -159,5 +174,6 @@ async def test_no_answer_in_time_is_a_subscription_timeout() -> None:
     silent = ScriptedConnection(['{"e":"trade","t":0}'])
     accepting = ScriptedConnection([ACK, '{"e":"trade","t":1}'])
     bridge, _ = bridge_on([silent, accepting])
-    await run_until(bridge, lambda: bridge.stats.subscription_failures == 1, "the timeout")
+    await run_until(bridge, lambda: bool(bridge.stats.errors), "the timeout's reconnect")
     assert bridge.stats.errors == {"SubscriptionTimeout": 1}
+    assert bridge.stats.subscription_failures == 1
