@@ -42,17 +42,26 @@ from ws2kafka.devstack.waiting import until
 #: A closed port: producing only queues, and nothing is ever delivered.
 NO_BROKER = "127.0.0.1:1"
 FRAME = ('{"seq":1,"price":"42012.50","qty":"0.015","side":"buy","pad":"' + "x" * 200)[:198] + '"}'
+
+
+def numbered(seq: int) -> str:
+    """FRAME with sequence number ``seq`` (what the sequence check expects of a real feed)."""
+    return FRAME.replace('"seq":1,', f'"seq":{seq},', 1)
+
+
 #: Frames a burst hands over without suspending (a 256 KiB socket read holds ~1,200).
 BURST = 200
 
 
 class Bursts:
-    """An in-memory connection: ``frames`` copies of FRAME, ``BURST`` at a time, then closed."""
+    """An in-memory connection: ``frames`` frames, ``BURST`` at a time, then closed: copies of
+    FRAME, or (``numbered``) frames numbered 1, 2, 3..., made before the clock starts."""
 
     subprotocol = None
 
-    def __init__(self, frames: int) -> None:
+    def __init__(self, frames: int, *, numbered_frames: bool = False) -> None:
         self._left = frames
+        self._frames = [numbered(seq) for seq in range(frames, 0, -1)] if numbered_frames else []
         self.first_recv = 0.0
 
     @property
@@ -70,7 +79,7 @@ class Bursts:
         self._left -= 1
         if self._left % BURST == 0:
             await asyncio.sleep(0)  # the end of a burst: the loop runs its callbacks
-        return FRAME
+        return self._frames.pop() if self._frames else FRAME
 
     async def send(self, message: str) -> None:
         """No subscriptions here."""
@@ -141,7 +150,7 @@ def record_builder(the_spec: Any) -> RecordBuilder:
 
 async def bridge_per_frame(frames: int, features: dict[str, Any] | None = None) -> float:
     """µs of wall time per frame from the first read to the last record handed to librdkafka."""
-    connection = Bursts(frames)
+    connection = Bursts(frames, numbered_frames=bool(features))
 
     async def opener(*_: object) -> SourceConnection:
         return connection
@@ -207,16 +216,19 @@ def parts() -> dict[str, float]:
         checks=FrameChecks(rules_spec.sequence, None, stats, lambda gap: None),
         watch=None,
     )
+    number = 200_000
+    payloads = iter([numbered(seq).encode() for seq in range(1, 5 * number + 1)])
     steps = {
         "text_frame_encode": lambda: FRAME.encode(),
         "json_parse": lambda: parse_json(payload),
-        "intake_take_with_rules": lambda: intake.take(payload, False, 1_764_300_000_000_000, 1),
+        "intake_take_with_rules": lambda: intake.take(
+            next(payloads), False, 1_764_300_000_000_000, 1
+        ),
         "record_builder_build": lambda: builder.build(payload, False, 1_764_300_000_000_000, 1),
         "flow_admit_and_take": admit,
         "clocks": lambda: (time.time_ns(), time.monotonic()),
         "latency_histogram_observe": lambda: histogram.observe(0.004),
     }
-    number = 200_000
     return {
         name: min(timeit.repeat(step, number=number, repeat=5)) / number * 1e6
         for name, step in steps.items()
