@@ -50,7 +50,7 @@ def test_demo_node_runs_the_operator_and_the_bridge_as_pods(tmp_path: Path) -> N
 
 def assert_data_flows(out: str) -> None:
     assert "$ kubectl get wssources -o wide" in out
-    row = r"demo-trades\s+ws://\S+\s+demo-trades\s+Connected\s+True\s+Producing\s+\d+"
+    row = r"demo-trades\s+ws://\S+\s+demo-trades\s+Connected\s+True\s+1/1\s+Producing\s+\d+"
     assert re.search(row, out), out
     counts = [int(n) for n in re.findall(r"records in Kafka topic demo-trades: (\d+)", out)]
     assert len(counts) >= 3, out
