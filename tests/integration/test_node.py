@@ -573,12 +573,15 @@ def test_the_operator_runs_50_sources_each_with_a_running_bridge_pod(install: In
     install.kafka.create_topic(topic)
     served = FeedThread(rate=1)
     names = [f"scale-{index:02d}" for index in range(SCALE)]
+    ports: set[int] = set()
+    while len(ports) < SCALE:  # free now, and one per host-network bridge
+        ports.add(free_port())
     sources = [
         install.source(
             name, served.url, topic,
-            template={"container": {"resources": SMALL_BRIDGE, "metricsPort": free_port()}},
+            template={"container": {"resources": SMALL_BRIDGE, "metricsPort": port}},
         )
-        for name in names
+        for name, port in zip(names, sorted(ports), strict=True)
     ]  # fmt: skip
     try:
         started = time.monotonic()
