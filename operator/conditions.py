@@ -200,11 +200,13 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if facts.heartbeat_age is None:
         return Verdict("False", "BridgeStarting", "waiting for the bridge's first report")
     if not reporting:
+        # the time of the last report, not its age: a message that changes at every check
+        # would be patched at every check, for every silent source
+        last = (facts.connection or {}).get("heartbeatTime")
         return Verdict(
             "False",
             "BridgeNotReporting",
-            f"no report from the bridge for {facts.heartbeat_age:.0f} s "
-            f"(limit {facts.heartbeat_timeout:.0f} s)",
+            f"no report from the bridge since {last} (limit {facts.heartbeat_timeout:.0f} s)",
         )
     if state != ConnectionState.CONNECTED:
         return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")

@@ -318,3 +318,14 @@ def test_a_bridge_that_could_not_start_says_why_while_its_pod_is_down() -> None:
     failed = {"state": "StartupFailed", "lastError": "spec.tls.caFile: cannot read /x"}
     ready = derive(facts(deployment_available=False, connection=failed))["Ready"]
     assert (ready.reason, ready.message) == ("StartupFailed", "spec.tls.caFile: cannot read /x")
+
+
+def test_a_silent_bridges_condition_does_not_change_while_it_stays_silent() -> None:
+    """Its message names the last report, not its age: otherwise every check would patch."""
+    silent = {**CONNECTED, "heartbeatTime": "2026-11-28T00:00:00Z"}
+    t0 = datetime(2026, 11, 28, 0, 1, tzinfo=UTC)
+    first = merge_conditions([], derive(facts(connection=silent, heartbeat_age=60.0)), 3, t0)
+    later = derive(facts(connection=silent, heartbeat_age=95.0))
+    assert merge_conditions(first, later, 3, t0 + timedelta(seconds=35)) == first
+    ready = next(c for c in first if c["type"] == "Ready")
+    assert ready["message"] == "no report from the bridge since 2026-11-28T00:00:00Z (limit 30 s)"
