@@ -559,6 +559,15 @@ def test_the_operator_runs_50_sources_each_with_a_running_bridge_pod(install: In
     that connects to a loopback feed, every source turns Ready and its frames reach Kafka
     (told apart by the ws2kafka.source header), and the bridges and the operator stay within
     their memory limits."""
+    # the earlier tests' bridges retry their closed feeds every second and report each
+    # attempt: gone first, so that the API server serves the 50
+    install.kubectl("delete", "wss", "--all", "--wait=true")
+    wait_for(
+        lambda: not install.get("pods", "-l", "app.kubernetes.io/component=bridge")["items"],
+        120,
+        "the earlier tests' bridge pods gone",
+        every=2,
+    )
     node = install.get("node", NODE_NAME)
     allocatable = node["status"]["allocatable"]
     listing = install.kube.kubectl(
@@ -593,8 +602,10 @@ def test_the_operator_runs_50_sources_each_with_a_running_bridge_pod(install: In
     ]  # fmt: skip
     try:
         started = time.monotonic()
+        # server-side: one request per source, as the operator's own applies
         install.kubectl(
             "apply",
+            "--server-side",
             "-f",
             "-",
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": sources}),
@@ -654,7 +665,10 @@ def test_the_operator_runs_50_sources_each_with_a_running_bridge_pod(install: In
         )
     finally:
         served.close()
-        install.kubectl("delete", "wss", *names, "--wait=false")
+        # not checked: the install fixture deletes what is left
+        install.kube.kubectl(
+            "-n", install.namespace, "delete", "wss", *names, "--wait=false", check=False
+        )
 
 
 def _running_tasks(node: Node) -> dict[str, int]:
