@@ -258,7 +258,7 @@ def test_a_pods_problem_wins_over_creating() -> None:
 
 
 def test_the_newest_warning_event_is_the_pods_problem() -> None:
-    events = [
+    events: list[dict[str, object]] = [
         {
             "reason": "FailedScheduling",
             "message": "old",
