@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pythonjsonlogger.core
 import pythonjsonlogger.json
 import yaml
 from prometheus_client import CollectorRegistry
@@ -111,10 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What kopf's loggers add to every record for kopf itself (its own JSON formatter skips them).
+_KOPF_INTERNAL_EXTRAS = ("settings", "k8s_skip")
+
+
 class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
     """One JSON object per line for log pipelines (python-json-logger, kept by kopf's own
     dependencies): ``time`` in UTC with milliseconds, ``level``, ``logger``, ``message``, and
-    ``exception`` when there is one; fields passed as ``extra`` are added as they are."""
+    ``exception`` when there is one; fields passed as ``extra`` are added as they are, but for
+    the ones kopf adds for its own use (as kopf's own JSON formatter does): ``settings``, the
+    operator's whole configuration, which the formatter would deep-copy for every line and
+    then fail on (a traceback for each of a 50-source operator's timer lines, every second)."""
 
     default_time_format = "%Y-%m-%dT%H:%M:%S"
     default_msec_format = "%s.%03dZ"
@@ -129,6 +137,7 @@ class JsonFormatter(pythonjsonlogger.json.JsonFormatter):
                 "name": "logger",
                 "exc_info": "exception",
             },
+            reserved_attrs=[*pythonjsonlogger.core.RESERVED_ATTRS, *_KOPF_INTERNAL_EXTRAS],
         )
 
 

@@ -61,6 +61,8 @@ PAUSE_IMAGE: Final = f"localhost/pause:{K8S_VERSION}"
 _CNI_BIN: Final = Path("/usr/lib/cni")
 _READY_TIMEOUT: Final = 120.0
 _CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
+#: CPU weight of a cgroup per core of the machine, as the kubelet sets it for kubepods.
+_CPU_SHARES_PER_CORE: Final = 1024
 #: The kubelet links every container's log here (a fixed path).
 _CONTAINER_LOG_LINKS: Final = Path("/var/log/containers")
 
@@ -281,7 +283,12 @@ class Node:
 
     def _make_cgroup_root(self) -> None:
         """The kubelet requires its cgroup root to exist in every hierarchy; a new cpuset
-        cgroup starts without CPUs and memory nodes, so it gets those of the root."""
+        cgroup starts without CPUs and memory nodes, so it gets those of the root.
+
+        The root gets the CPU weight of a real node's ``kubepods`` cgroup (1024 per core: the
+        kubelet gives kubepods the node's allocatable CPU, at the top level of a real node).
+        With the default 1024, all pods together weigh as much as one busy process of the
+        machine: 50 bridges starting at once got 0.4 of 2 fully busy cores."""
         for hierarchy in _CGROUP_ROOT.iterdir():
             if not (hierarchy / "cgroup.procs").exists():
                 continue
@@ -290,6 +297,8 @@ class Node:
             for name in ("cpuset.cpus", "cpuset.mems"):
                 if (hierarchy / name).exists():
                     (top / name).write_text((hierarchy / name).read_text())
+            if (top / "cpu.shares").exists():
+                (top / "cpu.shares").write_text(str(_CPU_SHARES_PER_CORE * (os.cpu_count() or 1)))
 
     def _start_kubelet(self, kubelet: Path) -> None:
         self._make_cgroup_root()

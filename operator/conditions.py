@@ -3,7 +3,8 @@
 The bridge reports facts (``status.connection``: state, counters, heartbeat time, and the
 Kafka side in ``status.connection.kafka``); the operator turns them, with what it knows of the
 spec, the Deployment and its pods (what the kubelet wrote in their status:
-:func:`pod_problem`), into the conditions ``Ready`` (the summary: connected *and* producing),
+:func:`pod_problem`, or in the Warning Events of a pod whose containers cannot be created:
+:func:`event_problem`), into the conditions ``Ready`` (the summary: connected *and* producing),
 ``Connected`` (the feed), ``Subscribed`` (the server's answer to the subscription, only
 when ``spec.subscription`` says what it looks like), ``Producing`` (Kafka), ``Progressing``
 and ``Degraded``. A condition keeps its ``lastTransitionTime`` until its status changes.
@@ -11,7 +12,7 @@ and ``Degraded``. A condition keeps its ``lastTransitionTime`` until its status 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,9 @@ Condition = dict[str, Any]
 
 #: Longest message taken from a pod: a termination message may hold the last 80 log lines.
 MAX_POD_MESSAGE = 1024
+#: Longest part of a termination message kept: its end, where a bridge that cannot start
+#: writes why (the log lines before it are the run's start).
+MAX_TERMINATION_MESSAGE = 640
 #: Container waiting reasons of a pod on its way up: nothing is wrong (yet).
 _STARTING = frozenset({"ContainerCreating", "PodInitializing"})
 
@@ -76,7 +80,68 @@ def pod_problem(pod: str, status: Mapping[str, Any]) -> PodProblem | None:
 def _termination(ended: Mapping[str, Any]) -> str:
     text = f"last exit code {ended.get('exitCode')} ({ended.get('reason') or 'no reason'})"
     message = str(ended.get("message") or "").strip()
+    if len(message) > MAX_TERMINATION_MESSAGE:
+        message = "…" + message[-(MAX_TERMINATION_MESSAGE - 1) :]
     return f"{text}: {message}" if message else text
+
+
+@dataclass(frozen=True)
+class PodCreating:
+    """A bridge pod whose containers are being created: normal for a few seconds, but a pod
+    that stays so (a Secret or ConfigMap of a volume missing: ``FailedMount``) has its
+    reason only in its Warning Events, which the operator then reads (:func:`event_problem`)."""
+
+    pod: str
+    created: datetime
+    """The pod's ``creationTimestamp``."""
+
+
+def pod_verdict(
+    pod: str, created: str | None, status: Mapping[str, Any]
+) -> PodProblem | PodCreating | None:
+    """What the operator keeps of a bridge pod: its problem, or that its containers are
+    being created (the pod is scheduled and none of its containers has started), or None."""
+    problem = pod_problem(pod, status)
+    if problem is not None or not created:
+        return problem
+    scheduled = any(
+        condition.get("type") == "PodScheduled" and condition.get("status") == "True"
+        for condition in status.get("conditions") or []
+    )
+    containers = status.get("containerStatuses") or []
+    creating = all(
+        ((container.get("state") or {}).get("waiting") or {}).get("reason") in _STARTING
+        for container in containers
+    )
+    if status.get("phase") == "Pending" and scheduled and creating:
+        return PodCreating(pod, datetime.fromisoformat(created.replace("Z", "+00:00")))
+    return None
+
+
+def event_problem(pod: str, events: Sequence[Mapping[str, Any]]) -> PodProblem | None:
+    """The newest of a pod's Warning Events as its problem (``FailedMount``,
+    ``FailedCreatePodSandBox``...), with the count the kubelet keeps of its repetitions."""
+    if not events:
+        return None
+    newest = max(events, key=_event_time)
+    reason = str(newest.get("reason") or "Warning")
+    count = int(newest.get("count") or (newest.get("series") or {}).get("count") or 1)
+    times = f" ({count} times)" if count > 1 else ""
+    text = str(newest.get("message") or "").strip()
+    message = f"pod {pod}: {reason}{times}" + (f": {text}" if text else "")
+    return PodProblem(pod, reason, _bounded(message))
+
+
+def _event_time(event: Mapping[str, Any]) -> str:
+    """When an Event last happened (RFC 3339 strings of one format compare as times)."""
+    series = event.get("series") or {}
+    return str(
+        series.get("lastObservedTime")
+        or event.get("lastTimestamp")
+        or event.get("eventTime")
+        or (event.get("metadata") or {}).get("creationTimestamp")
+        or ""
+    )
 
 
 def _bounded(message: str) -> str:
@@ -167,11 +232,13 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if facts.heartbeat_age is None:
         return Verdict("False", "BridgeStarting", "waiting for the bridge's first report")
     if not reporting:
+        # the time of the last report, not its age: a message that changes at every check
+        # would be patched at every check, for every silent source
+        last = (facts.connection or {}).get("heartbeatTime")
         return Verdict(
             "False",
             "BridgeNotReporting",
-            f"no report from the bridge for {facts.heartbeat_age:.0f} s "
-            f"(limit {facts.heartbeat_timeout:.0f} s)",
+            f"no report from the bridge since {last} (limit {facts.heartbeat_timeout:.0f} s)",
         )
     if state != ConnectionState.CONNECTED:
         return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")

@@ -78,3 +78,11 @@ def list_sources(namespace: str | None) -> None:
         custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL, limit=1)
     else:
         custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, limit=1)
+
+
+def pod_warning_events(namespace: str, pod: str) -> list[dict[str, Any]]:
+    """The Warning Events of one pod (the kubelet's ``FailedMount``...), as plain dicts."""
+    core = kubernetes.client.CoreV1Api(api_client())
+    selector = f"involvedObject.kind=Pod,involvedObject.name={pod},type=Warning"
+    found = core.list_namespaced_event(namespace, field_selector=selector, limit=50)
+    return [api_client().sanitize_for_serialization(event) for event in found.items]

@@ -15,10 +15,11 @@ import kopf
 from ws2kafka.bridge.config import MAX_DRAIN_TIMEOUT_SECONDS
 
 from . import constants as c
-from .conditions import PodProblem, pod_problem
+from . import kube
+from .conditions import PodCreating, PodProblem, pod_verdict
 from .events import EventLimiter
 from .inline import InlineBridges, run_inline
-from .observe import is_available, refresh_conditions
+from .observe import PodEvents, is_available, pod_problem_of, refresh_conditions
 from .reconcile import Rejections, reconcile_source
 from .settings import Mode, OperatorSettings
 
@@ -49,6 +50,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
     registry = kopf.OperatorRegistry()
     events = EventLimiter(settings.event_interval_seconds)
     rejections: Rejections = {}
+    pod_events = PodEvents(kube.pod_warning_events)
 
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -77,10 +79,12 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         name: str,
         patch: kopf.Patch,
         bridge_deployments: kopf.Index[tuple[str, str], bool] | None = None,
-        bridge_pods: kopf.Index[tuple[str, str], PodProblem | None] | None = None,
+        bridge_pods: kopf.Index[tuple[str, str], PodProblem | PodCreating | None] | None = None,
         **_: Any,
     ) -> None:
         assert namespace is not None  # the resource is namespaced
+        # pod mode only: inline mode has neither index
+        problem = await pod_problem_of(bridge_pods, bridge_deployments, namespace, name, pod_events)
         refresh_conditions(
             body,
             dict(spec),
@@ -92,8 +96,8 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             settings,
             events,
             rejections,
-            bridge_deployments,  # pod mode only
-            bridge_pods,
+            bridge_deployments,
+            problem,
         )
 
     @kopf.index(*RESOURCE, id="known_sources", registry=registry)
@@ -131,11 +135,18 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             registry=registry,
         )
         async def bridge_pods(
-            *, namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any
-        ) -> dict[tuple[str, str], PodProblem | None]:
+            *,
+            namespace: str | None,
+            name: str,
+            meta: kopf.Meta,
+            labels: kopf.Labels,
+            status: kopf.Status,
+            **_: Any,
+        ) -> dict[tuple[str, str], PodProblem | PodCreating | None]:
             # only the verdict is kept, not the pod: memory stays small with many sources
             source = labels.get(c.LABEL_INSTANCE, "")
-            return {(namespace or "", source): pod_problem(name, status)}
+            verdict = pod_verdict(name, meta.get("creationTimestamp"), status)
+            return {(namespace or "", source): verdict}
 
         @kopf.on.resume(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-resume", registry=registry)
         @kopf.on.create(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-create", registry=registry)

@@ -7,17 +7,29 @@ when they changed, posting an Event when the connection comes up, goes down or g
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from ws2kafka.bridge.stats import ConnectionState
 
-from .conditions import Facts, PodProblem, derive, merge_conditions
+from .conditions import (
+    Facts,
+    PodCreating,
+    PodProblem,
+    derive,
+    event_problem,
+    merge_conditions,
+)
 from .events import EventLimiter
 from .reconcile import Rejections, spec_problems
 from .resources import child_name
 from .settings import OperatorSettings
+
+log = logging.getLogger(__name__)
 
 
 def heartbeat_age(connection: dict[str, Any] | None, now: datetime) -> float | None:
@@ -51,15 +63,87 @@ def deployment_available(
 
 
 #: The operator's index of bridge Pods: for (namespace, source name), what keeps each of its
-#: pods from running (None for a pod that is fine). Only this small verdict is kept per pod.
-PodIndex = Mapping[tuple[str, str], Iterable[PodProblem | None]]
+#: pods from running, or that its containers are being created (None for a pod that is
+#: fine). Only this small verdict is kept per pod.
+PodIndex = Mapping[tuple[str, str], Iterable[PodProblem | PodCreating | None]]
 
 
 def bridge_pod_problem(pods: PodIndex | None, namespace: str, name: str) -> PodProblem | None:
     """The first problem among the source's bridge pods (a rollout may briefly have two)."""
     if pods is None:
         return None
-    return next((problem for problem in pods.get((namespace, name), ()) if problem), None)
+    found = pods.get((namespace, name), ())
+    return next((verdict for verdict in found if isinstance(verdict, PodProblem)), None)
+
+
+#: A pod's containers may take this long to be created before its Events are read: a
+#: normal start needs a few seconds, a missing volume source stays for ever.
+CREATING_GRACE_SECONDS = 10.0
+
+
+def stuck_creating(
+    pods: PodIndex | None, namespace: str, name: str, now: datetime
+) -> PodCreating | None:
+    """A bridge pod of the source whose containers have been created for longer than
+    :data:`CREATING_GRACE_SECONDS`."""
+    if pods is None:
+        return None
+    creating = (v for v in pods.get((namespace, name), ()) if isinstance(v, PodCreating))
+    return next(
+        (pod for pod in creating if (now - pod.created).total_seconds() > CREATING_GRACE_SECONDS),
+        None,
+    )
+
+
+#: Reads a pod's Warning Events: (namespace, pod name) -> the Events as plain dicts.
+WarningEvents = Callable[[str, str], list[dict[str, Any]]]
+
+
+class PodEvents:
+    """Why a bridge pod stays in ContainerCreating, from its Warning Events.
+
+    The kubelet writes the reason of a failed volume mount (a missing Secret for
+    ``spec.tls``) only in Events, not in the pod's status. Reading them costs an API call, so
+    it is made only for a source whose Deployment is unavailable and whose pod is stuck
+    (:func:`stuck_creating`), and at most once per ``every`` seconds per pod."""
+
+    def __init__(self, fetch: WarningEvents, every: float = 10.0) -> None:
+        self._fetch = fetch
+        self._every = every
+        self._seen: dict[tuple[str, str], tuple[float, PodProblem | None]] = {}
+
+    async def problem(self, namespace: str, pod: str) -> PodProblem | None:
+        now = time.monotonic()
+        key = (namespace, pod)
+        cached = self._seen.get(key)
+        if cached is not None and now - cached[0] < self._every:
+            return cached[1]
+        # forget pods not asked about for a while (started, replaced or deleted)
+        self._seen = {k: v for k, v in self._seen.items() if now - v[0] < 6 * self._every}
+        try:
+            events = await asyncio.to_thread(self._fetch, namespace, pod)
+        except Exception as exc:  # e.g. an older chart's RBAC: the condition stays generic
+            log.warning("%s/%s: cannot read the pod's Events: %s", namespace, pod, exc)
+            events = []
+        found = event_problem(pod, events)
+        self._seen[key] = (now, found)
+        return found
+
+
+async def pod_problem_of(
+    pods: PodIndex | None,
+    deployments: DeploymentIndex | None,
+    namespace: str,
+    name: str,
+    pod_events: PodEvents,
+) -> PodProblem | None:
+    """Why the source's bridge pod does not run: from its status, else, while the Deployment
+    is unavailable and the pod stuck in ContainerCreating, from its Warning Events."""
+    problem = bridge_pod_problem(pods, namespace, name)
+    if problem is not None or deployment_available(deployments, namespace, name) is not False:
+        return problem
+    stuck = stuck_creating(pods, namespace, name, datetime.now(UTC))
+    return None if stuck is None else await pod_events.problem(namespace, stuck.pod)
 
 
 def gather_facts(
@@ -99,13 +183,13 @@ def refresh_conditions(
     events: EventLimiter,
     rejections: Rejections,
     deployments: DeploymentIndex | None,
-    pods: PodIndex | None = None,
+    problem: PodProblem | None = None,
 ) -> None:
-    """Derive the conditions from the facts; patch them (and post Events) when they change."""
+    """Derive the conditions from the facts (``problem``: :func:`pod_problem_of`); patch
+    them (and post Events) when they change."""
     now = datetime.now(UTC)
     rejection = rejections.get((namespace, name))
     available = deployment_available(deployments, namespace, name)
-    problem = bridge_pod_problem(pods, namespace, name)
     facts = gather_facts(spec, status, meta, settings, now, rejection, available, problem)
     previous = list(status.get("conditions") or [])
     conditions = merge_conditions(previous, derive(facts), facts.generation, now)

@@ -253,6 +253,10 @@ def _pod_spec(
                 # message, which the operator puts into the source's Ready condition
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "ports": [{"name": "metrics", "containerPort": port}],
+                # liveness starts once /healthz first answers: many bridges starting at once
+                # on a busy node (a restart, a node drain) take a minute or more to listen,
+                # and a liveness kill before that starts each of them over again
+                "startupProbe": _probe("/healthz", period=2, failures=STARTUP_PROBE_FAILURES),
                 "livenessProbe": _probe("/healthz", period=10, failures=3),
                 "readinessProbe": _probe("/readyz", period=5, failures=2),
                 "resources": {
@@ -304,6 +308,11 @@ def _placement(pod: BridgePod) -> Manifest:
     return {key: value for key, value in fields.items() if value}
 
 
+#: Probes of a starting bridge's /healthz, 2 s apart, before the kubelet gives up on it
+#: (restarts it): 5 minutes.
+STARTUP_PROBE_FAILURES = 150
+
+
 def _probe(path: str, *, period: int, failures: int) -> Manifest:
     return {
         "httpGet": {"path": path, "port": "metrics"},
@@ -334,7 +343,7 @@ def _customize(pod_template: Manifest, template: BridgeTemplate) -> None:
     if pod.host_network:
         # the kubelet shares the pod's network namespace: probe it on loopback, not on the
         # node's address (which the bridge may not even be reachable on)
-        for probe in ("livenessProbe", "readinessProbe"):
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             bridge[probe]["httpGet"]["host"] = "127.0.0.1"
     if pod.dns_policy is not None:
         spec["dnsPolicy"] = pod.dns_policy

@@ -113,6 +113,8 @@ POD_MODE_RULES = {
     "deployments.apps": CHILD_VERBS,
     "deployments.apps/status": {"get"},
     "pods": {"list", "watch"},
+    # a bridge pod stuck in ContainerCreating says why only in its Events
+    "events": {"create", "patch", "list"},
     "configmaps": CHILD_VERBS,
     "serviceaccounts": CHILD_VERBS,
     "roles.rbac.authorization.k8s.io": CHILD_VERBS,

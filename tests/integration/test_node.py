@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import signal
+import ssl
 import threading
 import time
 import uuid
@@ -31,6 +32,7 @@ from ws2kafka.devstack.harness import record_count, value_of
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kube import ControlPlane
 from ws2kafka.devstack.node import Node
+from ws2kafka.devstack.pki import Pki
 from ws2kafka.devstack.processes import free_port
 
 pytestmark = [pytest.mark.k8s, pytest.mark.kafka, pytest.mark.timeout(600)]
@@ -40,8 +42,8 @@ SECRET_VALUE = f"never-logged-{uuid.uuid4().hex}"
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T], timeout: float, what: str) -> T:
-    """The first truthy result of ``check``, polled every half second."""
+def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0.5) -> T:
+    """The first truthy result of ``check``, polled every ``every`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
@@ -49,18 +51,18 @@ def wait_for(check: Callable[[], T], timeout: float, what: str) -> T:
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
+        time.sleep(every)
 
 
 class FeedThread:
     """A SequenceFeed on loopback, served by an event loop of its own in a thread, so the
     synchronous test can poll kubectl while frames flow."""
 
-    def __init__(self, rate: float | None, pad: int = 0) -> None:
+    def __init__(self, rate: float | None, pad: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
-        self.feed: SequenceFeed = self._call(SequenceFeed(rate=rate, pad=pad).start())
+        self.feed: SequenceFeed = self._call(SequenceFeed(rate=rate, pad=pad, ssl=tls).start())
 
     def _call(self, coroutine: Any) -> Any:
         future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -122,7 +124,12 @@ class Install:
         return json.loads(self.kubectl("get", *args, "-o", "json"))
 
     def apply_source(self, name: str, url: str, topic: str, **spec: Any) -> None:
-        resource = {
+        resource = self.source(name, url, topic, **spec)
+        self.kubectl("apply", "-f", "-", input=json.dumps(resource))
+
+    def source(self, name: str, url: str, topic: str, **spec: Any) -> dict[str, Any]:
+        """A WebSocketSource of ``url`` into ``topic``; ``spec`` adds or replaces fields."""
+        return {
             "apiVersion": "ws2kafka.dev/v1alpha1",
             "kind": "WebSocketSource",
             "metadata": {"name": name, "namespace": self.namespace},
@@ -141,7 +148,20 @@ class Install:
                 **spec,
             },
         }
-        self.kubectl("apply", "-f", "-", input=json.dumps(resource))
+
+    def apply_secret(self, name: str, data: dict[str, str]) -> None:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "stringData": data,
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(secret))
+
+    def ready_condition(self, source: str) -> dict[str, Any]:
+        """The source's ``Ready`` condition (empty before the operator has set one)."""
+        conditions = self.get("wss", source).get("status", {}).get("conditions", [])
+        return next((dict(c) for c in conditions if c["type"] == "Ready"), {})
 
     def bridge_pod(self, source: str, *, not_named: str = "") -> dict[str, Any]:
         """The running, Ready bridge pod of ``source`` (other than ``not_named``)."""
@@ -389,3 +409,114 @@ def test_bridge_memory_stays_within_its_limit_under_a_flat_out_feed(
     assert peak_kib * 1024 < 512 * 2**20, f"peak {peak_kib} KiB"
     current = install.get("pod", pod["metadata"]["name"])
     assert current["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def _tls_ref(secret: str) -> dict[str, Any]:
+    """``spec.tls`` with the CA bundle from key ``ca.pem`` of ``secret``."""
+    return {"ca": {"secretKeyRef": {"name": secret, "key": "ca.pem"}}}
+
+
+def _ready_with(install: Install, source: str, reason: str) -> Callable[[], dict[str, Any]]:
+    """A check for :func:`wait_for`: the source's status once its Ready condition has
+    ``reason``, with the conditions by type under ``"byType"`` (one snapshot: a crash-looping
+    pod's reason changes between its restarts)."""
+
+    def check() -> dict[str, Any]:
+        status = dict(install.get("wss", source).get("status", {}))
+        status["byType"] = {c["type"]: c for c in status.get("conditions", [])}
+        return status if status["byType"].get("Ready", {}).get("reason") == reason else {}
+
+    return check
+
+
+@pytest.fixture
+def tls_feed(tmp_path: Path) -> Iterator[tuple[Pki, FeedThread]]:
+    """A ``wss://`` feed on loopback whose certificate a CA of this test signed."""
+    pki = Pki.create(tmp_path / "pki")
+    issued = pki.issue_server("feed")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(issued.cert, issued.key)
+    served = FeedThread(rate=20, tls=context)
+    try:
+        yield pki, served
+    finally:
+        served.close()
+
+
+def test_a_bridge_that_cannot_start_puts_its_crash_loop_into_ready(install: Install) -> None:
+    """A CA bundle that is no certificate: the bridge exits with its config error at every
+    start, the kubelet backs off, and the source's Ready condition carries the pod's own
+    reason (CrashLoopBackOff) and the bridge's error from the termination message."""
+    install.apply_secret("not-a-ca", {"ca.pem": "this is not a certificate\n"})
+    install.apply_source("crashes", "wss://127.0.0.1:9/feed", "never", tls=_tls_ref("not-a-ca"))
+    status = wait_for(_ready_with(install, "crashes", "CrashLoopBackOff"), 120, "CrashLoopBackOff")
+    ready, progressing = status["byType"]["Ready"], status["byType"]["Progressing"]
+    assert ready["status"] == "False"
+    assert "last exit code 2" in ready["message"]
+    assert "spec.tls.caFile: cannot load /etc/ws2kafka-tls/ca.pem" in ready["message"]
+    assert (progressing["status"], progressing["reason"]) == ("False", "CrashLoopBackOff")
+    # the bridge said so itself before it exited, in its own status report
+    assert status["connection"]["state"] == "StartupFailed"
+    assert "spec.tls.caFile: cannot load" in status["connection"]["lastError"]
+    install.kubectl("delete", "wss", "crashes", "--wait=false")
+
+
+def test_a_wss_feed_is_verified_with_the_ca_mounted_from_a_secret(
+    install: Install, tls_feed: tuple[Pki, FeedThread]
+) -> None:
+    """spec.tls.ca from a Secret: the running bridge pod has the CA file mounted, verifies
+    the loopback feed's certificate with it and streams into Kafka; the same feed with an
+    unrelated CA is refused, so verification is real."""
+    pki, served = tls_feed
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    install.apply_secret("feed-ca", {"ca.pem": pki.ca.read_text()})
+    install.apply_source("tls", served.url, topic, tls=_tls_ref("feed-ca"))
+    other = Pki.create(pki.folder.parent / "other", name="unrelated CA")
+    install.apply_secret("other-ca", {"ca.pem": other.ca.read_text()})
+    install.apply_source("untrusted", served.url, topic, tls=_tls_ref("other-ca"))
+    try:
+        assert served.url.startswith("wss://")
+        pod = install.bridge_pod("tls")
+        wait_for(lambda: install.connection("tls").get("state") == "Connected", 60, "Connected")
+        wait_for(lambda: record_count(install.kafka, topic) >= 20, 60, "frames in Kafka")
+        wait_for(_ready_with(install, "tls", "Streaming"), 60, "Ready=True Streaming")
+        mounted = Path(f"/proc/{_host_pid(install, pod)}/root/etc/ws2kafka-tls/ca.pem")
+        assert mounted.read_text() == pki.ca.read_text()
+
+        def refused() -> str:
+            error = str(install.connection("untrusted").get("lastError") or "")
+            return error if "certificate" in error.lower() else ""
+
+        error = wait_for(refused, 90, "the untrusted bridge's certificate error")
+        assert install.connection("untrusted")["state"] != "Connected", error
+    finally:
+        install.kubectl("delete", "wss", "tls", "untrusted", "--wait=false")
+
+
+def test_a_missing_tls_secret_puts_failedmount_into_ready(
+    install: Install, tls_feed: tuple[Pki, FeedThread]
+) -> None:
+    """spec.tls.ca names a Secret that does not exist: the pod stays in ContainerCreating and
+    Ready says why, from the kubelet's FailedMount Events; once the Secret is created the
+    kubelet mounts it, and the source streams."""
+    pki, served = tls_feed
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    secret = f"late-ca-{uuid.uuid4().hex[:6]}"
+    install.apply_source("late-ca", served.url, topic, tls=_tls_ref(secret))
+    try:
+        status = wait_for(_ready_with(install, "late-ca", "FailedMount"), 90, "FailedMount")
+        ready = status["byType"]["Ready"]
+        assert ready["status"] == "False"
+        assert f'secret "{secret}" not found' in ready["message"]
+        selector = "app.kubernetes.io/instance=late-ca,app.kubernetes.io/component=bridge"
+        [pod] = install.get("pods", "-l", selector)["items"]
+        assert pod["status"]["phase"] == "Pending"
+        [container] = pod["status"]["containerStatuses"]
+        assert container["state"]["waiting"]["reason"] == "ContainerCreating"
+        install.apply_secret(secret, {"ca.pem": pki.ca.read_text()})
+        wait_for(_ready_with(install, "late-ca", "Streaming"), 180, "Streaming with the Secret")
+        assert record_count(install.kafka, topic) > 0
+    finally:
+        install.kubectl("delete", "wss", "late-ca", "--wait=false")

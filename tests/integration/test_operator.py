@@ -192,6 +192,8 @@ def test_pod_mode_renders_children_without_copying_secrets(
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # liveness waits until the bridge first listens (slow starts on a busy node)
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     secret_env = [e for e in container["env"] if e["name"].startswith("WS2KAFKA_SECRET_")]
     assert secret_env == [

@@ -4,6 +4,7 @@ import json
 import logging
 from pathlib import Path
 
+import kopf
 import pytest
 
 from ws2kafka.bridge.__main__ import JsonFormatter, main
@@ -62,3 +63,17 @@ def test_json_logs_are_one_object_per_line() -> None:
     assert entry["logger"] == "ws2kafka.bridge"
     assert entry["message"] == "3 dropped"
     assert entry["time"].endswith("Z")
+
+
+def test_json_logs_of_kopf_records_leave_out_kopfs_own_extras() -> None:
+    """kopf adds its whole configuration to each record of a resource's logger; serialising
+    it (a deep copy per line) failed, with a traceback for every timer line of the operator."""
+    record = logging.LogRecord("kopf.objects", logging.INFO, "f", 1, "Timer succeeded.", (), None)
+    record.settings = kopf.OperatorSettings()
+    record.k8s_skip = False
+    record.k8s_ref = {"kind": "WebSocketSource", "namespace": "ns", "name": "s"}
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == "Timer succeeded."
+    assert entry["k8s_ref"]["name"] == "s"
+    assert "settings" not in entry
+    assert "k8s_skip" not in entry

@@ -7,10 +7,13 @@ import pytest
 from ws2kafka.operator.conditions import (
     MAX_POD_MESSAGE,
     Facts,
+    PodCreating,
     PodProblem,
     derive,
+    event_problem,
     merge_conditions,
     pod_problem,
+    pod_verdict,
 )
 
 CONNECTED = {"state": "Connected", "since": "2026-11-28T00:00:00Z", "messagesDropped": 0}
@@ -203,10 +206,78 @@ def test_a_pod_on_its_way_up_or_running_has_no_problem(status: dict[str, object]
     assert pod_problem("p-1", status) is None
 
 
-def test_a_long_termination_message_is_cut() -> None:
-    problem = pod_problem("p-1", crash_looping({"exitCode": 1, "message": "x" * 5000}))
+def test_a_long_termination_message_keeps_its_end() -> None:
+    """The kubelet's fallback to the logs gives the last lines; the fatal error is last."""
+    logs = "x" * 5000 + "\nws2kafka-operator: spec.tls.caFile: cannot load /etc/ws2kafka-tls/ca.pem"
+    problem = pod_problem("p-1", crash_looping({"exitCode": 2, "message": logs}))
     assert problem is not None
-    assert len(problem.message) == MAX_POD_MESSAGE
+    assert len(problem.message) <= MAX_POD_MESSAGE
+    assert problem.message.endswith("spec.tls.caFile: cannot load /etc/ws2kafka-tls/ca.pem")
+    assert "last exit code 2 (no reason): …x" in problem.message
+
+
+SCHEDULED = {"type": "PodScheduled", "status": "True"}
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"phase": "Pending", "conditions": [SCHEDULED]},
+        {
+            "phase": "Pending",
+            "conditions": [SCHEDULED],
+            "containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}],
+        },
+    ],
+)
+def test_a_scheduled_pending_pod_is_creating(status: dict[str, object]) -> None:
+    verdict = pod_verdict("p-1", "2026-11-28T00:00:00Z", status)
+    assert verdict == PodCreating("p-1", datetime(2026, 11, 28, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"phase": "Pending"},  # not scheduled yet: the scheduler's reason comes in status
+        {"phase": "Running", "conditions": [SCHEDULED]},
+        {
+            "phase": "Pending",
+            "conditions": [SCHEDULED],
+            "containerStatuses": [{"state": {"running": {}}}],
+        },
+    ],
+)
+def test_other_pods_are_not_creating(status: dict[str, object]) -> None:
+    assert pod_verdict("p-1", "2026-11-28T00:00:00Z", status) is None
+
+
+def test_a_pods_problem_wins_over_creating() -> None:
+    verdict = pod_verdict("p-1", "2026-11-28T00:00:00Z", crash_looping({"exitCode": 2}))
+    assert isinstance(verdict, PodProblem)
+    assert verdict.reason == "CrashLoopBackOff"
+
+
+def test_the_newest_warning_event_is_the_pods_problem() -> None:
+    events: list[dict[str, object]] = [
+        {
+            "reason": "FailedScheduling",
+            "message": "old",
+            "lastTimestamp": "2026-11-28T00:00:01+00:00",
+        },
+        {
+            "reason": "FailedMount",
+            "message": 'MountVolume.SetUp failed for volume "tls" : secret "ca" not found',
+            "count": 4,
+            "lastTimestamp": "2026-11-28T00:00:09+00:00",
+        },
+    ]
+    assert event_problem("p-1", events) == PodProblem(
+        "p-1",
+        "FailedMount",
+        'pod p-1: FailedMount (4 times): MountVolume.SetUp failed for volume "tls" : '
+        'secret "ca" not found',
+    )
+    assert event_problem("p-1", []) is None
 
 
 def test_an_unavailable_deployment_takes_the_pods_reason() -> None:
@@ -304,3 +375,14 @@ def test_degraded_names_the_connections_that_are_down() -> None:
     assert derive(facts(connection={**CONNECTED, "connections": single}))["Degraded"].status == (
         "False"
     )
+
+
+def test_a_silent_bridges_condition_does_not_change_while_it_stays_silent() -> None:
+    """Its message names the last report, not its age: otherwise every check would patch."""
+    silent = {**CONNECTED, "heartbeatTime": "2026-11-28T00:00:00Z"}
+    t0 = datetime(2026, 11, 28, 0, 1, tzinfo=UTC)
+    first = merge_conditions([], derive(facts(connection=silent, heartbeat_age=60.0)), 3, t0)
+    later = derive(facts(connection=silent, heartbeat_age=95.0))
+    assert merge_conditions(first, later, 3, t0 + timedelta(seconds=35)) == first
+    ready = next(c for c in first if c["type"] == "Ready")
+    assert ready["message"] == "no report from the bridge since 2026-11-28T00:00:00Z (limit 30 s)"

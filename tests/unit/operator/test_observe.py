@@ -1,14 +1,20 @@
-"""Facts from the operator's index of bridge Deployments, without an API server."""
+"""Facts from the operator's indexes of bridge Deployments and Pods, without an API server."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from ws2kafka.operator.conditions import PodProblem
+from ws2kafka.operator.conditions import PodCreating, PodProblem
 from ws2kafka.operator.observe import (
     DeploymentIndex,
+    PodEvents,
     PodIndex,
     bridge_pod_problem,
     deployment_available,
     is_available,
+    pod_problem_of,
 )
 
 
@@ -35,3 +41,53 @@ def test_the_pod_index_gives_the_first_problem_of_the_sources_pods() -> None:
     assert bridge_pod_problem(index, "ns", "fine") is None
     assert bridge_pod_problem(index, "ns", "absent") is None
     assert bridge_pod_problem(None, "ns", "up") is None  # inline mode: no pods
+
+
+FAILED_MOUNT = {
+    "reason": "FailedMount",
+    "message": 'MountVolume.SetUp failed for volume "tls" : secret "ca" not found',
+    "lastTimestamp": "2026-11-28T00:00:09+00:00",
+}
+
+
+class RecordedEvents:
+    """The Events an API server would list, and which pods were asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str]] = []
+
+    def __call__(self, namespace: str, pod: str) -> list[dict[str, Any]]:
+        self.asked.append((namespace, pod))
+        return [FAILED_MOUNT]
+
+
+def test_a_pod_stuck_creating_gets_the_reason_of_its_events() -> None:
+    fetch = RecordedEvents()
+    events = PodEvents(fetch)
+    long_ago = PodCreating("s-bridge-1", datetime.now(UTC) - timedelta(minutes=1))
+    pods: PodIndex = {("ns", "s"): [long_ago]}
+    down: DeploymentIndex = {("ns", "s-bridge"): [False]}
+    problem = asyncio.run(pod_problem_of(pods, down, "ns", "s", events))
+    assert problem is not None
+    assert problem.reason == "FailedMount"
+    assert 'secret "ca" not found' in problem.message
+    # looked up again within 10 s: from memory, no second API call
+    asyncio.run(pod_problem_of(pods, down, "ns", "s", events))
+    assert fetch.asked == [("ns", "s-bridge-1")]
+
+
+@pytest.mark.parametrize(
+    ("created_ago", "available"),
+    [
+        (timedelta(seconds=2), False),  # a normal start
+        (timedelta(minutes=1), True),  # an old pod serves while a new one starts
+    ],
+)
+def test_events_are_read_only_for_a_stuck_pod_of_an_unavailable_deployment(
+    created_ago: timedelta, available: bool
+) -> None:
+    fetch = RecordedEvents()
+    pods: PodIndex = {("ns", "s"): [PodCreating("s-bridge-1", datetime.now(UTC) - created_ago)]}
+    deployments: DeploymentIndex = {("ns", "s-bridge"): [available]}
+    assert asyncio.run(pod_problem_of(pods, deployments, "ns", "s", PodEvents(fetch))) is None
+    assert fetch.asked == []

@@ -58,7 +58,8 @@ def test_source_template_merges_over_the_chart_wide_one() -> None:
     assert metadata["annotations"]["policy"] == "x"
     assert metadata["annotations"]["prometheus.io/port"] == "9471"
     assert spec["hostNetwork"] is True
-    assert spec["containers"][0]["livenessProbe"]["httpGet"]["host"] == "127.0.0.1"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert spec["containers"][0][probe]["httpGet"]["host"] == "127.0.0.1"
     assert "runAsUser" not in spec["securityContext"], "OpenShift assigns the UID"
     assert spec["volumes"][-1] == {"name": "ca", "secret": {"secretName": "ca"}}
     [bridge] = spec["containers"]
