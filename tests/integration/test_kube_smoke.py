@@ -115,7 +115,17 @@ def test_kubectl_applies_patches_lists_and_deletes_a_source(
         listed = kube.kubectl("get", *ns, alias, "-o", "name").stdout.split()
         assert listed == [f"websocketsource.{GROUP}/s2"], alias
     narrow = [line.split() for line in kube.kubectl("get", *ns, "wss").stdout.splitlines()]
-    assert narrow[0] == ["NAME", "TOPIC", "STATE", "READY", "MESSAGES", "LAST", "MESSAGE", "AGE"]
+    assert narrow[0] == [
+        "NAME",
+        "TOPIC",
+        "STATE",
+        "READY",
+        "CONNECTIONS",
+        "MESSAGES",
+        "LAST",
+        "MESSAGE",
+        "AGE",
+    ]
     assert narrow[1][:3] == ["s2", "trades", "False"]
     wide = kube.kubectl("get", *ns, "wss", "-o", "wide").stdout.splitlines()
     assert wide[0].split()[:3] == ["NAME", "URL", "TOPIC"]
