@@ -33,6 +33,10 @@ from .podtemplate import BridgeTemplate
 #: The longest ``drainTimeoutSeconds``: an hour of Kafka outage rides out a shutdown.
 MAX_DRAIN_TIMEOUT_SECONDS: Final = 3600
 
+#: A Kafka topic name: the characters Kafka allows, at most 249 of them.
+TOPIC_PATTERN: Final = r"^[a-zA-Z0-9._-]+$"
+MAX_TOPIC_LENGTH: Final = 249
+
 #: Largest subscription message: the whole spec is rendered into a ConfigMap (1 MiB at most).
 MAX_SUBSCRIBE_BYTES = 262_144
 
@@ -478,7 +482,7 @@ class KafkaSinkSpec(Model):
 
     bootstrap_servers: str = Field(min_length=1, max_length=4096)
     """Kafka bootstrap servers, ``host:port[,host:port...]``."""
-    topic: str = Field(min_length=1, max_length=249, pattern=r"^[a-zA-Z0-9._-]+$")
+    topic: str = Field(min_length=1, max_length=MAX_TOPIC_LENGTH, pattern=TOPIC_PATTERN)
     """Target topic."""
     key: KeySpec = Field(default_factory=KeySpec)
     """Record key."""
@@ -620,7 +624,7 @@ class MessagesSpec(Model):
     )
     """Tried in order on every frame; the first that matches decides (none: a data frame)."""
     control_topic: str | None = Field(
-        default=None, min_length=1, max_length=249, pattern=r"^[a-zA-Z0-9._-]+$"
+        default=None, min_length=1, max_length=MAX_TOPIC_LENGTH, pattern=TOPIC_PATTERN
     )
     """Topic of the frames a rule routes to ``control``."""
 
@@ -726,7 +730,7 @@ class GapSpec(Model):
     record: bool = False
     """Produce a control record (JSON, header ``ws2kafka.control: gap``) for every gap."""
     topic: str | None = Field(
-        default=None, min_length=1, max_length=249, pattern=r"^[a-zA-Z0-9._-]+$"
+        default=None, min_length=1, max_length=MAX_TOPIC_LENGTH, pattern=TOPIC_PATTERN
     )
     """Topic of the control records (null: the data topic; consumers filter on the header)."""
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .config import TopicRoutingSpec
+from .config import MAX_TOPIC_LENGTH, TOPIC_PATTERN, TopicRoutingSpec
 from .framing import MISSING, lookup
 from .messages import Template
 from .stats import BridgeStats, Fallback
 
-_VALID_TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+_VALID_TOPIC = re.compile(TOPIC_PATTERN)
 
 
 class TopicRouter:
@@ -39,7 +39,8 @@ class TopicRouter:
         topic = self._template.render(document, str)
         if topic in self.topics:
             return topic
-        if not (_VALID_TOPIC.match(topic) and self._allowed.search(topic)):
+        valid = len(topic) <= MAX_TOPIC_LENGTH and _VALID_TOPIC.match(topic)
+        if not (valid and self._allowed.search(topic)):
             self._fall_back(Fallback.NOT_ALLOWED)
             return None
         if len(self.topics) >= self._max:
