@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from ws2kafka.bridge.messages import MessageRules
 from ws2kafka.bridge.sequence import FrameChecks
 from ws2kafka.bridge.service import Bridge
 from ws2kafka.bridge.sink import KafkaSink
-from ws2kafka.bridge.source import SourceConnection
+from ws2kafka.bridge.source import Consumer, SourceConnection
 from ws2kafka.bridge.stats import BridgeStats, LatencyHistogram
 from ws2kafka.devstack.harness import bridge_spec
 from ws2kafka.devstack.machine import describe, emit
@@ -55,7 +56,8 @@ BURST = 200
 
 class Bursts:
     """An in-memory connection: ``frames`` frames, ``BURST`` at a time, then closed: copies of
-    FRAME, or (``numbered``) frames numbered 1, 2, 3..., made before the clock starts."""
+    FRAME, or (``numbered``) frames numbered 1, 2, 3..., made before the clock starts, read by
+    ``recv()`` per frame (the websockets client's way)."""
 
     subprotocol = None
 
@@ -73,7 +75,7 @@ class Bursts:
 
     async def recv(self) -> str:
         if not self.first_recv:
-            self.first_recv = time.perf_counter()
+            self.first_recv = time.thread_time()
         if self._left == 0:
             raise ConnectionClosedOK(None, None)
         self._left -= 1
@@ -89,6 +91,27 @@ class Bursts:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Closed already."""
+
+
+class CallbackBursts(Bursts):
+    """The same frames handed over as picows hands them (``CallbackReading``), as bytes."""
+
+    def __init__(self, frames: int, *, numbered_frames: bool = False) -> None:
+        super().__init__(frames, numbered_frames=numbered_frames)
+        self._payloads = [frame.encode() for frame in reversed(self._frames)]
+
+    async def read_into(self, consumer: Consumer, wait_for_room: Callable[[], Any]) -> None:
+        """Each frame handed to the consumer as bytes, a burst at a time, then the loop runs
+        its callbacks (a bridge from before the callback path only calls ``recv()``)."""
+        payloads, plain = self._payloads, FRAME.encode()
+        self.first_recv = time.thread_time()
+        for start in range(0, self._left, BURST):
+            for index in range(start, min(start + BURST, self._left)):
+                if consumer(payloads[index] if payloads else plain, False):
+                    await wait_for_room()
+            await asyncio.sleep(0)
+        self._left = 0
+        raise ConnectionClosedOK(None, None)
 
 
 #: Features that read the frame's JSON: a key and a sequence check (one parse per frame).
@@ -125,7 +148,12 @@ WITH_RULES: dict[str, Any] = {
     },
 }
 #: What each measured variant configures.
-VARIANTS: dict[str, dict[str, Any]] = {"plain": {}, "jsonFields": JSON_FIELDS, "rules": WITH_RULES}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "plainRecv": {},
+    "jsonFields": JSON_FIELDS,
+    "rules": WITH_RULES,
+}
 
 
 def spec(frames: int, features: dict[str, Any] | None = None) -> Any:
@@ -148,9 +176,14 @@ def record_builder(the_spec: Any) -> RecordBuilder:
     )
 
 
-async def bridge_per_frame(frames: int, features: dict[str, Any] | None = None) -> float:
-    """µs of wall time per frame from the first read to the last record handed to librdkafka."""
-    connection = Bursts(frames, numbered_frames=bool(features))
+async def bridge_per_frame(
+    frames: int, features: dict[str, Any] | None = None, *, recv: bool = False
+) -> float:
+    """µs of the loop thread's CPU per frame from the first read to the last record handed to
+    librdkafka (CPU, not wall time: on a shared machine the other processes' share would count);
+    frames handed over by callback (picows), or (``recv``) by ``recv()`` (websockets)."""
+    kind = Bursts if recv else CallbackBursts
+    connection = kind(frames, numbered_frames=bool(features))
 
     async def opener(*_: object) -> SourceConnection:
         return connection
@@ -160,14 +193,15 @@ async def bridge_per_frame(frames: int, features: dict[str, Any] | None = None) 
     await until(
         lambda: bridge.stats.handed >= frames or task.done(), 600, "every frame", interval=0.001
     )
-    elapsed = time.perf_counter() - connection.first_recv
+    elapsed = time.thread_time() - connection.first_recv
     bridge.stop()
     await task
     return elapsed / frames * 1e6
 
 
 def produce_per_frame(frames: int) -> float:
-    """µs per ``produce()`` of the bridge's own records, on the bridge's own producer config."""
+    """µs of CPU per ``produce()`` of the bridge's own records, on the bridge's own producer
+    config (in this thread: librdkafka's own threads are not the bridge's work either way)."""
     the_spec = spec(frames)
     builder = record_builder(the_spec)
     now_us = time.time_ns() // 1000
@@ -184,10 +218,10 @@ def produce_per_frame(frames: int) -> float:
         on_fatal=lambda _: None,
         on_refused=lambda _: None,
     )
-    started = time.perf_counter()
+    started = time.thread_time()
     for index in range(0, frames, BURST):
         sink.produce(records[index : index + BURST])
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     asyncio.run(sink.close())
     return elapsed / frames * 1e6
 
@@ -245,7 +279,8 @@ def main() -> None:
     produce: list[float] = []
     for _ in range(args.repeats):  # interleaved: the machine's noise hits every variant alike
         for name, features in VARIANTS.items():
-            runs[name].append(asyncio.run(bridge_per_frame(args.frames, features)))
+            run = bridge_per_frame(args.frames, features, recv=name == "plainRecv")
+            runs[name].append(asyncio.run(run))
         produce.append(produce_per_frame(args.frames))
     bridge = runs["plain"]
     medians = {name: statistics.median(values) for name, values in runs.items()}

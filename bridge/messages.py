@@ -147,6 +147,8 @@ class MessageRules:
             rule.conditions.needs_json or (rule.reply is not None and rule.reply.needs_json)
             for rule in self._rules
         )
+        self.replies = any(rule.reply is not None for rule in self._rules)
+        """Some rule answers the frames it matches (each session then runs a sender)."""
 
     def __bool__(self) -> bool:
         return bool(self._rules)

@@ -3,10 +3,11 @@
 :func:`open_picows` has the contract of :func:`ws2kafka.bridge.source.open_connection`: it takes
 the same spec and ``build_connect_kwargs`` arguments and raises the same
 ``HandshakeFailed``/``AuthenticationFailed``. The connection it returns offers the part of the
-``websockets`` ``ClientConnection`` API that :class:`~ws2kafka.bridge.service.Bridge` uses
-(``recv``, ``send``, ``ping``, ``close``, ``transport.abort()``, ``subprotocol``,
-``response``), and raises ``websockets``' own ``ConnectionClosed`` classes, so
-``describe_failure`` classifies its failures exactly like those of the websockets client.
+``websockets`` ``ClientConnection`` API that the bridge uses (``recv``, ``send``, ``ping``,
+``close``, ``transport.abort()``, ``subprotocol``, ``response``), and raises ``websockets``'
+own ``ConnectionClosed`` classes, so ``describe_failure`` classifies its failures exactly like
+those of the websockets client. It also offers ``read_into``: the session's read path, every
+message handed over from picows' callback (``picows_listener``) without a coroutine per frame.
 
 It runs on ``picows.websockets`` (the websockets client API implemented on picows, with
 permessage-deflate). It is the default client: the bridge runs up to 1.5x faster with it than
@@ -16,14 +17,12 @@ with websockets (see docs/performance.md), which stays selectable as the fallbac
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 from picows import (
-    WSFrame,
     WSInvalidMessageError,
     WSInvalidStatusError,
     WSTransport,
@@ -43,7 +42,8 @@ from websockets.proxy import get_proxy
 from websockets.uri import parse_uri
 
 from .config import WebSocketSourceSpec
-from .source import RedactHeaderValues, handshake_rejected
+from .picows_listener import FrameListener
+from .source import Consumer, RedactHeaderValues, handshake_rejected
 
 #: The logger of the picows client (handshake, connection, picows itself): like
 #: ``source.CLIENT_LOG`` for websockets, its records never carry header secrets.
@@ -112,83 +112,68 @@ class AbortingTransport:
         self._transport.disconnect(False)
 
 
-class _Listener(PicowsClientConnection):
-    """``picows.websockets``' connection, keeping the transport it hides, to abort it, and
-    deaf after a frame that failed the connection."""
-
-    ws_transport: WSTransport
-    #: the task of :func:`_disconnected`, referenced here so that it is not garbage collected
-    disconnected: asyncio.Future[None]
-    failed = False
-
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.ws_transport = transport
-        self.disconnected = asyncio.ensure_future(_disconnected(transport))
-        super().on_ws_connected(transport)
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        """Drop every frame after one that failed the connection, as websockets does.
-
-        picows answers a protocol error (e.g. 1009) with a close frame, but still hands over
-        the frames it had already read: ``picows.websockets`` then completed the failed
-        message with them, and a fragmented message over ``maxFrameBytes`` was delivered
-        truncated instead of closing the connection.
-        """
-        if self.failed:
-            return
-        try:  # the base class named, not super(): this runs for every frame
-            PicowsClientConnection.on_ws_frame(self, transport, frame)
-        except Exception:
-            self.failed = True
-            raise
-
-
-async def _disconnected(transport: WSTransport) -> None:
-    """Wait for the end of the connection, whatever picows raises about it.
-
-    picows fails its disconnect future with the protocol error it closed for (e.g. 1009),
-    which the bridge learns from ``recv()``; left unretrieved, asyncio would log it as an
-    ERROR ("Future exception was never retrieved") for every such close.
-    """
-    with contextlib.suppress(Exception):
-        await transport.wait_disconnected()
-
-
 class PicowsConnection:
     """One open connection; see the module docstring for the API it offers."""
 
-    __slots__ = ("_connection", "response", "subprotocol", "transport")
+    __slots__ = ("_listener", "response", "subprotocol", "transport")
 
-    def __init__(self, connection: _Listener) -> None:
-        self._connection = connection
-        self.transport = AbortingTransport(connection.ws_transport)
-        self.subprotocol: str | None = connection.subprotocol
-        self.response = connection.response
+    def __init__(self, listener: FrameListener) -> None:
+        self._listener = listener
+        self.transport = AbortingTransport(listener.ws_transport)
+        self.subprotocol: str | None = listener.subprotocol
+        self.response = listener.response
 
     async def recv(self) -> str | bytes:
         """The next message: ``str`` for a text frame, ``bytes`` for a binary one."""
+        listener = self._listener
+        while (message := listener.next_message()) is None:
+            if listener.ended:
+                await self._raise_closed()
+            await listener.wait()
+        payload, binary = message
+        return payload if binary else payload.decode()
+
+    async def read_into(
+        self, consumer: Consumer, wait_for_room: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Hand every message to ``consumer`` from picows' callback until the connection ends
+        (raising ``ConnectionClosed``); when it asks to pause, reading stops until
+        ``wait_for_room`` returns."""
+        listener = self._listener
+        listener.attach(consumer)
+        while True:
+            await listener.wait()
+            if listener.consumer_paused:
+                await wait_for_room()
+                listener.resume()
+            elif listener.ended:
+                await self._raise_closed()
+
+    async def _raise_closed(self) -> NoReturn:
+        """The close exception, from ``picows.websockets`` (its queue stays empty: the
+        listener takes every message itself)."""
         try:
-            data: str | bytes = await self._connection.recv()
+            await PicowsClientConnection.recv(self._listener)
         except PicowsConnectionClosed as exc:
             raise closed_to_websockets(exc) from None
-        return data
+        raise AssertionError("picows.websockets queued a message")  # pragma: no cover
 
     async def send(self, message: str | bytes) -> None:
         try:
-            await self._connection.send(message)
+            await self._listener.send(message)
         except PicowsConnectionClosed as exc:
             raise closed_to_websockets(exc) from None
 
     async def ping(self) -> Awaitable[float]:
         """Send a ping; returns the future that the pong completes (with the latency)."""
         try:
-            return await self._connection.ping()
+            return await self._listener.ping()
         except PicowsConnectionClosed as exc:
             raise closed_to_websockets(exc) from None
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame and wait (up to ``close_timeout``) for the server's."""
-        await self._connection.close(code, reason)
+        await self._listener.close(code, reason)
 
 
 def closed_to_websockets(exc: PicowsConnectionClosed) -> ConnectionClosed:
@@ -223,14 +208,15 @@ async def open_picows(spec: WebSocketSourceSpec, kwargs: dict[str, Any]) -> Pico
     if compression == "deflate":
         headers.append(("Sec-WebSocket-Extensions", PERMESSAGE_DEFLATE_OFFER))
 
-    def listener_factory(request: WSUpgradeRequest, response: WSUpgradeResponse) -> _Listener:
+    def listener_factory(request: WSUpgradeRequest, response: WSUpgradeResponse) -> FrameListener:
         _log_handshake(request, response)
         wrapped = Response.from_picows(response)
-        return _Listener(
+        deflate = configure_permessage_deflate(wrapped, compression)
+        listener = FrameListener(
             request=Request.from_picows(request),
             response=wrapped,
             subprotocol=resolve_subprotocol(subprotocols, wrapped),
-            permessage_deflate=configure_permessage_deflate(wrapped, compression),
+            permessage_deflate=deflate,
             ping_interval=None,  # the bridge pings itself (Bridge._keepalive)
             ping_timeout=None,
             close_timeout=kwargs["close_timeout"],
@@ -240,6 +226,8 @@ async def open_picows(spec: WebSocketSourceSpec, kwargs: dict[str, Any]) -> Pico
             max_frame_size=max_size,
             logger=log,
         )
+        listener.configure(deflate, max_size, kwargs["max_queue"])
+        return listener
 
     try:
         # picows times the HTTP upgrade only; websockets' open_timeout also covers the TCP
@@ -269,7 +257,7 @@ async def open_picows(spec: WebSocketSourceSpec, kwargs: dict[str, Any]) -> Pico
         if rejection is None:
             raise
         raise handshake_rejected(*rejection) from None
-    assert isinstance(listener, _Listener)
+    assert isinstance(listener, FrameListener)
     return PicowsConnection(listener)
 
 

@@ -29,8 +29,6 @@ from .sink import KafkaSink
 from .stats import BridgeStats
 from .timeouts import wait_event
 
-#: Admitted records handed to the producer at once while frames keep arriving without a pause.
-HAND_OVER_BATCH = 512
 #: Seconds between two marks of the buffer's admission count (the precision of the oldest
 #: unacknowledged record's age); at most :data:`MAX_MARKS` are kept.
 MARK_SECONDS = 0.25
@@ -101,7 +99,12 @@ class Pipeline:
     ) -> None:
         self._stats = stats
         self._buffer = spec.buffer
-        self._flow = FlowControl(spec.buffer, stats)
+        self._flow = FlowControl(
+            spec.buffer,
+            stats,
+            on_first_pending=self._schedule_hand_over,
+            on_batch_pending=self._hand_over,
+        )
         self.window = self._flow.window
         self.health = KafkaHealth()
         self._on_fatal = on_fatal
@@ -124,18 +127,15 @@ class Pipeline:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sink.start(loop)
 
-    # -- the hot path (per frame) -------------------------------------------------------
+    # -- once per burst -----------------------------------------------------------------
 
-    def schedule_hand_over(self) -> None:
-        """Hand the admitted records to the producer at the next loop iteration (once), or
-        now when a full batch is waiting, so librdkafka's batches fill while frames pour in."""
-        if self._flow.pending >= HAND_OVER_BATCH:
-            self._hand_over()
-        elif not self._hand_over_scheduled:
+    def _schedule_hand_over(self) -> None:
+        """Records wait for the producer: hand them over at the next loop iteration, once
+        for all the frames read until then (or at :data:`~.flow.HAND_OVER_BATCH`, see
+        ``FlowControl``), so librdkafka's batches fill while frames pour in."""
+        if not self._hand_over_scheduled:
             self._hand_over_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_hand_over)
-
-    # -- once per burst -----------------------------------------------------------------
 
     def _scheduled_hand_over(self) -> None:
         self._hand_over_scheduled = False

@@ -23,13 +23,20 @@ from websockets.typing import Data
 
 from .config import MessageRoute, SubscriptionFailurePolicy, WebSocketSourceSpec
 from .framing import FrameRejected, Record, RecordBuilder
-from .intake import Control, Intake, Taken
+from .intake import Control, Intake
 from .messages import MessageRules
 from .pipeline import Pipeline
 from .ratelog import RateLimitedLog
 from .routing import TopicRouter
 from .sequence import FrameChecks
-from .source import Failure, SourceConnection, describe_failure
+from .source import (
+    Consumer,
+    Failure,
+    SourceConnection,
+    as_message,
+    describe_failure,
+    read_messages,
+)
 from .stats import BridgeStats, ConnectionState
 from .subscription import SubscriptionState, SubscriptionWatch
 from .timeouts import wait_event
@@ -88,11 +95,15 @@ class Session:
         self._context = context
         self.ws = ws
         self.connection_id = connection_id
+        self.data_frames = 0
+        """Data frames read (rejected ones included: any frame but a rule's control frame)."""
         self.last_frame_monotonic = time.monotonic()
-        """When the last data frame arrived (or the session began)."""
+        """When the staleness watchdog last saw ``data_frames`` grow (or the session began):
+        the hot path only counts, the watchdog looks at the clock once per tick."""
         self._end: Failure | None = None
         self._rotate_requested = asyncio.Event()
         self._successor: Successor | None = None
+        self._replies: asyncio.Queue[str] = asyncio.Queue()
         spec = context.spec
         self._watch = SubscriptionWatch(spec.subscription) if spec.subscription else None
 
@@ -198,86 +209,107 @@ class Session:
             helpers.append(asyncio.create_task(self._heartbeat(), name="heartbeat"))
         if self._watch is not None:
             helpers.append(asyncio.create_task(self._await_subscription(), name="subscription"))
+        if self._context.rules.replies:
+            helpers.append(asyncio.create_task(self._send_replies(), name="replies"))
         helpers.append(asyncio.create_task(self._rotate_when_asked(), name="rotation"))
         return helpers
 
     async def _read(
         self, builder: RecordBuilder, intake: Intake | None, first: Data | None
     ) -> None:
-        """The hot path: one iteration per frame, no logging, no JSON unless configured.
+        """Every frame into the pipeline until the connection ends.
 
-        A frame takes the plain path (:meth:`RecordBuilder.build`) unless rules, checks,
-        routing or splitting need the :class:`~.intake.Intake`. Records are handed to the
-        producer once per loop wake-up (``schedule_hand_over``), not once per frame: frames
-        that arrived together are read without suspending, then produced as one batch.
+        The consumer runs once per frame, from picows' callback (no coroutine per frame) or
+        from the ``recv()`` loop of the websockets client; it never raises and never waits:
+        it returns whether reading must pause, and :func:`~.source.read_messages` waits for
+        room then. A frame that needs the :class:`~.intake.Intake` (rules, checks, routing,
+        splitting) takes the intake's way, every other one the plain path
+        (:meth:`RecordBuilder.build`).
         """
-        context = self._context
-        stats = context.stats
-        pipeline = context.pipeline
-        stopping = context.stopping
+        consumer = self._plain(builder) if intake is None else self._taking(intake)
+        if self._context.pipeline.must_pause():
+            await self._wait_for_room()
+        if first is not None and consumer(*as_message(first)):
+            await self._wait_for_room()
+        await read_messages(self.ws, consumer, self._wait_for_room)
+
+    def _plain(self, builder: RecordBuilder) -> Consumer:
+        """The hot path: a frame's record admitted (the pipeline hands records to the producer
+        once per loop wake-up, not once per frame)."""
+        stats = self._context.stats
+        pipeline = self._context.pipeline
         admit = pipeline.admit
         build = builder.build
-        take = intake.take if intake is not None else None
-        schedule = pipeline.schedule_hand_over
+        reject = self._reject
         time_ns = time.time_ns
-        monotonic = time.monotonic
-        recv: Callable[[], Awaitable[Data]] = self.ws.recv
-        if first is not None:
-            recv = _Replay(first, self.ws.recv)
-        sequence = 0
-        pause = pipeline.must_pause()
-        while True:
-            if pause and not stopping.is_set():
-                await pipeline.wait_for_room(stopping)
-                pause = False
-            data = await recv()
+        session = self
+
+        def consume(payload: bytes, binary: bool) -> bool:
             received_ns = time_ns()
-            if isinstance(data, str):
-                payload = data.encode()
-                binary = False
-            else:
-                payload = data
-                binary = True
+            sequence = session.data_frames + 1  # every frame here is data
+            session.data_frames = sequence
+            stats.received += 1
+            stats.received_bytes += len(payload)
+            stats.last_frame_ns = received_ns
+            try:
+                record = build(payload, binary, received_ns // 1000, sequence)
+            except Exception as exc:  # a frame, however hostile, never ends the read loop
+                reject(exc)
+                return False
+            return admit(record)
+
+        return consume
+
+    def _taking(self, intake: Intake) -> Consumer:
+        """A frame through the intake: its records admitted, its control side acted on."""
+        stats = self._context.stats
+        pipeline = self._context.pipeline
+        admit = pipeline.admit
+        take = intake.take
+        reject = self._reject
+        on_control = self._on_control
+        session = self
+        sequence = 0
+
+        def consume(payload: bytes, binary: bool) -> bool:
+            nonlocal sequence
+            received_ns = time.time_ns()
             sequence += 1
             stats.received += 1
             stats.received_bytes += len(payload)
-            stats.last_frame_at = received_ns / 1e9
-            received = monotonic()
+            stats.last_frame_ns = received_ns
             try:
-                if take is None:
-                    record = build(payload, binary, received_ns // 1000, sequence)
-                else:
-                    taken = take(payload, binary, received_ns // 1000, sequence)
+                taken = take(payload, binary, received_ns // 1000, sequence)
             except Exception as exc:  # a frame, however hostile, never ends the read loop
-                self.last_frame_monotonic = received
-                self._reject(exc)
-                continue
-            if take is None:
-                self.last_frame_monotonic = received
+                session.data_frames += 1
+                reject(exc)
+                return False
+            control = taken.control
+            # a control frame (a heartbeat, a pong) is no data: it keeps nothing fresh
+            if control is None or control.route is MessageRoute.DATA:
+                session.data_frames += 1
+            pause = False
+            for record in taken.records:
                 pause = admit(record)
-            else:
-                # a control frame (a heartbeat, a pong) is no data: it keeps nothing fresh
-                control = taken.control
-                if control is None or control.route is MessageRoute.DATA:
-                    self.last_frame_monotonic = received
-                pause = await self._admit_taken(taken, pause)
-            schedule()
+            if control is not None:
+                on_control(control)
+            return pause
 
-    async def _admit_taken(self, taken: Taken, pause: bool) -> bool:
-        """Admit a frame's records, then act on its control side; whether to pause."""
-        admit = self._context.pipeline.admit
-        for record in taken.records:
-            pause = admit(record)
-        if taken.control is not None:
-            await self._on_control(taken.control)
-        return pause
+        return consume
 
-    async def _on_control(self, control: Control) -> None:
-        """Answer a ping, send a frame to the control topic, follow the subscription."""
+    async def _wait_for_room(self) -> None:
+        """Overflow ``block`` with a full buffer: read nothing until it drains (unless the
+        bridge is stopping: then everything up to the close is read)."""
+        context = self._context
+        if not context.stopping.is_set():
+            await context.pipeline.wait_for_room(context.stopping)
+
+    def _on_control(self, control: Control) -> None:
+        """Queue the reply to a ping, send a frame to the control topic, follow the
+        subscription (from the consumer: nothing here waits)."""
         context = self._context
         if control.reply is not None:
-            await self.ws.send(control.reply)
-            context.stats.replies_sent += 1
+            self._replies.put_nowait(control.reply)
         if control.record is not None:
             context.produce_control(control.record)
         if control.answer is not None and self._watch is not None:
@@ -286,6 +318,15 @@ class Session:
             elif context.stats.subscription != self._watch.state.value:
                 context.stats.last_subscription_failure = None
                 self._show_subscription()
+
+    async def _send_replies(self) -> None:
+        """The rules' replies, in the order their frames arrived."""
+        replies = self._replies
+        stats = self._context.stats
+        while True:
+            reply = await replies.get()
+            await self.ws.send(reply)
+            stats.replies_sent += 1
 
     def _subscription_failed(self) -> None:
         """Rejected, or no answer in time: shown in status, then the policy's way out."""
@@ -325,8 +366,9 @@ class Session:
         self._context.stats.reject(reason)
         self._context.rejections.add(f"{reason}: {exc}"[:300])
 
-    def _alive_since(self, moment: float) -> bool:
-        """Whether silence since ``moment`` proves nothing about the peer.
+    def _alive_since(self, moment: float, data_frames: int) -> bool:
+        """Whether silence since ``moment`` (when ``data_frames`` had been read) proves
+        nothing about the peer.
 
         While reading is paused (overflow ``block``), neither pongs nor frames can be read, and
         just after a resume they wait behind the backlog; a data frame proves the peer alive.
@@ -335,7 +377,7 @@ class Session:
         return (
             pipeline.paused
             or pipeline.resumed_monotonic >= moment
-            or self.last_frame_monotonic >= moment
+            or self.data_frames != data_frames
         )
 
     async def _rotate_when_asked(self) -> None:
@@ -404,13 +446,13 @@ class Session:
             await asyncio.sleep(conn.ping_interval_seconds)
             if pipeline.paused:
                 continue
-            sent_at = time.monotonic()
+            sent_at, frames_at = time.monotonic(), self.data_frames
             pong = await self.ws.ping()
             try:
                 async with asyncio.timeout(conn.ping_timeout_seconds):
                     await asyncio.shield(pong)
             except TimeoutError:
-                if self._alive_since(sent_at):
+                if self._alive_since(sent_at, frames_at):
                     continue
                 self._end = Failure(
                     "PingTimeout", f"no pong within {conn.ping_timeout_seconds:g} s", 1006
@@ -419,13 +461,20 @@ class Session:
                 return
 
     async def _watch_staleness(self) -> None:
-        """No data frame for ``staleAfterSeconds`` (while reading) -> reconnect."""
+        """No data frame for ``staleAfterSeconds`` (while reading) -> reconnect.
+
+        Frames are seen once per tick (a quarter of the limit, at most 5 s), so a feed is
+        called stale between one limit and one limit plus a tick after its last frame."""
         stale_after = self._context.spec.connection.stale_after_seconds
         pipeline = self._context.pipeline
+        seen = self.data_frames
         while True:
             await asyncio.sleep(min(stale_after / 4, 5.0))
-            resumed = pipeline.resumed_monotonic
-            silent = time.monotonic() - max(self.last_frame_monotonic, resumed)
+            now = time.monotonic()
+            if self.data_frames != seen:
+                seen = self.data_frames
+                self.last_frame_monotonic = now
+            silent = now - max(self.last_frame_monotonic, pipeline.resumed_monotonic)
             if silent >= stale_after and not pipeline.paused:
                 self._end = Failure("StaleData", f"no data frame for {silent:.1f} s")
                 self.ws.transport.abort()
@@ -437,20 +486,3 @@ class Session:
         while True:
             await asyncio.sleep(heartbeat.interval_seconds)
             await self.ws.send(heartbeat.message)
-
-
-class _Replay:
-    """``recv`` of a rotated-in connection: its first frame (already read, to prove the
-    connection delivers data), then the socket's. That frame's receive time is the moment it
-    is taken over, at most the old connection's close handshake later."""
-
-    def __init__(self, first: Data, recv: Callable[[], Awaitable[Data]]) -> None:
-        self._first: Data | None = first
-        self._recv = recv
-
-    async def __call__(self) -> Data:
-        first = self._first
-        if first is None:
-            return await self._recv()
-        self._first = None
-        return first

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -218,6 +218,39 @@ class SourceConnection(Protocol):
     async def ping(self) -> Awaitable[float]: ...
 
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+#: Takes a message (its bytes, whether binary); returns True when reading must pause.
+Consumer = Callable[[bytes, bool], bool]
+
+
+@runtime_checkable
+class CallbackReading(Protocol):
+    """A connection that hands its messages to a consumer itself (picows), instead of one
+    ``recv()`` coroutine per message."""
+
+    async def read_into(
+        self, consumer: Consumer, wait_for_room: Callable[[], Awaitable[None]]
+    ) -> None: ...
+
+
+async def read_messages(
+    ws: SourceConnection, consumer: Consumer, wait_for_room: Callable[[], Awaitable[None]]
+) -> None:
+    """Every message of ``ws`` into ``consumer`` until the connection ends (``ConnectionClosed``);
+    when the consumer asks to pause, nothing is read until ``wait_for_room`` returns."""
+    if isinstance(ws, CallbackReading):
+        await ws.read_into(consumer, wait_for_room)
+        return
+    recv = ws.recv
+    while True:
+        if consumer(*as_message(await recv())):
+            await wait_for_room()
+
+
+def as_message(data: str | bytes) -> tuple[bytes, bool]:
+    """A ``recv()`` result as the consumer takes it: its bytes, and whether it is binary."""
+    return (data, True) if isinstance(data, bytes) else (data.encode(), False)
 
 
 Opener = Callable[[WebSocketSourceSpec, dict[str, Any]], Awaitable[SourceConnection]]

@@ -21,7 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 # NewTopic's documented home; mypy sees it as a private import of confluent_kafka.cimpl.
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -246,25 +254,26 @@ class KafkaBroker:
         _wait_for_leaders(admin, name, partitions)
 
     def consume_all(self, topic: str, *, expected: int, timeout: float = 30.0) -> list[Message]:
-        """Read ``expected`` records of a topic from its start, in a consumer group of its own.
+        """Read ``expected`` records of a topic from its start, every partition assigned.
 
-        A fresh group makes every call an independent witness of what the broker holds,
-        unaffected by offsets other readers have committed. Raises AssertionError, with the
-        count read so far, if fewer than ``expected`` arrive within ``timeout`` seconds.
+        No consumer group: a group's join and rebalance can stall a fresh consumer for longer
+        than the wait (seen once: 0 of 90 records read in 30 s from a topic that held them),
+        and the witness of what the broker holds must depend on nothing but the broker.
+        Raises AssertionError, with the count read so far, if fewer than ``expected`` arrive
+        within ``timeout`` seconds (a topic the code under test creates is waited for too).
         """
+        deadline = time.monotonic() + timeout
         consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap_servers,
                 "group.id": f"ws2kafka-check-{uuid.uuid4().hex}",
-                "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
-                # A topic the code under test has yet to create is found within a second.
-                "topic.metadata.refresh.interval.ms": 1000,
             }
         )
         try:
-            consumer.subscribe([topic])
-            return _read(consumer, topic, expected, timeout)
+            partitions = _partitions(consumer, topic, deadline)
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+            return _read(consumer, topic, expected, timeout, deadline)
         finally:
             consumer.close()
 
@@ -404,9 +413,23 @@ def _wait_for_leaders(admin: AdminClient, topic: str, partitions: int) -> None:
     raise StackError(f"topic {topic!r} has no leader for all {partitions} partitions")
 
 
-def _read(consumer: Consumer, topic: str, expected: int, timeout: float) -> list[Message]:
+def _partitions(consumer: Consumer, topic: str, deadline: float) -> list[int]:
+    """The partitions of ``topic``, once it exists (the code under test may create it)."""
+    while True:
+        left = deadline - time.monotonic()
+        metadata = consumer.list_topics(topic, timeout=max(0.1, min(left, 5.0)))
+        found = metadata.topics.get(topic)
+        if found is not None and found.error is None and found.partitions:
+            return sorted(found.partitions)
+        if left <= 0:
+            raise AssertionError(f"read 0 records: topic {topic!r} does not exist")
+        time.sleep(0.2)
+
+
+def _read(
+    consumer: Consumer, topic: str, expected: int, timeout: float, deadline: float
+) -> list[Message]:
     messages: list[Message] = []
-    deadline = time.monotonic() + timeout
     while len(messages) < expected:
         left = deadline - time.monotonic()
         if left <= 0:

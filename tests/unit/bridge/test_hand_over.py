@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedOK
 
 from ws2kafka.bridge.config import WebSocketSourceSpec
-from ws2kafka.bridge.pipeline import HAND_OVER_BATCH
+from ws2kafka.bridge.flow import HAND_OVER_BATCH
 from ws2kafka.bridge.service import Bridge
 from ws2kafka.bridge.source import SourceConnection
 from ws2kafka.devstack.harness import RecordingSink, bridge_spec
