@@ -7,6 +7,7 @@ otherwise at most every ``interval`` seconds, so the API server is not flooded w
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +42,10 @@ class StatusSnapshot:
     control_frames: int = 0
     connections: dict[str, object] | None = None
     """The connections' summary (:func:`connections_summary`)."""
+    topics: tuple[str, ...] = ()
+    """The Kafka topics the bridge writes (:func:`topics_written`; empty: not reported)."""
+    routed_topics: int = 0
+    """Distinct topics ``kafka.routing`` has named (``topics`` lists the first of them)."""
 
     @classmethod
     def of(
@@ -50,6 +55,7 @@ class StatusSnapshot:
         now: float,
         kafka: KafkaVerdict | None = None,
         connections: dict[str, object] | None = None,
+        topics: tuple[str, ...] = (),
     ) -> StatusSnapshot:
         return cls(
             state=stats.state,
@@ -71,6 +77,8 @@ class StatusSnapshot:
             last_subscription_failure=stats.last_subscription_failure,
             control_frames=stats.control_frames,
             connections=connections,
+            topics=topics,
+            routed_topics=len(stats.routed_topics),
         )
 
     def to_status(self) -> dict[str, object]:
@@ -91,6 +99,7 @@ class StatusSnapshot:
             "controlMessages": self.control_frames,
             "subscription": self._subscription_status(),
             "connections": self.connections,
+            "routedTopics": self.routed_topics,
         }
 
     def _subscription_status(self) -> dict[str, object] | None:
@@ -115,6 +124,24 @@ class StatusSnapshot:
         if self.last_sequence_gap is not None:
             blocks["lastSequenceGap"] = self.last_sequence_gap.to_status()
         return blocks
+
+
+#: Topics listed in ``status.topics`` at most: routing may name up to 10,000 (each up to 249
+#: characters), more than a resource can hold; ``status.connection.routedTopics`` counts them.
+MAX_TOPICS_LISTED = 100
+
+
+def topics_written(
+    data: str, gaps: str | None, control: str | None, routed: set[str]
+) -> tuple[str, ...]:
+    """``status.topics``: the data topic, the gap and control topics when configured, then
+    the routed topics in name order, without repeats and at most :data:`MAX_TOPICS_LISTED`:
+    what a consumer, an ACL or a retention policy has to cover."""
+    fixed = [topic for topic in (data, gaps, control) if topic is not None]
+    listed = list(dict.fromkeys(fixed))
+    room = MAX_TOPICS_LISTED - len(listed)
+    listed += heapq.nsmallest(room, routed - set(listed))
+    return tuple(listed)
 
 
 #: Connections named one by one in ``status.connection.connections.unhealthy``, at most.

@@ -38,6 +38,7 @@ from .reporting import (
     StateReporter,
     StatusSnapshot,
     connections_summary,
+    topics_written,
 )
 from .routing import TopicRouter
 from .runstate import RunState, UncleanExit
@@ -479,6 +480,14 @@ class Bridge:
         ]
         return connections_summary(states, len(self.links))
 
+    def topics(self) -> tuple[str, ...]:
+        """The Kafka topics this bridge writes (``status.topics``)."""
+        spec = self.spec
+        gaps = spec.gaps.topic if spec.gaps.record else None
+        return topics_written(
+            spec.kafka.topic, gaps, spec.messages.control_topic, self.stats.routed_topics
+        )
+
     async def _report_now(self) -> None:
         snapshot = StatusSnapshot.of(
             self.stats,
@@ -486,6 +495,7 @@ class Bridge:
             time.time(),
             kafka=self.kafka_verdict(),
             connections=self.connections(),
+            topics=self.topics(),
         )
         try:
             requests = await self._reporter.report(snapshot)

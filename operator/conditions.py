@@ -6,8 +6,10 @@ spec, the Deployment and its pods (what the kubelet wrote in their status:
 :func:`pod_problem`, or in the Warning Events of a pod whose containers cannot be created:
 :func:`event_problem`), into the conditions ``Ready`` (the summary: connected *and* producing),
 ``Connected`` (the feed), ``Subscribed`` (the server's answer to the subscription, only
-when ``spec.subscription`` says what it looks like), ``Producing`` (Kafka), ``Progressing``
-and ``Degraded``. A condition keeps its ``lastTransitionTime`` until its status changes.
+when ``spec.subscription`` says what it looks like), ``Producing`` (Kafka), ``Progressing``,
+``Degraded`` and, only while the ``ws2kafka.dev/pause-reconciliation`` annotation is
+``"true"``, ``ReconciliationPaused``. A condition keeps its ``lastTransitionTime`` until its
+status changes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,15 @@ from ws2kafka.bridge.kafka_health import KafkaReason
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.bridge.subscription import SubscriptionState
 
-CONDITION_TYPES = ("Ready", "Connected", "Subscribed", "Producing", "Progressing", "Degraded")
+CONDITION_TYPES = (
+    "Ready",
+    "Connected",
+    "Subscribed",
+    "Producing",
+    "Progressing",
+    "Degraded",
+    "ReconciliationPaused",
+)
 
 Condition = dict[str, Any]
 
@@ -170,6 +180,8 @@ class Facts:
     """``status.lastGap`` as the bridge last reported it."""
     subscription_checked: bool = False
     """``spec.subscription`` is set: the server's answer is followed (``Subscribed``)."""
+    paused: str | None = None
+    """While reconciliation is paused: the condition's message (how to resume)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +205,8 @@ def derive(facts: Facts) -> dict[str, Verdict]:
     }
     if facts.subscription_checked:
         verdicts["Subscribed"] = _subscribed(facts, reporting)
+    if facts.paused is not None:
+        verdicts["ReconciliationPaused"] = Verdict("True", "ReconciliationPaused", facts.paused)
     return verdicts
 
 
@@ -329,6 +343,10 @@ def _connected(facts: Facts, state: str | None, reporting: bool, connected: bool
 def _progressing(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if facts.spec_error or facts.suspended:
         return Verdict("False", "Idle", "nothing to roll out")
+    if facts.paused is not None:
+        return Verdict(
+            "False", "ReconciliationPaused", "spec changes wait until reconciliation resumes"
+        )
     if facts.deployment_available is False and facts.pod_problem is not None:
         # the kubelet retries, but the pod will not come up without a change
         problem = facts.pod_problem

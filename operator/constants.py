@@ -17,6 +17,13 @@ MANAGED_BY = "ws2kafka-operator"
 
 #: Pod-template annotation with the hash of the rendered config: a spec change rolls the pod.
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
+#: Set to "true" on a source: the operator leaves its bridge as it is (spec changes wait).
+ANNOTATION_PAUSE = f"{GROUP}/pause-reconciliation"
+#: Set (any value) on a source: its bridge is restarted once, then the annotation removed.
+ANNOTATION_RESTART = f"{GROUP}/restart"
+#: Pod-template annotation a restart sets to its time: rolls the pod (as ``kubectl rollout
+#: restart`` does), under a field manager of its own so the operator's apply keeps it.
+ANNOTATION_RESTARTED_AT = f"{GROUP}/restarted-at"
 #: kopf's own bookkeeping goes into annotations with this prefix, never into status.
 KOPF_PREFIX = GROUP
 FINALIZER = f"{GROUP}/finalizer"
@@ -33,3 +40,4 @@ TLS_DIR = "/etc/ws2kafka-tls"
 HANDLER_RECONCILE = "reconcile"
 HANDLER_CONDITIONS = "conditions"
 HANDLER_INLINE = "inline-bridge"
+HANDLER_CONTROLS = "controls"

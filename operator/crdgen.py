@@ -45,6 +45,7 @@ from ws2kafka.bridge.config import (
     WebSocketSourceSpec,
 )
 from ws2kafka.bridge.kafka_health import KafkaReason
+from ws2kafka.bridge.reporting import MAX_TOPICS_LISTED
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.bridge.subscription import SubscriptionState
 
@@ -499,7 +500,8 @@ def _keyword(key: str, value: Any, defs: Mapping[str, Schema], seen: tuple[str, 
 def build_status_schema() -> Schema:
     """``status``: conditions and observedGeneration (the operator's), ``connection`` (the
     bridge's report, :meth:`StatusSnapshot.to_status` plus ``podName``), ``lastGap`` and
-    ``lastSequenceGap`` (:meth:`StatusSnapshot.to_gap_status`)."""
+    ``lastSequenceGap`` (:meth:`StatusSnapshot.to_gap_status`), ``topics`` (the bridge's
+    :func:`topics_written`)."""
     return {
         "description": "What the operator and the bridge observed.",
         "type": "object",
@@ -523,6 +525,15 @@ def build_status_schema() -> Schema:
                 "(spec.sequence), as the bridge's SequenceGap.to_status().",
                 "type": "object",
                 "properties": _sequence_gap_fields(),
+            },
+            "topics": {
+                "description": "The Kafka topics the bridge writes: the data topic, the gap "
+                "and control topics when configured, then the topics kafka.routing named, in "
+                f"name order (the first {MAX_TOPICS_LISTED}; connection.routedTopics counts "
+                "them all).",
+                "type": "array",
+                "maxItems": MAX_TOPICS_LISTED,
+                "items": {"description": "A topic.", "type": "string"},
             },
         },
     }
@@ -672,6 +683,9 @@ def _connection_fields() -> Schema:
                 },
             },
         },
+        "routedTopics": _integer(
+            "Distinct topics kafka.routing has named (status.topics lists the first of them)."
+        ),
         "podName": _string("The bridge pod that reports (null in inline mode).", nullable=True),
     }
 

@@ -2,9 +2,10 @@
 
 The same bridge library and the same status reporting as a bridge pod; Secrets (and the
 ConfigMap keys of TLS material) are read by the operator and handed to the bridge in memory
-only. A spec change stops the bridge (it drains) and starts a new one; a bridge that gave up
-waits for the next spec change, one whose Kafka producer failed fatally is started again (with
-a new producer) after a pause.
+only. A spec change or a restart request (``ws2kafka.dev/restart``) stops the bridge (it
+drains) and starts a new one, unless reconciliation is paused; a bridge that gave up waits for
+the next spec change or restart request, one whose Kafka producer failed fatally is started
+again (with a new producer) after a pause.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from ws2kafka.bridge.errors import ConfigError
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import BridgeStats
 
+from . import constants as c
 from . import kube
+from .controls import is_paused, post_restarted, restart_request
 from .reporter import KubeStatusReporter
 from .settings import OperatorSettings
 
@@ -34,6 +37,8 @@ log = logging.getLogger(__name__)
 SecretReader = Callable[[str, str, str], str]
 #: How often a running daemon checks whether its spec changed or it must stop.
 POLL_SECONDS = 1.0
+#: How long the live view of a resource may take to show the operator's own change.
+VIEW_LAG_SECONDS = 10.0
 #: How often a source that cannot start (bad spec, missing Secret) is tried again.
 RETRY_SECONDS = 10.0
 
@@ -98,6 +103,7 @@ class InlineBridges:
 
 
 async def run_inline(
+    body: Any,
     spec: Any,
     namespace: str,
     name: str,
@@ -106,15 +112,17 @@ async def run_inline(
     bridges: InlineBridges,
     reader: SecretReader = read_secret,
 ) -> None:
-    """The daemon body: (re)start the bridge whenever the spec changes, until stopped."""
+    """The daemon body: (re)start the bridge whenever the spec changes or a restart is asked
+    for, until stopped. ``body`` and ``spec`` are kopf's live views of the resource."""
     key = f"{namespace}/{name}"
     while not stopped.is_set():
+        await _claim_restart(body, namespace, name)
         current = dict(spec)
         fingerprint = spec_fingerprint(current)
         parsed = await _parse(current, namespace, reader)
         if parsed is None or parsed.suspend:
             # an invalid spec or a missing Secret may be fixed without a spec change: retry
-            await _wait_for_change(spec, fingerprint, stopped, limit=RETRY_SECONDS)
+            await _wait_for_change(body, spec, fingerprint, stopped, limit=RETRY_SECONDS)
             continue
         reporter = KubeStatusReporter(
             namespace, name, pod_name=None, interval=settings.report_interval_seconds
@@ -126,14 +134,17 @@ async def run_inline(
             problems = "; ".join(exc.problems)
             log.error("%s: not starting the bridge: %s", key, problems)
             await asyncio.to_thread(reporter.report_startup_failure, problems)
-            await _wait_for_change(spec, fingerprint, stopped, limit=RETRY_SECONDS)
+            await _wait_for_change(body, spec, fingerprint, stopped, limit=RETRY_SECONDS)
             continue
         bridges.running[key] = bridge
         task = asyncio.create_task(bridge.run(), name=f"bridge {key}")
         try:
             while not task.done() and not stopped.is_set():
-                if spec_fingerprint(dict(spec)) != fingerprint:
+                if _changed(body, spec, fingerprint):
                     log.info("%s: spec changed: restarting the bridge", key)
+                    break
+                if restart_request(body["metadata"]) is not None:
+                    log.info("%s: restart requested: stopping the bridge", key)
                     break
                 await asyncio.wait({task}, timeout=POLL_SECONDS)
         finally:
@@ -142,9 +153,9 @@ async def run_inline(
             bridges.running.pop(key, None)
         if summary.exit_code == ExitCode.PRODUCER_FATAL and not stopped.is_set():
             # a new bridge has a new producer: what a pod restart does in pod mode
-            await _wait_for_change(spec, fingerprint, stopped, limit=RETRY_SECONDS)
+            await _wait_for_change(body, spec, fingerprint, stopped, limit=RETRY_SECONDS)
         elif summary.exit_code and not stopped.is_set():
-            await _wait_for_change(spec, fingerprint, stopped)
+            await _wait_for_change(body, spec, fingerprint, stopped)
 
 
 async def _parse(
@@ -160,11 +171,42 @@ async def _parse(
     return None
 
 
-async def _wait_for_change(
-    spec: Any, fingerprint: str, stopped: Any, *, limit: float | None = None
-) -> None:
+def _changed(body: Any, spec: Any, fingerprint: str) -> bool:
+    """The spec differs from the running one's, and reconciliation is not paused (a pause
+    keeps the bridge as it runs)."""
+    return not is_paused(body["metadata"]) and spec_fingerprint(dict(spec)) != fingerprint
+
+
+async def _claim_restart(body: Any, namespace: str, name: str) -> None:
+    """A pending restart request is answered by the start that follows: remove the
+    annotation (only if it is still there: the live view may lag behind) and say so."""
+    value = restart_request(body["metadata"])
+    if value is None:
+        return
+    claimed = await asyncio.to_thread(
+        kube.remove_annotation, namespace, name, c.ANNOTATION_RESTART, value
+    )
+    if claimed:
+        log.info("%s/%s: restarting the inline bridge, as asked", namespace, name)
+        post_restarted(body, "the inline bridge stopped (drained) and starts again")
+    # the live view shows the removal only once its watch event arrives: until then the
+    # same request must not stop the new bridge again
     waited = 0.0
-    while not stopped.is_set() and spec_fingerprint(dict(spec)) == fingerprint:
+    while restart_request(body["metadata"]) == value and waited < VIEW_LAG_SECONDS:
+        await asyncio.sleep(0.1)
+        waited += 0.1
+
+
+async def _wait_for_change(
+    body: Any, spec: Any, fingerprint: str, stopped: Any, *, limit: float | None = None
+) -> None:
+    """Until the spec changes or a restart is asked for (at most ``limit`` seconds)."""
+    waited = 0.0
+    while (
+        not stopped.is_set()
+        and not _changed(body, spec, fingerprint)
+        and restart_request(body["metadata"]) is None
+    ):
         if limit is not None and waited >= limit:
             return
         await stopped.wait(POLL_SECONDS)

@@ -13,6 +13,7 @@ from typing import Any
 
 import kubernetes
 from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from . import constants as c
@@ -20,6 +21,9 @@ from . import constants as c
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "ws2kafka-operator"
+#: The field manager of restarts: the pod-template annotation it sets is not in the applied
+#: manifests, and server-side apply leaves fields of another manager alone.
+RESTART_FIELD_MANAGER = "ws2kafka-operator-restart"
 
 Manifest = dict[str, Any]
 
@@ -86,3 +90,40 @@ def pod_warning_events(namespace: str, pod: str) -> list[dict[str, Any]]:
     selector = f"involvedObject.kind=Pod,involvedObject.name={pod},type=Warning"
     found = core.list_namespaced_event(namespace, field_selector=selector, limit=50)
     return [api_client().sanitize_for_serialization(event) for event in found.items]
+
+
+def remove_annotation(namespace: str, name: str, key: str, value: str) -> bool:
+    """Remove an annotation of a WebSocketSource if it still has ``value``; True when this
+    call removed it. A JSON patch that tests the value first makes the removal a claim: a
+    stale event or a second look at the same request finds nothing left to claim."""
+    custom = kubernetes.client.CustomObjectsApi(api_client())
+    path = "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1")
+    operations = [{"op": "test", "path": path, "value": value}, {"op": "remove", "path": path}]
+    try:
+        custom.patch_namespaced_custom_object(
+            c.GROUP, c.VERSION, namespace, c.PLURAL, name, operations,
+            _content_type="application/json-patch+json",
+        )  # fmt: skip
+    except ApiException as exc:
+        if exc.status in (404, 409, 422):  # gone, or the test failed: claimed already
+            return False
+        raise
+    return True
+
+
+def restart_deployment(namespace: str, name: str, at: str) -> bool:
+    """Roll a Deployment's pods by setting the pod-template annotation ``restarted-at``;
+    False when there is no such Deployment."""
+    apps = kubernetes.client.AppsV1Api(api_client())
+    annotations = {c.ANNOTATION_RESTARTED_AT: at}
+    body = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+    try:
+        apps.patch_namespaced_deployment(
+            name, namespace, body, field_manager=RESTART_FIELD_MANAGER,
+            _content_type="application/merge-patch+json",
+        )  # fmt: skip
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True

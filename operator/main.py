@@ -17,6 +17,7 @@ from ws2kafka.bridge.config import MAX_DRAIN_TIMEOUT_SECONDS
 from . import constants as c
 from . import kube
 from .conditions import PodCreating, PodProblem, pod_verdict
+from .controls import PodControls, is_paused
 from .events import EventLimiter
 from .inline import InlineBridges, run_inline
 from .observe import PodEvents, is_available, pod_problem_of, refresh_conditions
@@ -148,16 +149,49 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             verdict = pod_verdict(name, meta.get("creationTimestamp"), status)
             return {(namespace or "", source): verdict}
 
-        @kopf.on.resume(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-resume", registry=registry)
-        @kopf.on.create(*RESOURCE, id=f"{c.HANDLER_RECONCILE}-create", registry=registry)
+        def apply_spec(body: Any, spec: dict[str, Any], namespace: str, name: str) -> None:
+            reconcile_source(body, spec, name, namespace, settings, events, rejections)
+
+        controls = PodControls(apply_spec)
+
+        # paused: the handlers skip the source, and the first event after the pause applies
+        # the spec as it is then (PodControls)
+        @kopf.on.resume(
+            *RESOURCE, id=f"{c.HANDLER_RECONCILE}-resume", when=reconciling, registry=registry
+        )
+        @kopf.on.create(
+            *RESOURCE, id=f"{c.HANDLER_RECONCILE}-create", when=reconciling, registry=registry
+        )
         @kopf.on.update(
-            *RESOURCE, id=f"{c.HANDLER_RECONCILE}-update", field="spec", registry=registry
+            *RESOURCE,
+            id=f"{c.HANDLER_RECONCILE}-update",
+            field="spec",
+            when=reconciling,
+            registry=registry,
         )
         def reconcile(
             *, body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, **_: Any
         ) -> None:
             assert namespace is not None
-            reconcile_source(body, dict(spec), name, namespace, settings, events, rejections)
+            apply_spec(body, dict(spec), namespace, name)
+
+        @kopf.on.event(*RESOURCE, id=c.HANDLER_CONTROLS, registry=registry)
+        def watch_controls(
+            *,
+            type: str,
+            body: kopf.Body,
+            spec: kopf.Spec,
+            meta: kopf.Meta,
+            namespace: str | None,
+            name: str,
+            **_: Any,
+        ) -> None:
+            # kopf's diffs leave out ws2kafka.dev/* annotations: every event is looked at
+            if type == "DELETED":
+                controls.forget(namespace or "", name)
+                return
+            assert namespace is not None
+            controls.observe(body, dict(spec), meta, namespace, name)
 
     else:
 
@@ -173,6 +207,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         )
         async def inline(
             *,
+            body: kopf.Body,
             spec: kopf.Spec,
             namespace: str | None,
             name: str,
@@ -180,10 +215,15 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             **_: Any,
         ) -> None:
             assert namespace is not None
-            await run_inline(spec, namespace, name, stopped, settings, bridges)
+            await run_inline(body, spec, namespace, name, stopped, settings, bridges)
 
     _without_finalizer(registry)
     return registry
+
+
+def reconciling(*, meta: kopf.Meta, **_: Any) -> bool:
+    """The filter of the reconcile handlers: reconciliation of the source is not paused."""
+    return not is_paused(meta)
 
 
 #: A source, by (namespace, name).

@@ -24,6 +24,7 @@ from .conditions import (
     event_problem,
     merge_conditions,
 )
+from .controls import is_paused, paused_message
 from .events import EventLimiter
 from .reconcile import Rejections, spec_problems
 from .resources import child_name
@@ -168,6 +169,7 @@ def gather_facts(
         pod_problem=pod_problem,
         last_gap=status.get("lastGap"),
         subscription_checked=spec.get("subscription") is not None,
+        paused=paused_message(str(meta.get("name") or "NAME")) if is_paused(meta) else None,
     )
 
 

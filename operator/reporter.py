@@ -2,7 +2,8 @@
 
 A bridge pod runs it with its own ServiceAccount, whose Role allows patching the status of
 its own resource only; inline mode runs it with the operator's credentials. Either way the
-bridge owns ``status.connection``, ``status.lastGap`` and ``status.lastSequenceGap``, and the
+bridge owns ``status.connection``, ``status.lastGap``, ``status.lastSequenceGap`` and
+``status.topics``, and the
 operator owns ``status.conditions``: merge patches of different keys never clobber each other.
 """
 
@@ -169,6 +170,8 @@ class KubeStatusReporter:
     async def report(self, snapshot: StatusSnapshot) -> Requests | None:
         connection = {**snapshot.to_status(), "podName": self._pod_name}
         status = {"connection": connection, **snapshot.to_gap_status()}
+        if snapshot.topics:
+            status["topics"] = list(snapshot.topics)
         try:
             patched = await asyncio.to_thread(self._patch, self.namespace, self.name, status)
         except Exception as exc:  # the API server being away must not stop the data path

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -742,3 +743,170 @@ def test_operator_restart_catches_up_without_orphans(
             30,
             "status of the source created while the operator was down",
         )
+
+
+RESTART = "ws2kafka.dev/restart"
+PAUSE = "ws2kafka.dev/pause-reconciliation"
+
+
+def pod_template_annotations(kube: ControlPlane, ns: str, source: str) -> dict[str, str]:
+    deployment = kube.get_json(ns, "deployment", f"{source}-bridge")
+    return dict(deployment["spec"]["template"]["metadata"].get("annotations") or {})
+
+
+def source_annotations(kube: ControlPlane, ns: str, source: str) -> dict[str, str]:
+    return dict(kube.get_json(ns, "wss", source)["metadata"].get("annotations") or {})
+
+
+def event_messages(kube: ControlPlane, ns: str, reason: str) -> list[str]:
+    return [e["message"] for e in kube.get_json(ns, "events")["items"] if e["reason"] == reason]
+
+
+def test_the_restart_annotation_rolls_the_bridge_pod_once_and_is_removed(
+    kube: ControlPlane, pod_operator: ManagedProcess
+) -> None:
+    ns = new_namespace(kube, "op-pod")
+    manifest = source_manifest("again", "ws://feed:1/a", "t1", "kafka:9092")
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+    wait_until(
+        lambda: kube.kubectl("-n", ns, "get", "deployment/again-bridge", check=False).stdout,
+        30,
+        "the Deployment",
+    )
+    kube.kubectl("-n", ns, "annotate", "wss", "again", f"{RESTART}=true")
+    stamp = wait_until(
+        lambda: pod_template_annotations(kube, ns, "again").get("ws2kafka.dev/restarted-at"),
+        30,
+        "the pod template's restarted-at",
+    )
+    wait_until(
+        lambda: RESTART not in source_annotations(kube, ns, "again"), 30, "the annotation removed"
+    )
+    [message] = wait_until(lambda: event_messages(kube, ns, "Restarted"), 30, "a Restarted Event")
+    assert f"restarted-at={stamp}" in message
+    # the operator's own apply of a spec change keeps the restart's annotation
+    kube.kubectl(
+        "-n", ns, "patch", "wss", "again", "--type=merge",
+        "-p", '{"spec": {"kafka": {"topic": "t2"}}}',
+    )  # fmt: skip
+    wait_until(
+        lambda: "t2" in kube.get_json(ns, "configmap", "again-bridge")["data"]["source.yaml"],
+        30,
+        "the new config",
+    )
+    wait_until(
+        lambda: pod_template_annotations(kube, ns, "again")["ws2kafka.dev/spec-hash"],
+        10,
+        "the new spec hash",
+    )
+    assert pod_template_annotations(kube, ns, "again")["ws2kafka.dev/restarted-at"] == stamp
+    assert len(event_messages(kube, ns, "Restarted")) == 1
+
+
+def test_a_paused_source_keeps_its_deployment_until_resumed(
+    kube: ControlPlane, pod_operator: ManagedProcess
+) -> None:
+    ns = new_namespace(kube, "op-pod")
+    manifest = source_manifest("frozen", "ws://feed:1/a", "t1", "kafka:9092")
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+
+    def spec_hash() -> str:
+        found = kube.kubectl("-n", ns, "get", "deployment/frozen-bridge", check=False)
+        return (
+            pod_template_annotations(kube, ns, "frozen")["ws2kafka.dev/spec-hash"]
+            if (found.returncode == 0)
+            else ""
+        )
+
+    first = wait_until(spec_hash, 30, "the first rollout")
+    kube.kubectl("-n", ns, "annotate", "wss", "frozen", f"{PAUSE}=true")
+    paused = wait_until(
+        lambda: condition(kube.get_json(ns, "wss", "frozen"), "ReconciliationPaused"),
+        30,
+        "ReconciliationPaused",
+    )
+    assert (paused["status"], paused["reason"]) == ("True", "ReconciliationPaused")
+    assert f"kubectl annotate wss frozen {PAUSE}-" in paused["message"]
+    kube.kubectl(
+        "-n", ns, "patch", "wss", "frozen", "--type=merge",
+        "-p", '{"spec": {"kafka": {"topic": "t2"}}}',
+    )  # fmt: skip
+    kube.kubectl("-n", ns, "annotate", "wss", "frozen", f"{RESTART}=true")
+
+    def seen() -> bool:
+        source = kube.get_json(ns, "wss", "frozen")
+        progressing = condition(source, "Progressing")
+        return bool(
+            source["status"].get("observedGeneration") == source["metadata"]["generation"]
+            and progressing.get("reason") == "ReconciliationPaused"
+        )
+
+    wait_until(seen, 30, "the new generation observed, Progressing=False ReconciliationPaused")
+    time.sleep(2)  # the operator's watch events of the patch and the annotation
+    # the operator saw the new spec and left the Deployment alone
+    assert spec_hash() == first
+    assert "ws2kafka.dev/restarted-at" not in pod_template_annotations(kube, ns, "frozen")
+    assert RESTART in source_annotations(kube, ns, "frozen")  # the restart waits for the resume
+    kube.kubectl("-n", ns, "annotate", "wss", "frozen", f"{PAUSE}-")
+    wait_until(lambda: spec_hash() not in ("", first), 30, "the change made while paused")
+    wait_until(
+        lambda: "ws2kafka.dev/restarted-at" in pod_template_annotations(kube, ns, "frozen"),
+        30,
+        "the restart that waited",
+    )
+    wait_until(
+        lambda: not condition(kube.get_json(ns, "wss", "frozen"), "ReconciliationPaused"),
+        30,
+        "the condition gone",
+    )
+    assert RESTART not in source_annotations(kube, ns, "frozen")
+
+
+async def test_inline_restart_pause_and_the_topics_a_source_writes(
+    kube: ControlPlane, kafka: KafkaBroker, inline_operator: ManagedProcess
+) -> None:
+    ns = new_namespace(kube, "op-inline")
+    topic = f"inline-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)
+    async with SequenceFeed(rate=50) as feed:
+        manifest = source_manifest(
+            "ctl", feed.url, topic, kafka.bootstrap_servers,
+            gaps={"record": True, "topic": f"{topic}-gaps"},
+        )  # fmt: skip
+        kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+
+        def connected() -> bool:
+            source = kube.get_json(ns, "wss", "ctl")
+            return condition(source, "Connected").get("status") == "True"
+
+        await until(connected, 60, "the inline bridge connected")
+        status = kube.get_json(ns, "wss", "ctl")["status"]
+        assert status["topics"] == [topic, f"{topic}-gaps"]
+        assert status["connection"]["routedTopics"] == 0
+        kube.kubectl("-n", ns, "annotate", "wss", "ctl", f"{RESTART}=now")
+        await until(lambda: len(feed.connections) == 2, 30, "a second connection")
+        await until(
+            lambda: RESTART not in source_annotations(kube, ns, "ctl"), 30, "the annotation removed"
+        )
+        await until(lambda: event_messages(kube, ns, "Restarted"), 30, "a Restarted Event")
+        assert "inline bridge stopped (drained)" in event_messages(kube, ns, "Restarted")[0]
+        kube.kubectl("-n", ns, "annotate", "wss", "ctl", f"{PAUSE}=true")
+        await until(
+            lambda: condition(kube.get_json(ns, "wss", "ctl"), "ReconciliationPaused"),
+            30,
+            "ReconciliationPaused",
+        )
+        kube.kubectl(
+            "-n", ns, "patch", "wss", "ctl", "--type=merge",
+            "-p", '{"spec": {"gaps": {"record": false}}}',
+        )  # fmt: skip
+        await asyncio.sleep(3)  # the daemon looks every second
+        assert len(feed.connections) == 2  # the bridge runs on as it was
+        kube.kubectl("-n", ns, "annotate", "wss", "ctl", f"{PAUSE}-")
+        await until(lambda: len(feed.connections) == 3, 30, "the change applied on resume")
+        await until(
+            lambda: kube.get_json(ns, "wss", "ctl")["status"].get("topics") == [topic],
+            30,
+            "the gap topic no longer written",
+        )
+        kube.kubectl("-n", ns, "delete", "wss", "ctl", "--timeout=60s")

@@ -47,6 +47,16 @@ async def test_reports_connection_and_relays_annotation_changes() -> None:
     assert not after.rotate
 
 
+async def test_the_topics_go_to_status_topics_and_none_erase_nothing() -> None:
+    api = FakeApi()
+    reporter = KubeStatusReporter("ns", "src", pod_name=None, interval=5, patch=api.patch)
+    stats = BridgeStats()
+    await reporter.report(StatusSnapshot.of(stats, "c1", 0.0, topics=("t", "t.gaps")))
+    await reporter.report(StatusSnapshot.of(stats, "c1", 0.0))
+    assert api.patches[0]["topics"] == ["t", "t.gaps"]
+    assert "topics" not in api.patches[1]  # a merge patch with [] would erase the list
+
+
 async def test_a_failing_api_is_not_fatal() -> None:
     def broken(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         raise ConnectionRefusedError("api server away")
