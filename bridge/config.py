@@ -151,6 +151,25 @@ class Header(Model):
         return self
 
 
+class QueryParameter(Model):
+    """One parameter of the connection URL's query, appended to ``url`` at every connect
+    (KuCoin's ``token``, Finnhub's ``token``). A secret value is resolved then, and shown as
+    ``***`` wherever the URL is (logs, status, errors)."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f&=#]+$")
+    """Parameter name, e.g. ``token`` (no ``&``, ``=``, ``#`` or control characters)."""
+    value: str | None = Field(default=None, max_length=8192)
+    """Plain value (not secret), percent-encoded as needed."""
+    value_from: SecretValue | None = None
+    """Secret value, e.g. an API token: it never shows where the URL does."""
+
+    @model_validator(mode="after")
+    def _one_value(self) -> Self:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError("give exactly one of value or valueFrom")
+        return self
+
+
 class BasicAuth(Model):
     """HTTP basic authentication for the handshake."""
 
@@ -785,6 +804,9 @@ class WebSocketSourceSpec(Model):
     """Rules for frames that are not data (pings, acknowledgements, heartbeats, errors)."""
     headers: list[Header] = Field(default_factory=list, max_length=64)
     """Extra handshake headers."""
+    query: list[QueryParameter] = Field(default_factory=list, max_length=64)
+    """Query parameters appended to ``url`` (``urlTemplate``'s URLs too) at every connect;
+    secret ones are re-read before a reconnect that follows an authentication failure."""
     auth: AuthSpec = Field(default_factory=AuthSpec)
     """Handshake authentication."""
     tls: TlsSpec = Field(default_factory=TlsSpec)

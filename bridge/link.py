@@ -24,7 +24,15 @@ from .errors import GaveUp
 from .gaps import Gap
 from .sequence import FrameChecks
 from .session import Ended, Session, SessionContext, Successor, new_connection_id
-from .source import Failure, Opener, SourceConnection, build_connect_kwargs, describe_failure
+from .source import (
+    ConnectFailed,
+    Failure,
+    Opener,
+    SourceConnection,
+    build_connect_kwargs,
+    build_endpoint,
+    describe_failure,
+)
 from .stats import BridgeStats, ConnectionState
 from .streams import Share
 from .supervisor import GiveUp, Retry, Supervisor
@@ -78,12 +86,24 @@ class Link:
             set_state=self._set_state,
         )
         self._connect_kwargs = build_connect_kwargs(self.spec)
+        self._endpoint = build_endpoint(self.spec)
         self._reauthenticate = False
 
     async def open_raw(self) -> SourceConnection:
         """A new connection with the current handshake settings (a rotation's successor)."""
         self._hooks.gate.record()
-        return await self._hooks.opener(self.spec, self._connect_kwargs)
+        return await self._connect()
+
+    async def _connect(self) -> SourceConnection:
+        """Open a connection to the endpoint; a failure is raised as :class:`ConnectFailed`,
+        classified and without the URL's secrets (a client may quote the URL)."""
+        endpoint = self._endpoint
+        try:
+            return await self._hooks.opener(
+                self.spec.model_copy(update={"url": endpoint.url}), self._connect_kwargs
+            )
+        except Exception as exc:  # classified here, where the secrets to scrub are known
+            raise ConnectFailed(endpoint.scrub_failure(describe_failure(exc))) from None
 
     async def run(self) -> None:
         """Open, read, and follow the supervisor's decision after every failure or end."""
@@ -96,6 +116,7 @@ class Link:
                 try:
                     if self._reauthenticate:
                         self._connect_kwargs = build_connect_kwargs(self.spec)
+                        self._endpoint = build_endpoint(self.spec)
                         self._reauthenticate = False
                     ws = await self._open()
                 except Exception as exc:  # every failure is classified, counted and retried
@@ -158,9 +179,7 @@ class Link:
         stopping = self._hooks.stopping
         if not await self._hooks.gate.acquire(stopping):
             return None
-        opening: asyncio.Future[SourceConnection] = asyncio.ensure_future(
-            self._hooks.opener(self.spec, self._connect_kwargs)
-        )
+        opening: asyncio.Future[SourceConnection] = asyncio.ensure_future(self._connect())
         stopped = asyncio.create_task(stopping.wait())
         try:
             await asyncio.wait((opening, stopped), return_when=asyncio.FIRST_COMPLETED)

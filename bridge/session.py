@@ -29,7 +29,7 @@ from .pipeline import Pipeline
 from .ratelog import RateLimitedLog
 from .routing import TopicRouter
 from .sequence import FrameChecks
-from .source import Failure, SourceConnection, describe_failure
+from .source import Failure, SourceConnection, describe_failure, shown_url
 from .stats import BridgeStats, ConnectionState
 from .subscription import SubscriptionState, SubscriptionWatch
 from .timeouts import wait_event
@@ -175,7 +175,7 @@ class Session:
         log.info(
             "%s: connected to %s (connection %s, subprotocol %s)",
             name,
-            spec.url,
+            shown_url(spec),
             self.connection_id,
             self.ws.subprotocol or "none",
         )

@@ -36,6 +36,7 @@ from ws2kafka.bridge.config import (
     KeySpec,
     MessagesSpec,
     PemSource,
+    QueryParameter,
     ReconnectSpec,
     SecretValue,
     StreamsSpec,
@@ -199,6 +200,13 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
         ),
     },
     Header: {
+        "_one_value": (
+            Rule(
+                "has(self.value) != has(self.valueFrom)", "give exactly one of value or valueFrom"
+            ),
+        ),
+    },
+    QueryParameter: {
         "_one_value": (
             Rule(
                 "has(self.value) != has(self.valueFrom)", "give exactly one of value or valueFrom"

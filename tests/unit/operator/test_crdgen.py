@@ -211,6 +211,7 @@ def test_secret_values_can_only_refer_to_a_secret(spec: Schema) -> None:
         "spec.auth.bearerToken",
         "spec.auth.basic.password",
         "spec.headers[].valueFrom",
+        "spec.query[].valueFrom",
         "spec.kafka.secretProperties{}",
     }
     pem_sources = {"spec.tls.ca", "spec.tls.clientCert", "spec.tls.clientKey"}
