@@ -19,7 +19,7 @@ from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.frames import Close
+from websockets.frames import Close, Frame, Opcode
 
 from .config import ConnectionSpec, PemSource, TlsSpec, WebSocketSourceSpec
 from .errors import AuthenticationFailed, ConfigError, HandshakeFailed
@@ -203,9 +203,14 @@ _VISIBLE_HEADERS = frozenset(
 )
 
 
+#: Frames whose content websockets' DEBUG log shows: the ones the bridge sends may be a login.
+_DATA_OPCODES = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+
+
 class RedactHeaderValues(logging.Filter):
     """websockets logs each handshake header at DEBUG as ``> name: value``: hide the values,
-    and the query's values in its request line ``> GET path HTTP/1.1``.
+    the query's values in its request line ``> GET path HTTP/1.1``, and the content of the
+    messages the bridge sends (``> TEXT ...``: a login).
 
     The picows client logs its handshake in the same form, through the same filter.
     """
@@ -215,6 +220,11 @@ class RedactHeaderValues(logging.Filter):
         if record.msg == "> GET %s HTTP/1.1" and isinstance(args, tuple) and len(args) == 1:
             # the request line: the query may carry secrets (spec.query)
             record.args = (redact_url(str(args[0])),)
+        elif record.msg == "> %s" and isinstance(args, tuple) and isinstance(args[0], Frame):
+            # a sent frame: the login carries secrets (spec.login); control frames stay
+            frame = args[0]
+            if frame.opcode in _DATA_OPCODES:
+                record.args = (f"{frame.opcode.name} [{len(frame.data)} bytes, redacted]",)
         elif (
             record.msg in ("> %s: %s", "< %s: %s")
             and isinstance(args, tuple)

@@ -185,6 +185,15 @@ class BridgeStats:
     last_subscription_failure: tuple[str, str] | None = None
     """The last failure's state and message: it stays visible while the next connection
     waits for its answer (a reconnect after a refusal takes only the backoff)."""
+    authentication: str | None = None
+    """The last login's state (``spec.login``): Pending, Authenticated, LoginRejected or
+    LoginTimeout."""
+    authentication_message: str = ""
+    """The server's words (never a secret), or why none came."""
+    last_authentication_failure: tuple[str, str] | None = None
+    """The last refused or unanswered login: visible until a login succeeds again."""
+    logins: dict[str, int] = field(default_factory=dict)
+    """Logins by outcome (Authenticated, LoginRejected, LoginTimeout)."""
 
     @property
     def dropped(self) -> int:

@@ -212,6 +212,7 @@ def test_secret_values_can_only_refer_to_a_secret(spec: Schema) -> None:
         "spec.auth.basic.password",
         "spec.headers[].valueFrom",
         "spec.query[].valueFrom",
+        "spec.login.values{}",
         "spec.kafka.secretProperties{}",
     }
     pem_sources = {"spec.tls.ca", "spec.tls.clientCert", "spec.tls.clientKey"}
@@ -350,7 +351,7 @@ def test_status_connection_has_the_keys_the_bridge_reports(version: dict[str, An
     reported = snapshot().to_status()
     assert list(connection) == [*reported, "podName"]
     for key, value in reported.items():
-        if key in ("kafka", "subscription", "connections"):  # objects, null when not reported
+        if key in ("kafka", "subscription", "authentication", "connections"):  # null: not reported
             assert (connection[key]["type"], connection[key]["nullable"]) == ("object", True)
             continue
         expected = {int: "integer", str: "string", type(None): "string"}[type(value)]
