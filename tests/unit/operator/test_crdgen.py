@@ -437,6 +437,8 @@ def secret_refs(spec: WebSocketSourceSpec) -> list[config.SecretKeyRef]:
         spec.auth.bearer_token,
         spec.auth.basic.password if spec.auth.basic else None,
         *(header.value_from for header in spec.headers),
+        *(parameter.value_from for parameter in spec.query),
+        *(spec.login.values.values() if spec.login else ()),
         *spec.kafka.secret_properties.values(),
     ]
     return [value.secret_key_ref for value in values if value and value.secret_key_ref]
