@@ -34,7 +34,7 @@ from ws2kafka.bridge.messages import MessageRules
 from ws2kafka.bridge.sequence import FrameChecks
 from ws2kafka.bridge.service import Bridge
 from ws2kafka.bridge.sink import KafkaSink
-from ws2kafka.bridge.source import Consumer, SourceConnection
+from ws2kafka.bridge.source import FrameConsumer, SourceConnection
 from ws2kafka.bridge.stats import BridgeStats, LatencyHistogram
 from ws2kafka.devstack.harness import bridge_spec
 from ws2kafka.devstack.machine import describe, emit
@@ -100,7 +100,7 @@ class CallbackBursts(Bursts):
         super().__init__(frames, numbered_frames=numbered_frames)
         self._payloads = [frame.encode() for frame in reversed(self._frames)]
 
-    async def read_into(self, consumer: Consumer, wait_for_room: Callable[[], Any]) -> None:
+    async def read_into(self, consumer: FrameConsumer, wait_for_room: Callable[[], Any]) -> None:
         """Each frame handed to the consumer as bytes, a burst at a time, then the loop runs
         its callbacks (a bridge from before the callback path only calls ``recv()``)."""
         payloads, plain = self._payloads, FRAME.encode()

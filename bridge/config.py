@@ -151,6 +151,25 @@ class Header(Model):
         return self
 
 
+class QueryParameter(Model):
+    """One parameter of the connection URL's query, appended to ``url`` at every connect
+    (KuCoin's ``token``, Finnhub's ``token``). A secret value is resolved then, and shown as
+    ``***`` wherever the URL is (logs, status, errors)."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f&=#]+$")
+    """Parameter name, e.g. ``token`` (no ``&``, ``=``, ``#`` or control characters)."""
+    value: str | None = Field(default=None, max_length=8192)
+    """Plain value (not secret), percent-encoded as needed."""
+    value_from: SecretValue | None = None
+    """Secret value, e.g. an API token: it never shows where the URL does."""
+
+    @model_validator(mode="after")
+    def _one_value(self) -> Self:
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError("give exactly one of value or valueFrom")
+        return self
+
+
 class BasicAuth(Model):
     """HTTP basic authentication for the handshake."""
 
@@ -665,6 +684,131 @@ class SubscriptionSpec(Model):
     """``reconnect`` (with backoff) or ``giveUp``."""
 
 
+class LoginTimestamp(StrEnum):
+    """How ``{timestamp}`` is written: the connect's time, taken anew for every login."""
+
+    SECONDS = "seconds"
+    """Whole epoch seconds (OKX: ``1704876947``)."""
+    MILLISECONDS = "milliseconds"
+    """Epoch milliseconds (Deribit)."""
+    ISO8601 = "iso8601"
+    """UTC with milliseconds, ``2024-01-10T08:55:47.123Z``."""
+
+
+class SignatureAlgorithm(StrEnum):
+    """The HMAC of a login signature."""
+
+    HMAC_SHA256 = "hmacSha256"
+    HMAC_SHA512 = "hmacSha512"
+
+
+class SignatureEncoding(StrEnum):
+    """How the signature's bytes are written as text."""
+
+    HEX = "hex"
+    BASE64 = "base64"
+
+
+class KeyEncoding(StrEnum):
+    """How the signing key is written in its secret."""
+
+    TEXT = "text"
+    """Its UTF-8 bytes are the key (OKX, Bybit, Deribit)."""
+    BASE64 = "base64"
+    """Base64 of the key (Coinbase)."""
+    HEX = "hex"
+
+
+#: A login placeholder: ``{name}``, a value of ``login.values`` or a computed one.
+LOGIN_PLACEHOLDER: Final = r"\{([A-Za-z][A-Za-z0-9_]{0,62})\}"
+#: The values a login computes itself, at every connect.
+COMPUTED_LOGIN_VALUES: Final = ("timestamp", "expires", "nonce", "signature")
+
+
+class LoginSignature(Model):
+    """``{signature}``: an HMAC of ``payload`` keyed with one of the login's secret values."""
+
+    algorithm: SignatureAlgorithm = SignatureAlgorithm.HMAC_SHA256
+    """``hmacSha256`` or ``hmacSha512``."""
+    encoding: SignatureEncoding = SignatureEncoding.HEX
+    """``hex`` (Bybit, Deribit) or ``base64`` (OKX)."""
+    key: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    """The value of ``login.values`` that keys the HMAC, e.g. ``secret``; it may not appear
+    in the message itself."""
+    key_encoding: KeyEncoding = KeyEncoding.TEXT
+    """How that key is written: ``text`` (its UTF-8 bytes), ``base64`` (Coinbase) or ``hex``."""
+    payload: str = Field(min_length=1, max_length=4096)
+    """What is signed, with placeholders written as they are (not JSON-escaped), e.g.
+    ``{timestamp}GET/users/self/verify`` (OKX) or ``GET/realtime{expires}`` (Bybit)."""
+
+
+class LoginSpec(Model):
+    """A login message sent after every connect, before ``subscribe``, and the server's answer.
+
+    The message is a template: ``{name}`` is replaced by a value of ``values`` (from secrets)
+    or a computed one: ``{timestamp}`` (the connect's time, see ``timestamp``), ``{expires}``
+    (epoch milliseconds ``expiresAfterMs`` from now), ``{nonce}`` (random hex) and
+    ``{signature}``. In the message, values are JSON-escaped, so ``"{apiKey}"`` is a JSON
+    string and ``{expires}`` a number. Every login computes them anew: a retried login never
+    reuses a timestamp. The answer is recognised like the subscription's; a refusal makes
+    the connection fail with ``LoginRejected`` (condition ``Authenticated``) and the bridge
+    retries with the reconnect backoff, re-reading the secrets.
+    """
+
+    message: str = Field(min_length=1, max_length=65536)
+    """The login message, e.g. OKX's ``{"op":"login","args":[{"apiKey":"{apiKey}",...}]}``."""
+    values: dict[str, SecretValue] = Field(default_factory=dict, max_length=16)
+    """Secret values by placeholder name, e.g. ``apiKey``, ``secret``, ``passphrase``."""
+    timestamp: LoginTimestamp = LoginTimestamp.SECONDS
+    """How ``{timestamp}`` is written: ``seconds``, ``milliseconds`` or ``iso8601``."""
+    expires_after_ms: int = Field(default=10_000, ge=1, le=3_600_000)
+    """``{expires}`` is the connect's time plus this, in epoch milliseconds (Bybit)."""
+    signature: LoginSignature | None = None
+    """How ``{signature}`` is computed (none: the message has no signature)."""
+    success: list[FrameCondition] = Field(min_length=1, max_length=8)
+    """A frame that says the login succeeded (all conditions), e.g. ``/event`` equals
+    ``login``."""
+    failure: list[FrameCondition] = Field(default_factory=list, max_length=8)
+    """A frame that says it failed, e.g. ``/event`` equals ``error`` (none: only the timeout)."""
+    message_pointer: JsonPointer | None = None
+    """The server's own words in a failure frame, e.g. ``/msg`` (null: the whole frame)."""
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    """No answer within this time: ``LoginTimeout``, retried with the reconnect backoff."""
+
+    @model_validator(mode="after")
+    def _value_names(self) -> Self:
+        for name in self.values:
+            if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name) is None:
+                raise ValueError(f"value name {name!r}: letters, digits and _, a letter first")
+            if name in COMPUTED_LOGIN_VALUES:
+                raise ValueError(f"{name} is computed by the bridge: name the value otherwise")
+        return self
+
+    @model_validator(mode="after")
+    def _signing_key(self) -> Self:
+        if self.signature is None:
+            return self
+        if self.signature.key not in self.values:
+            raise ValueError("signature.key must name one of values")
+        if "{" + self.signature.key + "}" in self.message:
+            raise ValueError("the signing key may not be sent in the message")
+        return self
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Self:
+        known = set(self.values) | {"timestamp", "expires", "nonce"}
+        payload = self.signature.payload if self.signature is not None else ""
+        signed = {"signature"} if self.signature is not None else set()
+        for where, text, allowed in (
+            ("message", self.message, known | signed),
+            ("signature.payload", payload, known),
+        ):
+            for name in re.findall(LOGIN_PLACEHOLDER, text):
+                if name not in allowed:
+                    raise ValueError(f"{where}: {{{name}}} is neither a value nor computed here")
+        return self
+
+
 class TopicRoutingSpec(Model):
     """Records go to a topic named by the frame: ``trades.{/s}``; bounded and filtered."""
 
@@ -779,12 +923,17 @@ class WebSocketSourceSpec(Model):
     )
     """Messages sent in order after every successful (re)connect, e.g. a JSON subscription.
     At most 256 KiB each (the rendered config must fit a ConfigMap)."""
+    login: LoginSpec | None = None
+    """A signed login message sent after every connect, before ``subscribe`` (off: none)."""
     subscription: SubscriptionSpec | None = None
     """How the server acknowledges ``subscribe`` (off: nothing is checked)."""
     messages: MessagesSpec = Field(default_factory=MessagesSpec)
     """Rules for frames that are not data (pings, acknowledgements, heartbeats, errors)."""
     headers: list[Header] = Field(default_factory=list, max_length=64)
     """Extra handshake headers."""
+    query: list[QueryParameter] = Field(default_factory=list, max_length=64)
+    """Query parameters appended to ``url`` (``urlTemplate``'s URLs too) at every connect;
+    secret ones are re-read before a reconnect that follows an authentication failure."""
     auth: AuthSpec = Field(default_factory=AuthSpec)
     """Handshake authentication."""
     tls: TlsSpec = Field(default_factory=TlsSpec)

@@ -13,18 +13,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from websockets.typing import Data
 
+from .config import Inflate
 from .connect_gate import ConnectGate
 from .errors import GaveUp
+from .framing import inflate, parse_json
 from .gaps import Gap
+from .login import (
+    Credentials,
+    LoginAnswer,
+    LoginState,
+    LoginWatch,
+    render_login,
+    resolve_credentials,
+)
 from .sequence import FrameChecks
 from .session import Ended, Session, SessionContext, Successor, new_connection_id
-from .source import Failure, Opener, SourceConnection, build_connect_kwargs, describe_failure
+from .source import (
+    ConnectFailed,
+    Failure,
+    Opener,
+    SourceConnection,
+    as_message,
+    build_connect_kwargs,
+    build_endpoint,
+    describe_failure,
+)
 from .stats import BridgeStats, ConnectionState
 from .streams import Share
 from .supervisor import GiveUp, Retry, Supervisor
@@ -78,12 +98,90 @@ class Link:
             set_state=self._set_state,
         )
         self._connect_kwargs = build_connect_kwargs(self.spec)
+        self._endpoint = build_endpoint(self.spec)
+        self._credentials = self._resolve_credentials()
         self._reauthenticate = False
+
+    def _resolve_credentials(self) -> Credentials | None:
+        login = self.spec.login
+        return resolve_credentials(login) if login is not None else None
 
     async def open_raw(self) -> SourceConnection:
         """A new connection with the current handshake settings (a rotation's successor)."""
         self._hooks.gate.record()
-        return await self._hooks.opener(self.spec, self._connect_kwargs)
+        return await self._connect()
+
+    async def _connect(self) -> SourceConnection:
+        """Open a connection to the endpoint; a failure is raised as :class:`ConnectFailed`,
+        classified and without the URL's secrets (a client may quote the URL)."""
+        endpoint = self._endpoint
+        try:
+            ws = await self._hooks.opener(
+                self.spec.model_copy(update={"url": endpoint.url}), self._connect_kwargs
+            )
+        except Exception as exc:  # classified here, where the secrets to scrub are known
+            raise ConnectFailed(endpoint.scrub_failure(describe_failure(exc))) from None
+        if self._credentials is not None:
+            await self._log_in(ws, self._credentials)
+        return ws
+
+    async def _log_in(self, ws: SourceConnection, credentials: Credentials) -> None:
+        """Send the login (rendered now: a fresh timestamp and signature) and wait for the
+        answer; a refusal or no answer in time closes the connection and is raised as
+        :class:`ConnectFailed`, like a refused handshake. Frames before the answer are
+        control frames (the data only flows after ``subscribe``)."""
+        spec = self.spec.login
+        assert spec is not None
+        message = render_login(spec, credentials, now=time.time(), nonce=secrets.token_hex(8))
+        watch = LoginWatch(spec)
+        self._hooks.stats.authentication = LoginState.PENDING
+        try:
+            try:
+                async with asyncio.timeout(spec.timeout_seconds):
+                    await ws.send(message.text)
+                    answer = await self._login_answer(ws, watch)
+            except TimeoutError:
+                answer = watch.timed_out()
+        except BaseException as exc:  # closed meanwhile, or the bridge stops: no connection
+            ws.transport.abort()
+            if isinstance(exc, Exception):
+                raise ConnectFailed(describe_failure(exc)) from None
+            raise
+        answer = LoginAnswer(answer.state, message.scrub(answer.message))
+        self._show_login(answer)
+        if answer.state is not LoginState.AUTHENTICATED:
+            ws.transport.abort()
+            rejected = answer.state is LoginState.REJECTED
+            failure = Failure(answer.state.value, answer.message, authentication=rejected)
+            raise ConnectFailed(failure)
+
+    async def _login_answer(self, ws: SourceConnection, watch: LoginWatch) -> LoginAnswer:
+        """Read up to the login's answer; every frame until then (a greeting, the answer) is
+        received and counted as a control frame, like the subscription's answer."""
+        method = self.spec.connection.inflate
+        stats = self._hooks.stats
+        while True:
+            payload, binary = as_message(await ws.recv())
+            stats.received += 1
+            stats.received_bytes += len(payload)
+            stats.control_frames += 1
+            if binary and method is not Inflate.NONE:
+                payload = inflate(payload, method)
+            answer = watch.observe(payload, parse_json(payload))
+            if answer is not None:
+                return answer
+
+    def _show_login(self, answer: LoginAnswer) -> None:
+        """Count the login's outcome and show it in status (the state change reports it)."""
+        stats = self._hooks.stats
+        stats.logins[answer.state] = stats.logins.get(answer.state, 0) + 1
+        stats.authentication = answer.state
+        stats.authentication_message = answer.message
+        if answer.state is LoginState.AUTHENTICATED:
+            stats.last_authentication_failure = None
+            log.info("%s: logged in (%s)", self.label, answer.message)
+        else:
+            stats.last_authentication_failure = (answer.state, answer.message)
 
     async def run(self) -> None:
         """Open, read, and follow the supervisor's decision after every failure or end."""
@@ -96,6 +194,8 @@ class Link:
                 try:
                     if self._reauthenticate:
                         self._connect_kwargs = build_connect_kwargs(self.spec)
+                        self._endpoint = build_endpoint(self.spec)
+                        self._credentials = self._resolve_credentials()
                         self._reauthenticate = False
                     ws = await self._open()
                 except Exception as exc:  # every failure is classified, counted and retried
@@ -158,9 +258,7 @@ class Link:
         stopping = self._hooks.stopping
         if not await self._hooks.gate.acquire(stopping):
             return None
-        opening: asyncio.Future[SourceConnection] = asyncio.ensure_future(
-            self._hooks.opener(self.spec, self._connect_kwargs)
-        )
+        opening: asyncio.Future[SourceConnection] = asyncio.ensure_future(self._connect())
         stopped = asyncio.create_task(stopping.wait())
         try:
             await asyncio.wait((opening, stopped), return_when=asyncio.FIRST_COMPLETED)

@@ -18,6 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .login import LoginState
 from .stats import LATENCY_BUCKETS, BridgeStats, ConnectionState, close_code_label
 from .subscription import SubscriptionState
 
@@ -210,6 +211,14 @@ def _message_families(sources: Iterable[tuple[str, BridgeStats]]) -> Iterator[Me
         "1 for the current connection's subscription state (spec.subscription).",
         labels=["source", "state"],
     )
+    logins = CounterMetricFamily(
+        "ws2kafka_logins", "Logins (spec.login) by outcome.", labels=["source", "outcome"]
+    )
+    authenticated = GaugeMetricFamily(
+        "ws2kafka_authentication_state",
+        "1 for the last login's state (spec.login).",
+        labels=["source", "state"],
+    )
     for name, stats in sources:
         for (rule, kind), count in sorted(stats.rule_matches.items()):
             matched.add_metric([name, rule, kind], count)
@@ -224,7 +233,19 @@ def _message_families(sources: Iterable[tuple[str, BridgeStats]]) -> Iterator[Me
                 subscribed.add_metric(
                     [name, candidate.value], float(candidate == stats.subscription)
                 )
-    yield from (matched, control, fallbacks, topics, subscribed)
+        if stats.authentication is not None:
+            _add_logins(name, stats, logins, authenticated)
+    yield from (matched, control, fallbacks, topics, subscribed, logins, authenticated)
+
+
+def _add_logins(
+    name: str, stats: BridgeStats, logins: CounterMetricFamily, state: GaugeMetricFamily
+) -> None:
+    """Every outcome and state, zero or not: a fixed set of label values."""
+    for candidate in LoginState:
+        if candidate is not LoginState.PENDING:
+            logins.add_metric([name, candidate.value], stats.logins.get(candidate, 0))
+        state.add_metric([name, candidate.value], float(candidate == stats.authentication))
 
 
 def close_code_counts(close_codes: dict[int, int]) -> dict[str, int]:

@@ -43,7 +43,7 @@ from websockets.uri import parse_uri
 
 from .config import WebSocketSourceSpec
 from .picows_listener import FrameListener
-from .source import Consumer, RedactHeaderValues, handshake_rejected
+from .source import FrameConsumer, RedactHeaderValues, handshake_rejected
 
 #: The logger of the picows client (handshake, connection, picows itself): like
 #: ``source.CLIENT_LOG`` for websockets, its records never carry header secrets.
@@ -134,7 +134,7 @@ class PicowsConnection:
         return payload if binary else payload.decode()
 
     async def read_into(
-        self, consumer: Consumer, wait_for_room: Callable[[], Awaitable[None]]
+        self, consumer: FrameConsumer, wait_for_room: Callable[[], Awaitable[None]]
     ) -> None:
         """Hand every message to ``consumer`` from picows' callback until the connection ends
         (raising ``ConnectionClosed``); when it asks to pause, reading stops until

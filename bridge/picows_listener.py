@@ -24,7 +24,7 @@ from typing import Any
 from picows import WSCloseCode, WSFrame, WSMsgType, WSProtocolError, WSTransport
 from picows.websockets import ClientConnection as PicowsClientConnection
 
-from .source import Consumer
+from .source import FrameConsumer
 
 _TEXT = WSMsgType.TEXT
 _BINARY = WSMsgType.BINARY
@@ -53,7 +53,7 @@ class FrameListener(PicowsClientConnection):
         self._fragments_size = 0
         self._fragments_binary = False
         self._queue: deque[tuple[bytes, bool]] = deque()
-        self._consumer: Consumer | None = None
+        self._consumer: FrameConsumer | None = None
         self._reading_paused = False
         self.consumer_paused = False
         """The consumer asked to pause; messages queue until :meth:`resume`."""
@@ -162,7 +162,7 @@ class FrameListener(PicowsClientConnection):
             self._resume_reading()
         return message
 
-    def attach(self, consumer: Consumer) -> None:
+    def attach(self, consumer: FrameConsumer) -> None:
         """From now on, messages go to ``consumer``: the queued ones first."""
         self._consumer = consumer
         self.resume()

@@ -40,6 +40,10 @@ class StatusSnapshot:
     subscription_message: str = ""
     last_subscription_failure: tuple[str, str] | None = None
     control_frames: int = 0
+    authentication: str | None = None
+    """``spec.login``'s state (None: no login)."""
+    authentication_message: str = ""
+    last_authentication_failure: tuple[str, str] | None = None
     connections: dict[str, object] | None = None
     """The connections' summary (:func:`connections_summary`)."""
     topics: tuple[str, ...] = ()
@@ -76,6 +80,9 @@ class StatusSnapshot:
             subscription_message=stats.subscription_message,
             last_subscription_failure=stats.last_subscription_failure,
             control_frames=stats.control_frames,
+            authentication=stats.authentication,
+            authentication_message=stats.authentication_message,
+            last_authentication_failure=stats.last_authentication_failure,
             connections=connections,
             topics=topics,
             routed_topics=len(stats.routed_topics),
@@ -98,6 +105,7 @@ class StatusSnapshot:
             "kafka": self.kafka.to_status() if self.kafka is not None else None,
             "controlMessages": self.control_frames,
             "subscription": self._subscription_status(),
+            "authentication": self._authentication_status(),
             "connections": self.connections,
             "routedTopics": self.routed_topics,
         }
@@ -109,6 +117,16 @@ class StatusSnapshot:
         return {
             "state": self.subscription,
             "message": self.subscription_message,
+            "lastFailure": {"state": failure[0], "message": failure[1]} if failure else None,
+        }
+
+    def _authentication_status(self) -> dict[str, object] | None:
+        if self.authentication is None:
+            return None
+        failure = self.last_authentication_failure
+        return {
+            "state": self.authentication,
+            "message": self.authentication_message,
             "lastFailure": {"state": failure[0], "message": failure[1]} if failure else None,
         }
 

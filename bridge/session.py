@@ -30,12 +30,13 @@ from .ratelog import RateLimitedLog
 from .routing import TopicRouter
 from .sequence import FrameChecks
 from .source import (
-    Consumer,
     Failure,
+    FrameConsumer,
     SourceConnection,
     as_message,
     describe_failure,
     read_messages,
+    shown_url,
 )
 from .stats import BridgeStats, ConnectionState
 from .subscription import SubscriptionState, SubscriptionWatch
@@ -186,7 +187,7 @@ class Session:
         log.info(
             "%s: connected to %s (connection %s, subprotocol %s)",
             name,
-            spec.url,
+            shown_url(spec),
             self.connection_id,
             self.ws.subprotocol or "none",
         )
@@ -233,7 +234,7 @@ class Session:
             await self._wait_for_room()
         await read_messages(self.ws, consumer, self._wait_for_room)
 
-    def _plain(self, builder: RecordBuilder) -> Consumer:
+    def _plain(self, builder: RecordBuilder) -> FrameConsumer:
         """The hot path: a frame's record admitted (the pipeline hands records to the producer
         once per loop wake-up, not once per frame)."""
         stats = self._context.stats
@@ -260,7 +261,7 @@ class Session:
 
         return consume
 
-    def _taking(self, intake: Intake) -> Consumer:
+    def _taking(self, intake: Intake) -> FrameConsumer:
         """A frame through the intake: its records admitted, its control side acted on."""
         stats = self._context.stats
         pipeline = self._context.pipeline

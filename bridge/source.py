@@ -11,14 +11,15 @@ import logging
 import re
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.frames import Close
+from websockets.frames import Close, Frame, Opcode
 
 from .config import ConnectionSpec, PemSource, TlsSpec, WebSocketSourceSpec
 from .errors import AuthenticationFailed, ConfigError, HandshakeFailed
@@ -98,6 +99,90 @@ def build_headers(spec: WebSocketSourceSpec) -> list[tuple[str, str]]:
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
+#: What a secret is shown as, wherever the text it was in is shown.
+REDACTED: Final = "***"
+
+
+def redact_url(url: str, secret_names: Collection[str] | None = None) -> str:
+    """``url`` as it may be shown: the values of the query parameters named in
+    ``secret_names`` (all of them when None) and a userinfo password replaced by ``***``.
+
+    The one way a URL is shown: the connect log line, failure messages, the clients' DEBUG
+    request line (where the parameters' secrecy is not known, so every value is hidden).
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{REDACTED}@{host}"
+    pieces = []
+    for piece in parts.query.split("&") if parts.query else ():
+        name, sep, _ = piece.partition("=")
+        hidden = secret_names is None or unquote_plus(name) in secret_names
+        pieces.append(f"{name}={REDACTED}" if sep and hidden else piece)
+    return urlunsplit(parts._replace(netloc=netloc, query="&".join(pieces)))
+
+
+def _with_query(url: str, pairs: list[tuple[str, str]]) -> str:
+    """``url`` with ``pairs`` appended to its query (before a fragment), percent-encoded."""
+    if not pairs:
+        return url
+    parts = urlsplit(url)
+    added = "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in pairs)
+    query = f"{parts.query}&{added}" if parts.query else added
+    return urlunsplit(parts._replace(query=query))
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """The URL a connection is opened with (``spec.query`` appended, secrets resolved), and
+    what may be shown instead. Neither the URL nor the secrets are in its ``repr``."""
+
+    url: str = field(repr=False)
+    shown: str
+    """The URL with its secrets as ``***``."""
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """The secret values, as written and percent-encoded (what :meth:`scrub` removes)."""
+
+    def scrub(self, text: str) -> str:
+        """``text`` (a client's error message) without the URL's secrets."""
+        text = text.replace(self.url, self.shown)
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def scrub_failure(self, failure: Failure) -> Failure:
+        return replace(failure, message=self.scrub(failure.message))
+
+
+def build_endpoint(spec: WebSocketSourceSpec) -> Endpoint:
+    """The URL to connect to, its secret query values resolved now (a ConfigError names a
+    missing source); called at startup and again when secrets are re-read."""
+    pairs: list[tuple[str, str]] = []
+    names: set[str] = set()
+    secrets: set[str] = set()
+    for parameter in spec.query:
+        if parameter.value_from is None:
+            pairs.append((parameter.name, parameter.value or ""))
+            continue
+        value = parameter.value_from.resolve()
+        pairs.append((parameter.name, value))
+        names.add(parameter.name)
+        if value:
+            secrets.update((value, quote(value, safe=""), quote_plus(value)))
+    url = _with_query(spec.url, pairs)
+    # longest first: a secret that contains another one is scrubbed whole
+    ordered = tuple(sorted(secrets, key=len, reverse=True))
+    return Endpoint(url, redact_url(url, names), ordered)
+
+
+def shown_url(spec: WebSocketSourceSpec) -> str:
+    """The URL a connection of ``spec`` is opened with, as it may be shown (no secret is
+    resolved: their values are ``***``)."""
+    pairs = [(parameter.name, parameter.value or "") for parameter in spec.query]
+    secret = {parameter.name for parameter in spec.query if parameter.value_from is not None}
+    return redact_url(_with_query(spec.url, pairs), secret)
+
 
 #: Handshake headers whose values may be logged; every other value (Authorization, API keys,
 #: any custom header) is replaced by "[redacted]" in the clients' DEBUG log.
@@ -118,15 +203,29 @@ _VISIBLE_HEADERS = frozenset(
 )
 
 
+#: Frames whose content websockets' DEBUG log shows: the ones the bridge sends may be a login.
+_DATA_OPCODES = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+
+
 class RedactHeaderValues(logging.Filter):
-    """websockets logs each handshake header at DEBUG as ``> name: value``: hide the values.
+    """websockets logs each handshake header at DEBUG as ``> name: value``: hide the values,
+    the query's values in its request line ``> GET path HTTP/1.1``, and the content of the
+    messages the bridge sends (``> TEXT ...``: a login).
 
     The picows client logs its handshake in the same form, through the same filter.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if (
+        if record.msg == "> GET %s HTTP/1.1" and isinstance(args, tuple) and len(args) == 1:
+            # the request line: the query may carry secrets (spec.query)
+            record.args = (redact_url(str(args[0])),)
+        elif record.msg == "> %s" and isinstance(args, tuple) and isinstance(args[0], Frame):
+            # a sent frame: the login carries secrets (spec.login); control frames stay
+            frame = args[0]
+            if frame.opcode in _DATA_OPCODES:
+                record.args = (f"{frame.opcode.name} [{len(frame.data)} bytes, redacted]",)
+        elif (
             record.msg in ("> %s: %s", "< %s: %s")
             and isinstance(args, tuple)
             and len(args) == 2
@@ -221,7 +320,7 @@ class SourceConnection(Protocol):
 
 
 #: Takes a message (its bytes, whether binary); returns True when reading must pause.
-Consumer = Callable[[bytes, bool], bool]
+FrameConsumer = Callable[[bytes, bool], bool]
 
 
 @runtime_checkable
@@ -230,12 +329,12 @@ class CallbackReading(Protocol):
     ``recv()`` coroutine per message."""
 
     async def read_into(
-        self, consumer: Consumer, wait_for_room: Callable[[], Awaitable[None]]
+        self, consumer: FrameConsumer, wait_for_room: Callable[[], Awaitable[None]]
     ) -> None: ...
 
 
 async def read_messages(
-    ws: SourceConnection, consumer: Consumer, wait_for_room: Callable[[], Awaitable[None]]
+    ws: SourceConnection, consumer: FrameConsumer, wait_for_room: Callable[[], Awaitable[None]]
 ) -> None:
     """Every message of ``ws`` into ``consumer`` until the connection ends (``ConnectionClosed``);
     when the consumer asks to pause, nothing is read until ``wait_for_room`` returns."""
@@ -270,8 +369,19 @@ class Failure:
     """The spec says this failure ends the bridge (``subscription.onFailure: giveUp``)."""
 
 
+class ConnectFailed(Exception):
+    """A failed connection attempt, classified and scrubbed of the URL's secrets by the link
+    that made it (so that whoever reports it, a rotation too, needs no secrets)."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
 def describe_failure(exc: BaseException) -> Failure:
     """Classify an exception from connecting or reading."""
+    if isinstance(exc, ConnectFailed):
+        return exc.failure
     if isinstance(exc, HandshakeFailed):
         return Failure(
             type(exc).__name__,

@@ -157,8 +157,8 @@ class BridgeStats:
     rule_matches: dict[tuple[str, str], int] = field(default_factory=dict)
     """Frames matched by a message rule (or answering the subscription), by (rule, kind)."""
     control_frames: int = 0
-    """Frames a rule or the subscription took out of the data stream (dropped or sent to
-    the control topic)."""
+    """Frames a rule, the subscription or the login took out of the data stream (dropped or
+    sent to the control topic)."""
     replies_sent: int = 0
     """Replies sent back by rules (answers to application pings)."""
     reply_failures: int = 0
@@ -186,6 +186,15 @@ class BridgeStats:
     last_subscription_failure: tuple[str, str] | None = None
     """The last failure's state and message: it stays visible while the next connection
     waits for its answer (a reconnect after a refusal takes only the backoff)."""
+    authentication: str | None = None
+    """The last login's state (``spec.login``): Pending, Authenticated, LoginRejected or
+    LoginTimeout."""
+    authentication_message: str = ""
+    """The server's words (never a secret), or why none came."""
+    last_authentication_failure: tuple[str, str] | None = None
+    """The last refused or unanswered login: visible until a login succeeds again."""
+    logins: dict[str, int] = field(default_factory=dict)
+    """Logins by outcome (Authenticated, LoginRejected, LoginTimeout)."""
 
     @property
     def dropped(self) -> int:

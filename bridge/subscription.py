@@ -93,12 +93,16 @@ class SubscriptionWatch:
         return max(0.0, self._deadline - now)
 
     def _server_message(self, payload: bytes, document: Any) -> str:
-        pointer = self._spec.message_pointer
-        value = lookup(document, pointer) if pointer is not None else MISSING
-        if value is MISSING:
-            text = payload.decode("utf-8", "replace")
-        elif isinstance(value, str):
-            text = value
-        else:
-            text = json.dumps(value, separators=(",", ":"))
-        return text[:MAX_MESSAGE_CHARS]
+        return server_message(payload, document, self._spec.message_pointer)
+
+
+def server_message(payload: bytes, document: Any, pointer: str | None) -> str:
+    """The server's words in an answer: the field at ``pointer``, else the whole frame."""
+    value = lookup(document, pointer) if pointer is not None else MISSING
+    if value is MISSING:
+        text = payload.decode("utf-8", "replace")
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, separators=(",", ":"))
+    return text[:MAX_MESSAGE_CHARS]

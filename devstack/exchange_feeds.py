@@ -67,6 +67,10 @@ class ExchangeConnection:
     replies: dict[object, asyncio.Event] = field(default_factory=dict)
     """Pending server pings by token; set when the client's reply arrives."""
     close_code: int | None = None
+    logins: list[str] = field(default_factory=list)
+    """The timestamps (or expiries) of the client's login attempts, in order (private feeds)."""
+    authenticated: bool = False
+    """The client logged in (private feeds)."""
 
 
 class ExchangeFeed(ABC):

@@ -59,6 +59,8 @@ class SequenceFeed:
         close_after: close each connection after this many frames, with ``close_code``.
         ping_every: ping each client this often (seconds), counting its pongs; the next ping
             goes out once the previous one was answered.
+        fragments: send each frame as a message of this many fragments (WebSocket
+            continuation frames), each compressed on its own when compression is on.
         serve_kwargs: passed to ``websockets.asyncio.server.serve`` (``ssl``, ``subprotocols``,
             ``compression``...).
     """
@@ -74,6 +76,7 @@ class SequenceFeed:
         close_after: int | None = None,
         close_code: int = 1000,
         ping_every: float | None = None,
+        fragments: int = 1,
         **serve_kwargs: Any,
     ) -> None:
         self.count = count
@@ -84,6 +87,7 @@ class SequenceFeed:
         self.close_after = close_after
         self.close_code = close_code
         self.ping_every = ping_every
+        self.fragments = fragments
         self.connections: list[FeedConnection] = []
         self.next_seq = 1
         self._serve_kwargs = serve_kwargs
@@ -132,6 +136,14 @@ class SequenceFeed:
         text = json.dumps({"seq": seq, "pad": self.padding}, separators=(",", ":"))
         return text.encode() if self.binary else text
 
+    def _message(self, seq: int) -> str | bytes | list[str | bytes]:
+        """Frame ``seq`` as sent: whole, or cut into ``fragments`` pieces."""
+        frame = self.frame(seq)
+        if self.fragments == 1:
+            return frame
+        step = -(-len(frame) // self.fragments)
+        return [frame[start : start + step] for start in range(0, len(frame), step)]
+
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         assert ws.response is not None
@@ -173,7 +185,7 @@ class SequenceFeed:
             while self._up_to is not None and self.next_seq > self._up_to:
                 self._raised.clear()
                 await self._raised.wait()
-            await ws.send(self.frame(self.next_seq))
+            await ws.send(self._message(self.next_seq))
             self.next_seq += 1
             conn.sent += 1
             if interval:

@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
-from websockets.exceptions import ConnectionClosedOK
+from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
 from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.framing import Record
 from ws2kafka.bridge.kafka_health import KafkaHealth
 from ws2kafka.bridge.pipeline import Pipeline
 from ws2kafka.bridge.service import Bridge, Summary
+from ws2kafka.bridge.source import FrameConsumer, as_message
 from ws2kafka.bridge.stats import BridgeStats
 
 from .kafka import KafkaBroker
@@ -201,12 +202,14 @@ class RecordingSink:
 
 class ScriptedConnection:
     """A WebSocket connection stand-in that delivers ``frames`` (text or bytes), then stays
-    open until closed: unit tests drive the bridge's read path without sockets."""
+    open until closed (or, with ``drop``, drops with 1006): unit tests drive the bridge's
+    read path without sockets."""
 
     subprotocol = None
 
-    def __init__(self, frames: list[str | bytes]) -> None:
+    def __init__(self, frames: list[str | bytes], *, drop: bool = False) -> None:
         self._frames = list(frames)
+        self._drop = drop
         self._closed = asyncio.Event()
         self.sent: list[str] = []
 
@@ -222,6 +225,8 @@ class ScriptedConnection:
     async def recv(self) -> str | bytes:
         if self._frames:
             return self._frames.pop(0)
+        if self._drop:
+            raise ConnectionClosedError(None, None)
         await self._closed.wait()
         raise ConnectionClosedOK(None, None)
 
@@ -243,3 +248,41 @@ class ScriptedConnection:
             return self
 
         return open_scripted
+
+
+class CallbackConnection(ScriptedConnection):
+    """A scripted connection that hands its frames over as picows does (``read_into``): a
+    burst of up to :data:`CALLBACK_BURST` frames without suspending, reading paused while
+    the consumer waits for room."""
+
+    async def read_into(
+        self, consumer: FrameConsumer, wait_for_room: Callable[[], Awaitable[None]]
+    ) -> None:
+        while True:
+            for _ in range(CALLBACK_BURST):
+                if not self._frames:
+                    await self.recv()  # raises: dropped, or closed
+                if consumer(*as_message(self._frames.pop(0))):
+                    await wait_for_room()
+            await asyncio.sleep(0)
+
+
+#: Frames a :class:`CallbackConnection` hands over between two suspensions.
+CALLBACK_BURST = 7
+
+
+def dropping_feed(
+    frames: list[str | bytes], *, drop_every: int, callback: bool
+) -> Callable[..., Awaitable[ScriptedConnection]]:
+    """An ``opener`` whose connections carry ``drop_every`` frames each (all of them when
+    0) and then drop, the next connection going on with the next frames; the last one stays
+    open. Frames are read by ``recv()`` or, with ``callback``, handed over by ``read_into``."""
+    left = list(frames)
+
+    async def open_next(*_: object) -> ScriptedConnection:
+        share = len(left) if drop_every == 0 else drop_every
+        chunk = [left.pop(0) for _ in range(min(share, len(left)))]
+        kind = CallbackConnection if callback else ScriptedConnection
+        return kind(chunk, drop=bool(left))
+
+    return open_next

@@ -5,7 +5,8 @@ Kafka side in ``status.connection.kafka``); the operator turns them, with what i
 spec, the Deployment and its pods (what the kubelet wrote in their status:
 :func:`pod_problem`, or in the Warning Events of a pod whose containers cannot be created:
 :func:`event_problem`), into the conditions ``Ready`` (the summary: connected *and* producing),
-``Connected`` (the feed), ``Subscribed`` (the server's answer to the subscription, only
+``Connected`` (the feed), ``Authenticated`` (the server's answer to the login, only when
+``spec.login`` describes one), ``Subscribed`` (the server's answer to the subscription, only
 when ``spec.subscription`` says what it looks like), ``Producing`` (Kafka), ``Progressing``,
 ``Degraded`` and, only while the ``ws2kafka.dev/pause-reconciliation`` annotation is
 ``"true"``, ``ReconciliationPaused``. A condition keeps its ``lastTransitionTime`` until its
@@ -20,12 +21,14 @@ from datetime import datetime
 from typing import Any
 
 from ws2kafka.bridge.kafka_health import KafkaReason
+from ws2kafka.bridge.login import LoginState
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.bridge.subscription import SubscriptionState
 
 CONDITION_TYPES = (
     "Ready",
     "Connected",
+    "Authenticated",
     "Subscribed",
     "Producing",
     "Progressing",
@@ -182,6 +185,8 @@ class Facts:
     """``spec.subscription`` is set: the server's answer is followed (``Subscribed``)."""
     paused: str | None = None
     """While reconciliation is paused: the condition's message (how to resume)."""
+    authentication_checked: bool = False
+    """``spec.login`` is set: the server's answer to it is followed (``Authenticated``)."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,29 @@ def derive(facts: Facts) -> dict[str, Verdict]:
         verdicts["Subscribed"] = _subscribed(facts, reporting)
     if facts.paused is not None:
         verdicts["ReconciliationPaused"] = Verdict("True", "ReconciliationPaused", facts.paused)
+    if facts.authentication_checked:
+        verdicts["Authenticated"] = _authenticated(facts, reporting)
     return verdicts
+
+
+def _authenticated(facts: Facts, reporting: bool) -> Verdict:
+    """The last login's answer, from ``status.connection.authentication``; a refusal stays
+    False while the next attempt waits (its backoff) or is pending."""
+    if facts.suspended:
+        return Verdict("False", "Suspended", "spec.suspend is true")
+    authentication = (facts.connection or {}).get("authentication")
+    if not reporting or not isinstance(authentication, dict):
+        return Verdict("Unknown", "NotConnected", "no login reported yet")
+    state = str(authentication.get("state") or "Unknown")
+    message = str(authentication.get("message") or "")
+    if state == LoginState.AUTHENTICATED:
+        return Verdict("True", state, message)
+    failure = authentication.get("lastFailure")
+    if state == LoginState.PENDING and isinstance(failure, dict):
+        return Verdict("False", str(failure.get("state")), str(failure.get("message") or ""))
+    if state == LoginState.PENDING:
+        return Verdict("Unknown", state, "waiting for the server's answer to the login")
+    return Verdict("False", state, message)
 
 
 def _subscription(facts: Facts) -> dict[str, Any] | None:

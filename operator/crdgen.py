@@ -34,8 +34,10 @@ from ws2kafka.bridge.config import (
     Header,
     KafkaSinkSpec,
     KeySpec,
+    LoginSpec,
     MessagesSpec,
     PemSource,
+    QueryParameter,
     ReconnectSpec,
     SecretValue,
     StreamsSpec,
@@ -45,6 +47,7 @@ from ws2kafka.bridge.config import (
     WebSocketSourceSpec,
 )
 from ws2kafka.bridge.kafka_health import KafkaReason
+from ws2kafka.bridge.login import LoginState
 from ws2kafka.bridge.reporting import MAX_TOPICS_LISTED
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.bridge.subscription import SubscriptionState
@@ -206,6 +209,36 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
             ),
         ),
     },
+    LoginSpec: {
+        "_value_names": (
+            Rule(
+                "self.values.all(k, k.matches('^[A-Za-z][A-Za-z0-9_]{0,62}$') "
+                "&& !(k in ['timestamp', 'expires', 'nonce', 'signature']))",
+                "value names: letters, digits and _, a letter first, and none of timestamp, "
+                "expires, nonce or signature (computed by the bridge)",
+                field_path=".values",
+            ),
+        ),
+        "_signing_key": (
+            Rule(
+                "!has(self.signature) || self.signature.key in self.values",
+                "signature.key must name one of values",
+                field_path=".signature.key",
+            ),
+            Rule(
+                "!has(self.signature) || !self.message.contains('{' + self.signature.key + '}')",
+                "the signing key may not be sent in the message",
+                field_path=".message",
+            ),
+        ),
+    },
+    QueryParameter: {
+        "_one_value": (
+            Rule(
+                "has(self.value) != has(self.valueFrom)", "give exactly one of value or valueFrom"
+            ),
+        ),
+    },
     AuthSpec: {
         "_one_scheme": (
             Rule(
@@ -264,6 +297,8 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
 CHECKED_BY_THE_OPERATOR: Final[Mapping[tuple[type[BaseModel], str], str]] = {
     (FrameCondition, "_values_of_a_pointer"): "equals and oneOf hold any JSON value, and CEL "
     "cannot read a field without a type",
+    (LoginSpec, "_placeholders"): "finding every {name} of a template takes a regular "
+    "expression's findAll, which the API server's CEL may not offer",
 }
 
 PRINTER_COLUMNS: Final = (
@@ -647,6 +682,25 @@ def _connection_fields() -> Schema:
                     "nullable": True,
                     "properties": {
                         "state": _string("SubscriptionRejected or SubscriptionTimeout."),
+                        "message": _string("The server's words, or the timeout."),
+                    },
+                },
+            },
+        },
+        "authentication": {
+            "description": "The last login's outcome (spec.login; null without one).",
+            "type": "object",
+            "nullable": True,
+            "properties": {
+                "state": _string(f"One of {', '.join(LoginState)}."),
+                "message": _string("The server's own words (never a secret), or why none came."),
+                "lastFailure": {
+                    "description": "The last refused or unanswered login, until a login "
+                    "succeeds again.",
+                    "type": "object",
+                    "nullable": True,
+                    "properties": {
+                        "state": _string("LoginRejected or LoginTimeout."),
                         "message": _string("The server's words, or the timeout."),
                     },
                 },

@@ -170,6 +170,7 @@ def gather_facts(
         last_gap=status.get("lastGap"),
         subscription_checked=spec.get("subscription") is not None,
         paused=paused_message(str(meta.get("name") or "NAME")) if is_paused(meta) else None,
+        authentication_checked=spec.get("login") is not None,
     )
 
 
@@ -220,7 +221,7 @@ def _post_transitions(
         old = before.get(cond["type"], {})
         if old.get("status") == cond["status"]:
             continue
-        if cond["type"] == "Subscribed" and cond["status"] == "False":
+        if cond["type"] in ("Subscribed", "Authenticated") and cond["status"] == "False":
             events.post(body, reason=cond["reason"], message=cond["message"], warning=True)
         if cond["type"] != "Connected":
             continue

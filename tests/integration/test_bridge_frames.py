@@ -17,7 +17,14 @@ from ws2kafka.devstack.feeds import (
     HostileFeed,
     SequenceFeed,
 )
-from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_until, seqs
+from ws2kafka.devstack.harness import (
+    bridge_spec,
+    new_topic,
+    record_count,
+    run_until,
+    seqs,
+    value_of,
+)
 from ws2kafka.devstack.kafka import KafkaBroker
 
 pytestmark = pytest.mark.kafka
@@ -69,6 +76,28 @@ async def test_subprotocols_are_offered_and_the_negotiated_one_accepted(
         and r.getMessage().endswith("subprotocol v2.feed)")
         for r in caplog.records
     )
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["text", "binary"])
+@pytest.mark.parametrize("compression", [True, False], ids=["deflate", "plain"])
+async def test_a_fragmented_message_becomes_one_record_as_sent(
+    kafka: KafkaBroker, client: str, compression: bool, binary: bool
+) -> None:
+    """Continuation frames (each compressed on its own under permessage-deflate) are
+    assembled into the message before the bridge sees it, with both clients."""
+    topic = new_topic(kafka)
+    async with SequenceFeed(count=20, pad=300, fragments=4, binary=binary) as feed:
+        spec = bridge_spec(
+            kafka, feed.url, topic, connection={"compression": compression, "client": client}
+        )
+        bridge = Bridge(spec, name="fragments")
+        summary = await run_until(bridge, lambda: bridge.stats.delivered >= 20, "20 records")
+    assert summary.rejected == 0
+    messages = kafka.consume_all(topic, expected=20)
+    sent = [feed.frame(n) for n in range(1, 21)]
+    assert [value_of(m) for m in messages] == [
+        f if isinstance(f, bytes) else f.encode() for f in sent
+    ]
 
 
 @pytest.mark.parametrize("compression", [True, False])

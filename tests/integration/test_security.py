@@ -9,6 +9,7 @@ environment variables the Deployment names, and a token of the bridge's ServiceA
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import shutil
@@ -44,7 +45,9 @@ REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "websocketsource.yaml"
 TOKEN = "sec-tok-7d1e52a0c4b94f6e"
 API_KEY = "sec-key-2b8f3c91e07d4a55"
-SECRETS = (TOKEN, API_KEY)
+#: A secret of the URL's query (spec.query).
+QUERY_TOKEN = "sec-query-5c2e9a17d3f04b68"
+SECRETS = (TOKEN, API_KEY, QUERY_TOKEN)
 
 
 def command(name: str) -> str:
@@ -158,6 +161,7 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
         "feed",
         f"--from-literal=token={TOKEN}",
         f"--from-literal=apikey={API_KEY}",
+        f"--from-literal=query={QUERY_TOKEN}",
     )
     refused: list[str] = []
 
@@ -180,6 +184,9 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
                     "valueFrom": {"secretKeyRef": {"name": "feed", "key": "apikey"}},
                 }
             ],
+            "query": [
+                {"name": "token", "valueFrom": {"secretKeyRef": {"name": "feed", "key": "query"}}}
+            ],
         }
         kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest("guarded", spec))
         await until(
@@ -196,8 +203,9 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
         config.write_text(kube.get_json(ns, "configmap", "guarded-bridge")["data"]["source.yaml"])
         token = kube.service_account_token(ns, "guarded-bridge")
         kubeconfig = kube.write_kubeconfig(tmp_path / "bridge-kubeconfig", token)
-        env = kubelet_env(kube, ns, "guarded-bridge", {"token": TOKEN, "apikey": API_KEY})
-        assert len(env) == 2
+        secrets = {"token": TOKEN, "apikey": API_KEY, "query": QUERY_TOKEN}
+        env = kubelet_env(kube, ns, "guarded-bridge", secrets)
+        assert len(env) == 3
         bridge = ManagedProcess(
             "bridge",
             [
@@ -232,6 +240,7 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
     assert refused == [f"Bearer {TOKEN}"]
     assert feed.connections[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert feed.connections[0].headers["X-Api-Key"] == API_KEY
+    assert feed.connections[0].path.endswith(f"?token={QUERY_TOKEN}")
     bridge_log = bridge.log_path.read_text()
     assert "final summary" in bridge_log
     assert "AuthenticationFailed" in bridge_log  # the refusal was logged, without the token
@@ -435,15 +444,42 @@ async def test_debug_logging_never_shows_handshake_secrets(
             "absent",
             auth={"bearerToken": {"value": TOKEN}},
             headers=[{"name": "X-Api-Key", "valueFrom": {"value": API_KEY}}],
+            query=[{"name": "token", "valueFrom": {"value": QUERY_TOKEN}}],
             connection={"client": client},
             drainTimeoutSeconds=0.5,
         )
         bridge = Bridge(spec, name="debug")
         await run_until(bridge, lambda: bridge.stats.received == 3, "3 frames")
     assert feed.connections[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    assert feed.connections[0].path.endswith(f"?token={QUERY_TOKEN}")
     lines = [r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")]
     assert any("[redacted]" in line for line in lines)  # the headers were logged, values hidden
-    assert [line for line in lines if TOKEN in line or API_KEY in line] == []
+    assert any("?token=*** HTTP/1.1" in line for line in lines)  # the request line too
+    assert any("connected to ws://" in line and "?token=***" in line for line in lines)
+    assert [line for line in lines if leaks(line)] == []
+
+
+@pytest.mark.parametrize("client", ["picows", "websockets"])
+async def test_a_refused_connect_shows_the_url_with_its_query_secret_redacted(
+    caplog: pytest.LogCaptureFixture, client: str
+) -> None:
+    caplog.set_level(1)
+    spec = bridge_spec(
+        f"127.0.0.1:{free_port()}",
+        f"ws://127.0.0.1:{free_port()}/ws",
+        "absent",
+        query=[{"name": "token", "valueFrom": {"value": QUERY_TOKEN}}],
+        connection={"client": client},
+        reconnect={"maxAttempts": 2, "initialDelaySeconds": 0.01, "maxDelaySeconds": 0.02},
+        drainTimeoutSeconds=0.5,
+    )
+    bridge = Bridge(spec, name="refused")
+    summary = await asyncio.wait_for(bridge.run(), 30)
+    assert summary.exit_code == ExitCode.GAVE_UP
+    assert bridge.stats.connect_failures == 2
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line for line in lines if QUERY_TOKEN in line] == []
+    assert QUERY_TOKEN not in str(bridge.stats.last_error)
 
 
 async def test_disabling_kafka_tls_verification_is_never_silent(

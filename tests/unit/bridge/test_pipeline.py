@@ -15,7 +15,13 @@ from ws2kafka.bridge.kafka_health import KafkaReason
 from ws2kafka.bridge.pipeline import MARK_SECONDS
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
-from ws2kafka.devstack.harness import RecordingSink, ScriptedConnection, bridge_spec, run_to_end
+from ws2kafka.devstack.harness import (
+    RecordingSink,
+    ScriptedConnection,
+    bridge_spec,
+    dropping_feed,
+    run_to_end,
+)
 from ws2kafka.devstack.waiting import until
 
 FRAMES: list[str | bytes] = [f'{{"seq":{n}}}' for n in range(1, 51)]
@@ -140,6 +146,8 @@ class ScriptedSink(RecordingSink):
     overflow=st.sampled_from(["block", "dropOldest", "dropNewest"]),
     max_messages=st.integers(min_value=1, max_value=64),
     stop_after=st.integers(min_value=0, max_value=300),
+    drop_every=st.integers(min_value=0, max_value=60),
+    callback=st.booleans(),
 )
 async def test_every_frame_is_accounted_for_whatever_happens(
     frames: int,
@@ -148,10 +156,14 @@ async def test_every_frame_is_accounted_for_whatever_happens(
     overflow: str,
     max_messages: int,
     stop_after: int,
+    drop_every: int,
+    callback: bool,
 ) -> None:
-    """Random frames (some hostile), producer outcomes, overflow policies and stop times:
-    while running and at the end, received == delivered + failed + dropped + rejected +
-    (held while running | undelivered at the end)."""
+    """Random frames (some hostile), producer outcomes, overflow policies, connections that
+    drop every few frames (the next one goes on), both ways of reading (``recv()``, and the
+    callback picows uses) and stop times: while running and at the end, received ==
+    delivered + failed + dropped + rejected + (held while running | undelivered at the
+    end)."""
     script: list[str | bytes] = [
         b'{"T":Infinity,"seq":"\xc2\xb2"}' if hostile_every and n % hostile_every == 0 else f"{n}"
         for n in range(1, frames + 1)
@@ -165,10 +177,10 @@ async def test_every_frame_is_accounted_for_whatever_happens(
         buffer={"maxMessages": max_messages, "overflow": overflow},
         kafka={"timestamp": {"source": "jsonPointer", "pointer": "/T"}},
         sequence={"pointer": "/seq"},
+        reconnect={"initialDelaySeconds": 0.001, "maxDelaySeconds": 0.001},
     )
-    bridge = Bridge(
-        spec, name="p", opener=ScriptedConnection(script).opener(), sink_factory=sink.attach
-    )
+    opener = dropping_feed(script, drop_every=drop_every, callback=callback)
+    bridge = Bridge(spec, name="p", opener=opener, sink_factory=sink.attach)
     stats = bridge.stats
     task = asyncio.create_task(bridge.run())
 

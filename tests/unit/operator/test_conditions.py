@@ -357,6 +357,53 @@ def test_without_spec_subscription_there_is_no_subscribed_condition() -> None:
     assert [cond["type"] for cond in with_subscription][2] == "Subscribed"
 
 
+def logged_in(authentication: dict[str, object] | None, **connection: object) -> Facts:
+    reported = {**CONNECTED, **connection, "authentication": authentication}
+    return facts(connection=reported, authentication_checked=True)
+
+
+REJECTED = {"state": "LoginRejected", "message": "Login failed."}
+
+
+@pytest.mark.parametrize(
+    ("fact", "status", "reason", "message"),
+    [
+        (logged_in({"state": "Authenticated", "message": "ok"}), "True", "Authenticated", "ok"),
+        (logged_in({"state": "Pending", "message": ""}), "Unknown", "Pending", None),
+        # the refusal stays visible while the next attempt backs off or waits for its answer
+        (
+            logged_in({**REJECTED, "lastFailure": REJECTED}, state="AuthenticationFailed"),
+            "False",
+            "LoginRejected",
+            "Login failed.",
+        ),
+        (
+            logged_in({"state": "Pending", "message": "", "lastFailure": REJECTED}),
+            "False",
+            "LoginRejected",
+            "Login failed.",
+        ),
+        (logged_in(None), "Unknown", "NotConnected", None),
+        (facts(suspended=True, authentication_checked=True), "False", "Suspended", None),
+    ],
+)
+def test_a_login_is_its_own_condition_authenticated(
+    fact: Facts, status: str, reason: str, message: str | None
+) -> None:
+    verdict = derive(fact)["Authenticated"]
+    assert (verdict.status, verdict.reason) == (status, reason)
+    if message is not None:
+        assert verdict.message == message
+
+
+def test_without_spec_login_there_is_no_authenticated_condition() -> None:
+    assert "Authenticated" not in derive(facts())
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    verdicts = derive(logged_in({"state": "Authenticated", "message": "ok"}))
+    types = [cond["type"] for cond in merge_conditions([], verdicts, 3, now)]
+    assert types == ["Ready", "Connected", "Authenticated", "Producing", "Progressing", "Degraded"]
+
+
 def test_degraded_names_the_connections_that_are_down() -> None:
     connections = {
         "total": 12,

@@ -211,6 +211,8 @@ def test_secret_values_can_only_refer_to_a_secret(spec: Schema) -> None:
         "spec.auth.bearerToken",
         "spec.auth.basic.password",
         "spec.headers[].valueFrom",
+        "spec.query[].valueFrom",
+        "spec.login.values{}",
         "spec.kafka.secretProperties{}",
     }
     pem_sources = {"spec.tls.ca", "spec.tls.clientCert", "spec.tls.clientKey"}
@@ -349,7 +351,7 @@ def test_status_connection_has_the_keys_the_bridge_reports(version: dict[str, An
     reported = snapshot().to_status()
     assert list(connection) == [*reported, "podName"]
     for key, value in reported.items():
-        if key in ("kafka", "subscription", "connections"):  # objects, null when not reported
+        if key in ("kafka", "subscription", "authentication", "connections"):  # null: not reported
             assert (connection[key]["type"], connection[key]["nullable"]) == ("object", True)
             continue
         expected = {int: "integer", str: "string", type(None): "string"}[type(value)]
@@ -435,6 +437,8 @@ def secret_refs(spec: WebSocketSourceSpec) -> list[config.SecretKeyRef]:
         spec.auth.bearer_token,
         spec.auth.basic.password if spec.auth.basic else None,
         *(header.value_from for header in spec.headers),
+        *(parameter.value_from for parameter in spec.query),
+        *(spec.login.values.values() if spec.login else ()),
         *spec.kafka.secret_properties.values(),
     ]
     return [value.secret_key_ref for value in values if value and value.secret_key_ref]

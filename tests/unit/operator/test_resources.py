@@ -150,3 +150,23 @@ def test_tls_references_become_files_mounted_from_their_secret_and_config_map() 
     assert render_source({**SPEC, "tls": other}).spec_hash != rendered.spec_hash
     plain = build_deployment("s", "ns", render_source(SPEC), OperatorSettings(), suspended=False)
     assert "tls" not in [v["name"] for v in plain["spec"]["template"]["spec"]["volumes"]]
+
+
+def test_secret_query_values_become_env_refs_too() -> None:
+    spec = {
+        "url": "wss://feed.example/ws",
+        "query": [
+            {"name": "token", "valueFrom": {"secretKeyRef": {"name": "feed", "key": "token"}}},
+            {"name": "depth", "value": "10"},
+        ],
+        "kafka": {"bootstrapServers": "k:9092", "topic": "t"},
+    }
+    rendered = render_source(spec)
+    config = yaml.safe_load(rendered.config_yaml)
+    assert config["query"] == [
+        {"name": "token", "valueFrom": {"env": "WS2KAFKA_SECRET_0"}},
+        {"name": "depth", "value": "10"},
+    ]
+    assert [e["valueFrom"]["secretKeyRef"] for e in rendered.env] == [
+        {"name": "feed", "key": "token"}
+    ]

@@ -1,0 +1,164 @@
+"""A signed login message and the server's answer to it, without I/O.
+
+Private streams (OKX, Bybit, Deribit) want a login message right after the connect: an API
+key, a timestamp or expiry, and an HMAC over them keyed with the account's secret.
+``spec.login`` describes the message as a template; :func:`render_login` fills it in for one
+connect, with the clock and the nonce handed in (a retried login is rendered anew, so a
+stale timestamp is never sent again), and :class:`LoginWatch` tells the server's answer.
+The link sends the message and reads the answer (:mod:`.link`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from .config import (
+    LOGIN_PLACEHOLDER,
+    KeyEncoding,
+    LoginSignature,
+    LoginSpec,
+    LoginTimestamp,
+    SignatureAlgorithm,
+    SignatureEncoding,
+)
+from .messages import Conditions
+from .source import REDACTED
+from .subscription import server_message
+
+
+class LoginState(StrEnum):
+    """The reason of the ``Authenticated`` condition, and of a failed connect."""
+
+    PENDING = "Pending"
+    AUTHENTICATED = "Authenticated"
+    REJECTED = "LoginRejected"
+    TIMEOUT = "LoginTimeout"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """``login.values``, resolved; never in a ``repr``."""
+
+    values: Mapping[str, str] = field(repr=False)
+
+
+def resolve_credentials(spec: LoginSpec) -> Credentials:
+    """Read the login's secrets now (a ConfigError names a missing source)."""
+    return Credentials({name: value.resolve() for name, value in spec.values.items()})
+
+
+@dataclass(frozen=True)
+class LoginMessage:
+    """One connect's login: the text to send, and what must never be shown."""
+
+    text: str = field(repr=False)
+    timestamp: str
+    """The ``{timestamp}`` it carries (not secret)."""
+    secrets: tuple[str, ...] = field(repr=False)
+    """The secret values and the signature, longest first."""
+
+    def scrub(self, text: str) -> str:
+        """``text`` (e.g. a server's answer that quotes the login) without any secret."""
+        for secret in self.secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+
+def render_login(
+    spec: LoginSpec, credentials: Credentials, *, now: float, nonce: str
+) -> LoginMessage:
+    """The login message for a connect at ``now`` (epoch seconds) with ``nonce``."""
+    values = {**credentials.values, **computed_values(spec, now, nonce)}
+    if spec.signature is not None:
+        values["signature"] = sign(spec.signature, credentials, values)
+    text = fill(spec.message, values, _json_escape)
+    secrets = [*credentials.values.values(), values.get("signature", "")]
+    ordered = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
+    return LoginMessage(text, values["timestamp"], tuple(ordered))
+
+
+def computed_values(spec: LoginSpec, now: float, nonce: str) -> dict[str, str]:
+    """``{timestamp}``, ``{expires}`` and ``{nonce}`` for a connect at ``now``."""
+    millis = round(now * 1000)
+    if spec.timestamp is LoginTimestamp.SECONDS:
+        timestamp = str(int(now))
+    elif spec.timestamp is LoginTimestamp.MILLISECONDS:
+        timestamp = str(millis)
+    else:
+        moment = datetime.fromtimestamp(millis / 1000, UTC)
+        timestamp = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"timestamp": timestamp, "expires": str(millis + spec.expires_after_ms), "nonce": nonce}
+
+
+_DIGESTS: Mapping[SignatureAlgorithm, Callable[[], Any]] = {
+    SignatureAlgorithm.HMAC_SHA256: hashlib.sha256,
+    SignatureAlgorithm.HMAC_SHA512: hashlib.sha512,
+}
+
+
+def sign(spec: LoginSignature, credentials: Credentials, values: Mapping[str, str]) -> str:
+    """The signature: the HMAC of the filled-in payload, keyed with ``spec.key``'s value."""
+    key = _key_bytes(credentials.values[spec.key], spec.key_encoding)
+    payload = fill(spec.payload, values, str).encode()
+    digest = hmac.new(key, payload, _DIGESTS[spec.algorithm]).digest()
+    if spec.encoding is SignatureEncoding.HEX:
+        return digest.hex()
+    return base64.b64encode(digest).decode()
+
+
+def _key_bytes(key: str, encoding: KeyEncoding) -> bytes:
+    if encoding is KeyEncoding.BASE64:
+        return base64.b64decode(key)
+    if encoding is KeyEncoding.HEX:
+        return bytes.fromhex(key)
+    return key.encode()
+
+
+def fill(template: str, values: Mapping[str, str], escape: Callable[[str], str]) -> str:
+    """``template`` with every ``{name}`` replaced by its value, as ``escape`` writes it (the
+    config's validator made sure every name has one)."""
+    return re.sub(LOGIN_PLACEHOLDER, lambda match: escape(values[match[1]]), template)
+
+
+def _json_escape(value: str) -> str:
+    """A value as the inside of a JSON string: a quote in a passphrase cannot break out."""
+    return json.dumps(value)[1:-1]
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAnswer:
+    """The server's answer to a login, in its own words."""
+
+    state: LoginState
+    message: str
+
+
+class LoginWatch:
+    """Tells the answer to a login among the frames that follow it."""
+
+    def __init__(self, spec: LoginSpec) -> None:
+        self._spec = spec
+        self._success = Conditions(spec.success)
+        self._failure = Conditions(spec.failure)
+
+    def observe(self, payload: bytes, document: Any) -> LoginAnswer | None:
+        """The answer this frame is, or None (a frame that is no answer is skipped)."""
+        if self._failure.hold(payload, document):
+            message = server_message(payload, document, self._spec.message_pointer)
+            return LoginAnswer(LoginState.REJECTED, message)
+        if self._success.hold(payload, document):
+            return LoginAnswer(LoginState.AUTHENTICATED, "the server accepted the login")
+        return None
+
+    def timed_out(self) -> LoginAnswer:
+        seconds = self._spec.timeout_seconds
+        return LoginAnswer(LoginState.TIMEOUT, f"no answer to the login within {seconds:g} s")
