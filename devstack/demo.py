@@ -114,7 +114,7 @@ async def run_demo(workdir: Path, kafka_port: int | None, feed_port: int, durati
         feed = await TradeFeed(port=feed_port).start()
         try:
             kube.kubectl("apply", "-f", "-", input=render_crd())
-            kube.kubectl("wait", "--for=condition=Established", "crd/websocketsources.ws2kafka.dev")
+            kube.wait_established("crd/websocketsources.ws2kafka.dev")
             with operator_process(kube, workdir):
                 resource = demo_resource(broker.bootstrap_servers, feed.url)
                 topic = resource["spec"]["kafka"]["topic"]

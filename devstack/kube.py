@@ -33,6 +33,7 @@ from kubernetes import client, config
 
 from . import paths
 from .processes import ManagedProcess, StackError, free_port, run_logged
+from .waiting import wait_until
 
 log = logging.getLogger("ws2kafka.devstack")
 
@@ -377,6 +378,22 @@ class ControlPlane:
         if token is not None:
             argv.append(f"--token={token}")
         return _run([*argv, *args], input=input, check=check)
+
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Wait until the API server serves the CRD named ``crd`` (``crd/PLURAL.GROUP``).
+
+        ``kubectl wait --for=condition=Established`` right after an apply fails at once
+        ("status.conditions accessor error: <nil>") when the API server has not written the
+        CRD's first status yet, which a large CRD (its CEL rules compiled) makes likely;
+        polling the condition has no such race.
+        """
+        query = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+
+        def established() -> bool:
+            result = self.kubectl("get", crd, "-o", query, check=False)
+            return result.returncode == 0 and result.stdout.strip() == "True"
+
+        wait_until(established, timeout, f"{crd} to be established")
 
     def get_json(self, namespace: str, *args: str) -> Any:
         """``kubectl -n NAMESPACE get ARGS -o json``, parsed."""

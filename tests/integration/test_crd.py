@@ -41,7 +41,7 @@ def crd(kube: ControlPlane) -> None:
     """Install the CRD; other modules may have done so already, and applying the same file
     again changes nothing."""
     kube.kubectl("apply", "-f", str(CRD_PATH))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
+    kube.wait_established(f"crd/{PLURAL}.{GROUP}")
 
 
 @pytest.fixture

@@ -243,7 +243,7 @@ def install(kube: ControlPlane, directory: Path, values: dict[str, Any]) -> Rele
     kube.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     path = write_values(directory, values)
     notes = kube.helm("install", name, str(CHART), "-n", namespace, "-f", str(path)).stdout
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{CRD_NAME}")
+    kube.wait_established(f"crd/{CRD_NAME}")
     return Release(name, namespace, list(values.get("watchNamespaces", [])), notes)
 
 
@@ -260,7 +260,7 @@ def monitoring_crds(kube: ControlPlane) -> None:
         crd = json.dumps(monitoring_crd(kind, plural))
         kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=crd)
         name = f"crd/{plural}.monitoring.coreos.com"
-        kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", name)
+        kube.wait_established(name)
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def source(name: str, url: str = "wss://feed.example/stream") -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def crd(kube: ControlPlane) -> None:
     kube.kubectl("apply", "-f", str(CRD_PATH))
-    kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
+    kube.wait_established(f"crd/{PLURAL}.{GROUP}")
 
 
 @pytest.fixture

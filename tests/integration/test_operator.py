@@ -49,7 +49,7 @@ def command(name: str) -> str:
 @pytest.fixture(scope="module")
 def crd(kube: ControlPlane) -> None:
     kube.kubectl("apply", "-f", str(CRD))
-    kube.kubectl("wait", "--for=condition=Established", "crd/websocketsources.ws2kafka.dev")
+    kube.wait_established("crd/websocketsources.ws2kafka.dev")
 
 
 #: The operator's bridge pod settings (``WS2KAFKA_OPERATOR_BRIDGE_POD``, Helm's ``bridge.*``).

@@ -66,7 +66,7 @@ def leaks(text: str) -> list[str]:
 @pytest.fixture(scope="module")
 def crd(kube: ControlPlane) -> None:
     kube.kubectl("apply", "-f", str(CRD))
-    kube.kubectl("wait", "--for=condition=Established", "crd/websocketsources.ws2kafka.dev")
+    kube.wait_established("crd/websocketsources.ws2kafka.dev")
 
 
 @pytest.fixture(scope="module")
