@@ -219,6 +219,8 @@ class Bridge:
                     source=name,
                     started_at=self.stats.started_at,
                     unclean=unclean if share.index == 0 else None,
+                    connection=share.index if spec.streams is not None else None,
+                    streams=share.streams,
                 ),
             )
             for share in all_shares

@@ -85,9 +85,15 @@ class Supervisor:
         started_at: float,
         unclean: UncleanExit | None = None,
         rand: Callable[[], float] = random.random,
+        connection: int | None = None,
+        streams: tuple[str, ...] = (),
     ) -> None:
+        """``connection`` and ``streams``: the share this supervisor's link carries, named in
+        its gaps (None and empty for a source without ``streams``)."""
         self._reconnect = reconnect
         self._source = source
+        self._connection = connection
+        self._streams = streams
         self._started_at = started_at
         self._unclean = unclean
         self._rand = rand
@@ -156,6 +162,8 @@ class Supervisor:
             error=failure.reason if failure is not None else None,
             frames_on_old_connection=ended.frames if ended is not None else 0,
             failed_attempts=self._failed_attempts,
+            connection=self._connection,
+            streams=self._streams,
         )
 
 
