@@ -146,3 +146,25 @@ def test_a_source_without_streams_has_gaps_of_no_connection_and_no_streams() -> 
     gap = sup.opened("c1", 101.0).gap
     assert gap is not None
     assert (gap.connection, gap.streams) == (None, ())
+
+
+def test_an_unclean_previous_run_cost_every_stream_and_later_gaps_only_the_share_s() -> None:
+    """The killed run lost all its connections; the one link that reports it names them."""
+    spec = ReconnectSpec.model_validate({"initialDelaySeconds": 1})
+    crash = UncleanExit(connection_id="old", last_alive=90.0, received=10)
+    sup = Supervisor(
+        spec,
+        source="src",
+        started_at=100.0,
+        unclean=crash,
+        connection=0,
+        streams=("a",),
+        unclean_streams=("a", "b", "c"),
+    )
+    crash_gap = sup.opened("c1", 100.5).gap
+    assert crash_gap is not None
+    assert (crash_gap.error, crash_gap.streams) == ("UncleanExit", ("a", "b", "c"))
+    retry(sup.ended("c1", CLOSED, frames=3, at=150.0, lived=49.5))
+    gap = sup.opened("c2", 151.0).gap
+    assert gap is not None
+    assert gap.streams == ("a",)
