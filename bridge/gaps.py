@@ -15,6 +15,10 @@ from datetime import UTC, datetime
 HEADER_CONTROL = "ws2kafka.control"
 CONTROL_GAP = b"gap"
 
+#: Streams a gap names in ``status.lastGap`` and in its log line, at most (a share may hold
+#: thousands; the control record, the audit trail, names them all).
+MAX_GAP_STREAMS_SHOWN = 10
+
 
 @dataclass(frozen=True, slots=True)
 class Gap:
@@ -38,13 +42,29 @@ class Gap:
     """Data frames the old connection delivered."""
     failed_attempts: int
     """Connection attempts that failed inside the gap."""
+    connection: int | None = None
+    """Which of the source's connections (its share's index); None for a source without
+    ``streams``, whose one connection needs no name."""
+    streams: tuple[str, ...] = ()
+    """The streams that connection carries, every one of them: what the gap cost."""
 
     @property
     def seconds(self) -> float:
         return max(0.0, self.reconnected_at - self.disconnected_at)
 
     def to_status(self) -> dict[str, object]:
-        """camelCase, as in ``status.lastGap`` and in the control record's JSON value."""
+        """camelCase, as in ``status.lastGap``: the connection's streams bounded to the first
+        :data:`MAX_GAP_STREAMS_SHOWN` (``streamCount`` counts them all)."""
+        return {**self._fields(), **self._scope(self.streams[:MAX_GAP_STREAMS_SHOWN])}
+
+    def to_json(self) -> bytes:
+        """The value of the gap's control record: every stream of the connection, so a
+        consumer knows exactly which streams to backfill."""
+        value = {"type": "gap", **self._fields(), **self._scope(self.streams)}
+        return json.dumps(value, separators=(",", ":")).encode()
+
+    def _fields(self) -> dict[str, object]:
+        """The fields every gap has, a source with ``streams`` or not."""
         return {
             "source": self.source,
             "oldConnectionId": self.old_connection_id,
@@ -59,19 +79,36 @@ class Gap:
             "failedAttempts": self.failed_attempts,
         }
 
-    def to_json(self) -> bytes:
-        """The value of the gap's control record."""
-        return json.dumps({"type": "gap", **self.to_status()}, separators=(",", ":")).encode()
+    def _scope(self, streams: tuple[str, ...]) -> dict[str, object]:
+        """Which connection and streams, for a source with ``streams`` (nothing otherwise:
+        a single connection's gap reads as it always did)."""
+        if self.connection is None:
+            return {}
+        return {
+            "connectionIndex": self.connection,
+            "streams": list(streams),
+            "streamCount": len(self.streams),
+        }
 
     def describe(self) -> str:
         """The log line's text (without the source name)."""
         old = self.old_connection_id or "none (first connection)"
         return (
-            f"gap of {self.seconds:.3f} s between connection {old} "
+            f"gap of {self.seconds:.3f} s{self._describe_scope()} between connection {old} "
             f"({self.error or 'no error'}: {self.close_reason or 'no reason'}, "
             f"{self.frames_on_old_connection} frames) and connection {self.new_connection_id} "
             f"after {self.failed_attempts} failed attempts"
         )
+
+    def _describe_scope(self) -> str:
+        """`` on connection 3 (streams a, b and 198 more)``; empty without ``streams``."""
+        if self.connection is None:
+            return ""
+        shown = ", ".join(self.streams[:MAX_GAP_STREAMS_SHOWN])
+        more = len(self.streams) - MAX_GAP_STREAMS_SHOWN
+        if more > 0:
+            shown += f" and {more} more"
+        return f" on connection {self.connection} (streams {shown})"
 
 
 def rfc3339(epoch: float | None) -> str | None:

@@ -207,6 +207,7 @@ class Bridge:
             on_give_up=self._give_up,
         )
         all_shares = shares(spec)
+        every_stream = tuple(spec.streams.names) if spec.streams is not None else ()
         self.links = [
             Link(
                 share,
@@ -219,6 +220,9 @@ class Bridge:
                     source=name,
                     started_at=self.stats.started_at,
                     unclean=unclean if share.index == 0 else None,
+                    connection=share.index if spec.streams is not None else None,
+                    streams=share.streams,
+                    unclean_streams=every_stream,
                 ),
             )
             for share in all_shares

@@ -85,9 +85,19 @@ class Supervisor:
         started_at: float,
         unclean: UncleanExit | None = None,
         rand: Callable[[], float] = random.random,
+        connection: int | None = None,
+        streams: tuple[str, ...] = (),
+        unclean_streams: tuple[str, ...] = (),
     ) -> None:
+        """``connection`` and ``streams``: the share this supervisor's link carries, named in
+        its gaps (None and empty for a source without ``streams``). ``unclean_streams``: what
+        the gap of an ``unclean`` end names instead, every stream of the source (the killed
+        run lost all its connections; one link reports it)."""
         self._reconnect = reconnect
         self._source = source
+        self._connection = connection
+        self._streams = streams
+        self._unclean_streams = unclean_streams
         self._started_at = started_at
         self._unclean = unclean
         self._rand = rand
@@ -142,8 +152,10 @@ class Supervisor:
 
     def _gap(self, connection_id: str, now: float) -> Gap:
         ended = self._ended
+        streams = self._streams
         if ended is None and self._unclean is not None:
             ended = _crash_as_ended(self._unclean)
+            streams = self._unclean_streams
         failure = ended.failure if ended is not None else self._last_failure
         return Gap(
             source=self._source,
@@ -156,6 +168,8 @@ class Supervisor:
             error=failure.reason if failure is not None else None,
             frames_on_old_connection=ended.frames if ended is not None else 0,
             failed_attempts=self._failed_attempts,
+            connection=self._connection,
+            streams=streams,
         )
 
 

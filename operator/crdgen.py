@@ -46,6 +46,7 @@ from ws2kafka.bridge.config import (
     TopicRoutingSpec,
     WebSocketSourceSpec,
 )
+from ws2kafka.bridge.gaps import MAX_GAP_STREAMS_SHOWN
 from ws2kafka.bridge.kafka_health import KafkaReason
 from ws2kafka.bridge.login import LoginState
 from ws2kafka.bridge.reporting import MAX_TOPICS_LISTED
@@ -551,7 +552,8 @@ def build_status_schema() -> Schema:
             },
             "lastGap": {
                 "description": "The last interval without a connection, in which frames may "
-                "have been missed (the bridge's Gap.to_status(); also the gap control record).",
+                "have been missed (the bridge's Gap.to_status(); also the gap control record, "
+                "which lists every stream of the connection).",
                 "type": "object",
                 "properties": _gap_fields(),
             },
@@ -600,6 +602,18 @@ def _gap_fields() -> Schema:
         ),
         "framesOnOldConnection": _integer("Data frames the old connection delivered."),
         "failedAttempts": _integer("Connection attempts that failed inside the gap."),
+        "connectionIndex": _integer(
+            "With spec.streams: the connection that had the gap, its share of "
+            "spec.streams.names (0-based)."
+        ),
+        "streams": {
+            "description": "With spec.streams: the first streams of that connection, which "
+            "the gap affected (the gap control record names them all).",
+            "type": "array",
+            "maxItems": MAX_GAP_STREAMS_SHOWN,
+            "items": {"description": "A stream.", "type": "string"},
+        },
+        "streamCount": _integer("With spec.streams: how many streams the gap affected."),
     }
 
 

@@ -1,10 +1,12 @@
 """Many streams over several connections, against a feed that enforces an exchange's caps
 (streams per connection, connections per second with 429 + Retry-After) and a real broker:
-every stream's frames reach Kafka exactly once, one connection lost is recovered alone."""
+every stream's frames reach Kafka exactly once, one connection lost is recovered alone and its
+gap record names that connection's streams."""
 
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from typing import Any
 
@@ -54,14 +56,21 @@ def exactly_once(kafka: KafkaBroker, topic: str) -> None:
 
 
 async def test_capped_connections_under_the_connect_rate_carry_every_stream_once(
-    kafka: KafkaBroker,
+    kafka: KafkaBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    topic = new_topic(kafka)
+    caplog.set_level(logging.WARNING, logger="ws2kafka")
+    topic, gap_topic = new_topic(kafka), new_topic(kafka)
     async with CappedStreamFeed(
         max_per_connection=200, connects=4, per_seconds=1, per_stream=PER_STREAM
     ) as feed:
         bridge = Bridge(
-            spec(kafka, feed.url, topic, connectRate={"connects": 2, "perSeconds": 1}),
+            spec(
+                kafka,
+                feed.url,
+                topic,
+                connectRate={"connects": 2, "perSeconds": 1},
+                gaps={"record": True, "topic": gap_topic},
+            ),
             name="capped",
         )
         total = len(STREAMS) * PER_STREAM
@@ -86,6 +95,28 @@ async def test_capped_connections_under_the_connect_rate_carry_every_stream_once
     assert summary.balanced, summary
     assert bridge.stats.subscription_failures == 0
     exactly_once(kafka, topic)
+    dropped_gap_names_only_its_streams(kafka, gap_topic, bridge)
+    (line,) = [r.getMessage() for r in caplog.records if "gap of " in r.getMessage()]
+    first_ten = ", ".join(STREAMS[400:410])
+    assert f"on connection 2 (streams {first_ten} and 190 more) between connection" in line
+
+
+def dropped_gap_names_only_its_streams(kafka: KafkaBroker, topic: str, bridge: Bridge) -> None:
+    """The one gap record is connection 2's, with all of its 200 streams and no others;
+    ``status.lastGap`` names the first ten of them."""
+    (record,) = kafka.consume_all(topic, expected=1)
+    assert ("ws2kafka.control", b"gap") in (record.headers() or [])
+    gap = json.loads(value_of(record))
+    assert (gap["type"], gap["source"], gap["connectionIndex"]) == ("gap", "capped", 2)
+    assert gap["streams"] == STREAMS[400:600]
+    assert gap["streamCount"] == 200
+    last_gap = bridge.stats.last_gap
+    assert last_gap is not None
+    status = last_gap.to_status()
+    assert (status["connectionIndex"], status["streams"]) == (2, STREAMS[400:410])
+    assert {k: v for k, v in gap.items() if k not in ("type", "streams")} == {
+        k: v for k, v in status.items() if k != "streams"
+    }
 
 
 async def test_a_429_holds_every_connection_back_and_they_all_get_through(

@@ -172,6 +172,9 @@ async def test_several_connections_feed_one_pipeline_and_each_recovers_on_its_ow
     assert values == [b"a1", b"a2", b"a3", b"b1", b"b2", b"b3"]
     assert summary.reconnects == 1  # only connection a reconnected
     assert bridge.stats.gaps == 1
+    gap = bridge.stats.last_gap
+    assert gap is not None
+    assert (gap.connection, gap.streams) == (0, ("a",))  # a's gap, and b's streams not in it
     assert summary.balanced
 
 

@@ -128,3 +128,43 @@ def test_after_a_rotation_a_loss_is_the_rotated_in_connection_s_gap() -> None:
     gap = sup.opened("c3", 151.0).gap
     assert gap is not None
     assert gap.old_connection_id == "c2"
+
+
+def test_one_connection_of_several_names_its_share_in_its_gaps() -> None:
+    spec = ReconnectSpec.model_validate({"initialDelaySeconds": 1})
+    sup = Supervisor(spec, source="src", started_at=100.0, connection=2, streams=("a", "b"))
+    sup.opened("c1", 101.0)
+    retry(sup.ended("c1", CLOSED, frames=3, at=150.0, lived=49.0))
+    gap = sup.opened("c2", 151.0).gap
+    assert gap is not None
+    assert (gap.connection, gap.streams) == (2, ("a", "b"))
+
+
+def test_a_source_without_streams_has_gaps_of_no_connection_and_no_streams() -> None:
+    sup = supervisor()
+    retry(sup.connect_failed(REFUSED))
+    gap = sup.opened("c1", 101.0).gap
+    assert gap is not None
+    assert (gap.connection, gap.streams) == (None, ())
+
+
+def test_an_unclean_previous_run_cost_every_stream_and_later_gaps_only_the_share_s() -> None:
+    """The killed run lost all its connections; the one link that reports it names them."""
+    spec = ReconnectSpec.model_validate({"initialDelaySeconds": 1})
+    crash = UncleanExit(connection_id="old", last_alive=90.0, received=10)
+    sup = Supervisor(
+        spec,
+        source="src",
+        started_at=100.0,
+        unclean=crash,
+        connection=0,
+        streams=("a",),
+        unclean_streams=("a", "b", "c"),
+    )
+    crash_gap = sup.opened("c1", 100.5).gap
+    assert crash_gap is not None
+    assert (crash_gap.error, crash_gap.streams) == ("UncleanExit", ("a", "b", "c"))
+    retry(sup.ended("c1", CLOSED, frames=3, at=150.0, lived=49.5))
+    gap = sup.opened("c2", 151.0).gap
+    assert gap is not None
+    assert gap.streams == ("a",)

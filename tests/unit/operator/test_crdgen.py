@@ -374,7 +374,9 @@ def test_status_conditions_are_a_map_keyed_by_type(version: dict[str, Any]) -> N
 
 
 def test_gap_status_blocks_have_exactly_the_keys_the_bridge_reports() -> None:
-    gap = Gap("src", "old", "new", 1.0, 2.5, 1011, "closed with 1011 x", "E", 7, 2)
+    """A gap of one connection of several has every key; a single connection's, fewer."""
+    single = Gap("src", "old", "new", 1.0, 2.5, 1011, "closed with 1011 x", "E", 7, 2)
+    gap = replace(single, connection=1, streams=tuple(f"s{i}" for i in range(50)))
     seq_gap = SequenceGap("BTC", 5, 9, "new", 3.0)
     snapshot = StatusSnapshot.of(BridgeStats(), "new", 4.0)
     blocks = replace(snapshot, last_gap=gap, last_sequence_gap=seq_gap).to_gap_status()
@@ -382,6 +384,8 @@ def test_gap_status_blocks_have_exactly_the_keys_the_bridge_reports() -> None:
     reported = blocks["lastGap"]
     assert isinstance(reported, dict)
     assert set(status["lastGap"]["properties"]) == set(gap.to_status()) == set(reported)
+    assert set(single.to_status()) < set(reported)
+    assert len(reported["streams"]) <= status["lastGap"]["properties"]["streams"]["maxItems"]
     assert set(status["lastSequenceGap"]["properties"]) == set(seq_gap.to_status())
     assert "x-kubernetes-preserve-unknown-fields" not in status["lastGap"]
 
