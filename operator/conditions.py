@@ -187,6 +187,10 @@ class Facts:
     """While reconciliation is paused: the condition's message (how to resume)."""
     authentication_checked: bool = False
     """``spec.login`` is set: the server's answer to it is followed (``Authenticated``)."""
+    auto_restart: Mapping[str, Any] | None = None
+    """``status.autoRestart`` while ``spec.autoRestart.enabled`` (None otherwise)."""
+    max_restarts: int = 0
+    """``spec.autoRestart.maxRestarts`` (0: no limit)."""
 
 
 @dataclass(frozen=True)
@@ -282,7 +286,8 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
             f"no report from the bridge since {last} (limit {facts.heartbeat_timeout:.0f} s)",
         )
     if state != ConnectionState.CONNECTED:
-        return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")
+        message = (last_error or f"bridge is {state}") + _auto_restart_note(facts, state)
+        return Verdict("False", state or "Unknown", message)
     if facts.subscription_checked:
         subscribed = _subscribed(facts, reporting)
         if subscribed.status != "True":
@@ -294,6 +299,20 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if kafka is not None and kafka.get("reason") != KafkaReason.PRODUCING:
         return Verdict("False", str(kafka.get("reason")), str(kafka.get("message") or ""))
     return Verdict("True", "Streaming", "connected and producing to Kafka")
+
+
+def _auto_restart_note(facts: Facts, state: str | None) -> str:
+    """What ``spec.autoRestart`` does about a bridge that gave up: when it starts again, or
+    that it stays given up."""
+    auto = facts.auto_restart
+    if state != ConnectionState.GAVE_UP or auto is None:
+        return ""
+    count = int(auto.get("count") or 0)
+    if auto.get("nextRestartTime"):
+        return f"; automatic restart {count + 1} at {auto['nextRestartTime']}"
+    if facts.max_restarts and count >= facts.max_restarts:
+        return f"; no more automatic restarts: maxRestarts ({facts.max_restarts}) reached"
+    return ""
 
 
 def _kafka(facts: Facts) -> dict[str, Any] | None:

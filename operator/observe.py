@@ -158,6 +158,7 @@ def gather_facts(
     pod_problem: PodProblem | None = None,
 ) -> Facts:
     connection = status.get("connection")
+    auto = spec.get("autoRestart") or {}
     return Facts(
         generation=int(meta.get("generation") or 0),
         spec_error=spec_problems(spec) or rejection,
@@ -171,6 +172,8 @@ def gather_facts(
         subscription_checked=spec.get("subscription") is not None,
         paused=paused_message(str(meta.get("name") or "NAME")) if is_paused(meta) else None,
         authentication_checked=spec.get("login") is not None,
+        auto_restart=(status.get("autoRestart") or {}) if auto.get("enabled") else None,
+        max_restarts=int(auto.get("maxRestarts") or 0),
     )
 
 
