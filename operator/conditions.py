@@ -188,7 +188,8 @@ class Facts:
     authentication_checked: bool = False
     """``spec.login`` is set: the server's answer to it is followed (``Authenticated``)."""
     auto_restart: Mapping[str, Any] | None = None
-    """``status.autoRestart`` while ``spec.autoRestart.enabled`` (None otherwise)."""
+    """Inline mode, while ``spec.autoRestart.enabled``: ``status.autoRestart`` (None otherwise:
+    a bridge that gave up is then not the operator's to restart)."""
     max_restarts: int = 0
     """``spec.autoRestart.maxRestarts`` (0: no limit)."""
 
@@ -276,6 +277,10 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
         return _unavailable(facts)
     if facts.heartbeat_age is None:
         return Verdict("False", "BridgeStarting", "waiting for the bridge's first report")
+    if state == ConnectionState.GAVE_UP and facts.auto_restart is not None:
+        # the bridge ended and stopped reporting: its last word holds until the restart
+        message = (last_error or f"bridge is {state}") + _auto_restart_note(facts)
+        return Verdict("False", state, message)
     if not reporting:
         # the time of the last report, not its age: a message that changes at every check
         # would be patched at every check, for every silent source
@@ -286,8 +291,7 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
             f"no report from the bridge since {last} (limit {facts.heartbeat_timeout:.0f} s)",
         )
     if state != ConnectionState.CONNECTED:
-        message = (last_error or f"bridge is {state}") + _auto_restart_note(facts, state)
-        return Verdict("False", state or "Unknown", message)
+        return Verdict("False", state or "Unknown", last_error or f"bridge is {state}")
     if facts.subscription_checked:
         subscribed = _subscribed(facts, reporting)
         if subscribed.status != "True":
@@ -301,12 +305,10 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     return Verdict("True", "Streaming", "connected and producing to Kafka")
 
 
-def _auto_restart_note(facts: Facts, state: str | None) -> str:
+def _auto_restart_note(facts: Facts) -> str:
     """What ``spec.autoRestart`` does about a bridge that gave up: when it starts again, or
     that it stays given up."""
-    auto = facts.auto_restart
-    if state != ConnectionState.GAVE_UP or auto is None:
-        return ""
+    auto = facts.auto_restart or {}
     count = int(auto.get("count") or 0)
     if auto.get("nextRestartTime"):
         return f"; automatic restart {count + 1} at {auto['nextRestartTime']}"

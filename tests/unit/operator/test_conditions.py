@@ -73,6 +73,19 @@ def test_ready_of_a_bridge_that_gave_up_says_what_auto_restart_does(
     assert ready.message == GAVE_UP["lastError"] + note
 
 
+def test_a_bridge_that_gave_up_for_auto_restart_is_not_reported_missing() -> None:
+    """It stopped reporting because it ended: its last word holds while the restart waits;
+    without autoRestart the heartbeat's age decides, as before."""
+    auto = {"count": 0, "nextRestartTime": "2026-12-02T04:00:10Z"}
+    waiting = derive(facts(connection=GAVE_UP, heartbeat_age=300.0, auto_restart=auto))
+    assert (waiting["Ready"].reason, waiting["Ready"].message) == (
+        "GaveUp",
+        GAVE_UP["lastError"] + "; automatic restart 1 at 2026-12-02T04:00:10Z",
+    )
+    silent = derive(facts(connection=GAVE_UP, heartbeat_age=300.0))
+    assert silent["Ready"].reason == "BridgeNotReporting"
+
+
 def test_auto_restart_says_nothing_of_a_bridge_that_did_not_give_up() -> None:
     backoff = {"state": "Backoff", "lastError": "refused"}
     auto = {"count": 1, "nextRestartTime": "2026-12-02T04:00:10Z"}

@@ -17,7 +17,7 @@ from ws2kafka.operator.observe import (
     is_available,
     pod_problem_of,
 )
-from ws2kafka.operator.settings import OperatorSettings
+from ws2kafka.operator.settings import Mode, OperatorSettings
 
 
 @pytest.mark.parametrize(
@@ -96,18 +96,20 @@ def test_events_are_read_only_for_a_stuck_pod_of_an_unavailable_deployment(
 
 
 @pytest.mark.parametrize(
-    ("auto", "expected"),
+    ("mode", "auto", "expected"),
     [
-        ({}, None),  # off: status.autoRestart is not looked at
-        ({"enabled": False}, None),
-        ({"enabled": True}, {"count": 2}),
+        (Mode.INLINE, {}, None),  # off: status.autoRestart is not looked at
+        (Mode.INLINE, {"enabled": False}, None),
+        (Mode.INLINE, {"enabled": True}, {"count": 2}),
+        (Mode.POD, {"enabled": True}, None),  # the kubelet restarts a bridge pod
     ],
 )
-def test_auto_restart_facts_only_when_enabled(
-    auto: dict[str, Any], expected: dict[str, Any] | None
+def test_auto_restart_facts_only_when_enabled_in_inline_mode(
+    mode: Mode, auto: dict[str, Any], expected: dict[str, Any] | None
 ) -> None:
     spec = {"autoRestart": {**auto, "maxRestarts": 5}}
     status = {"autoRestart": {"count": 2}}
     meta = {"name": "s", "generation": 1}
-    found = gather_facts(spec, status, meta, OperatorSettings(), datetime.now(UTC), None, None)
-    assert (found.auto_restart, found.max_restarts) == (expected, 5)
+    settings = OperatorSettings(mode=mode)
+    found = gather_facts(spec, status, meta, settings, datetime.now(UTC), None, None)
+    assert found.auto_restart == expected
