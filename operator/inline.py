@@ -194,6 +194,13 @@ class Watched:
             self.body, self.spec, self.fingerprint, self.stopped, limit=limit
         )
 
+    async def unpaused(self) -> bool:
+        """Until reconciliation is not paused (an automatic restart is a change the pause
+        holds back, like a requested one); False if the daemon stops meanwhile."""
+        while is_paused(self.body["metadata"]) and not self.stopped.is_set():
+            await self.stopped.wait(POLL_SECONDS)
+        return not self.stopped.is_set()
+
 
 def _connected_for(stats: BridgeStats) -> float:
     """How long the bridge has been connected at this stretch (0 when it is not)."""
@@ -225,7 +232,7 @@ async def _after_giving_up(
     due = rfc3339(time.time() + decision.delay)
     log.info("%s/%s: gave up: automatic restart %d at %s", namespace, name, decision.number, due)
     await _report_auto_restart(namespace, name, {"count": restarts.count, "nextRestartTime": due})
-    if await watched.wait(limit=decision.delay):
+    if await watched.wait(limit=decision.delay) or not await watched.unpaused():
         return False
     restarts.restarted()
     await _report_auto_restart(
