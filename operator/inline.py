@@ -165,12 +165,14 @@ async def run_inline(
             bridge.stop()
             summary = await task
             bridges.running.pop(key, None)
-        connected_for = max(connected_for, _connected_for(bridge.stats))
         if stopped.is_set():
             break
         if summary.exit_code == ExitCode.PRODUCER_FATAL:
-            # a new bridge has a new producer: what a pod restart does in pod mode
-            await _wait_for_change(body, spec, fingerprint, stopped, limit=RETRY_SECONDS)
+            # a new bridge has a new producer: what a pod restart does in pod mode; it goes
+            # on with the count unless a spec change or a restart request ended the pause
+            automatic = not await _wait_for_change(
+                body, spec, fingerprint, stopped, limit=RETRY_SECONDS
+            )
         elif summary.exit_code == ExitCode.GAVE_UP and parsed.auto_restart.enabled:
             automatic = await _after_giving_up(
                 Watched(body, spec, fingerprint, stopped), restarts, connected_for, bridge.stats
