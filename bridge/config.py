@@ -365,6 +365,29 @@ class ReconnectSpec(Model):
         return self
 
 
+class AutoRestartSpec(Model):
+    """Restarting a bridge that gave up (``reconnect.maxAttempts`` reached, or
+    ``subscription.onFailure: giveUp``), as Strimzi restarts a failed connector; inline mode
+    only for now (in pod mode the kubelet restarts the container, as without this block)."""
+
+    enabled: bool = False
+    """Restart a bridge that gave up, after a delay. Off: it stays stopped until the spec
+    changes or ``ws2kafka.dev/restart`` is set."""
+    max_restarts: int = Field(default=0, ge=0, le=1_000_000)
+    """Consecutive automatic restarts before the source stays given up (0 = no limit)."""
+    initial_delay_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """The delay before the first automatic restart; it doubles with every consecutive one."""
+    max_delay_seconds: float = Field(default=600.0, gt=0, le=86400)
+    """The cap of the delay. A run connected for this long (at least 10 minutes) was not a
+    failure: the count starts again from 0."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.max_delay_seconds < self.initial_delay_seconds:
+            raise ValueError("maxDelaySeconds must be >= initialDelaySeconds")
+        return self
+
+
 class HeartbeatSpec(Model):
     """An application-level message sent periodically, for feeds that need one (OKX: "ping")."""
 
@@ -942,6 +965,8 @@ class WebSocketSourceSpec(Model):
     """Connection behaviour: timeouts, pings, watchdog, heartbeat, frame limits."""
     reconnect: ReconnectSpec = Field(default_factory=ReconnectSpec)
     """Reconnect policy."""
+    auto_restart: AutoRestartSpec = Field(default_factory=AutoRestartSpec)
+    """Restarting the bridge after it gave up (off: it stays stopped)."""
     kafka: KafkaSinkSpec
     """The Kafka side."""
     buffer: BufferSpec = Field(default_factory=BufferSpec)

@@ -61,6 +61,8 @@ class SequenceFeed:
             goes out once the previous one was answered.
         fragments: send each frame as a message of this many fragments (WebSocket
             continuation frames), each compressed on its own when compression is on.
+        port: the port to listen on (0: any free one); a fixed one lets a test point a
+            source at a feed that is down, then bring it up.
         serve_kwargs: passed to ``websockets.asyncio.server.serve`` (``ssl``, ``subprotocols``,
             ``compression``...).
     """
@@ -77,6 +79,7 @@ class SequenceFeed:
         close_code: int = 1000,
         ping_every: float | None = None,
         fragments: int = 1,
+        port: int = 0,
         **serve_kwargs: Any,
     ) -> None:
         self.count = count
@@ -88,6 +91,7 @@ class SequenceFeed:
         self.close_code = close_code
         self.ping_every = ping_every
         self.fragments = fragments
+        self.port = port
         self.connections: list[FeedConnection] = []
         self.next_seq = 1
         self._serve_kwargs = serve_kwargs
@@ -117,7 +121,7 @@ class SequenceFeed:
         self._raised.set()
 
     async def start(self) -> SequenceFeed:
-        self._server = await serve(self._handle, "127.0.0.1", 0, **self._serve_kwargs)
+        self._server = await serve(self._handle, "127.0.0.1", self.port, **self._serve_kwargs)
         return self
 
     async def stop(self) -> None:

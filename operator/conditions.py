@@ -187,6 +187,11 @@ class Facts:
     """While reconciliation is paused: the condition's message (how to resume)."""
     authentication_checked: bool = False
     """``spec.login`` is set: the server's answer to it is followed (``Authenticated``)."""
+    auto_restart: Mapping[str, Any] | None = None
+    """Inline mode, while ``spec.autoRestart.enabled``: ``status.autoRestart`` (None otherwise:
+    a bridge that gave up is then not the operator's to restart)."""
+    max_restarts: int = 0
+    """``spec.autoRestart.maxRestarts`` (0: no limit)."""
 
 
 @dataclass(frozen=True)
@@ -272,6 +277,10 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
         return _unavailable(facts)
     if facts.heartbeat_age is None:
         return Verdict("False", "BridgeStarting", "waiting for the bridge's first report")
+    if state == ConnectionState.GAVE_UP and facts.auto_restart is not None:
+        # the bridge ended and stopped reporting: its last word holds until the restart
+        message = (last_error or f"bridge is {state}") + _auto_restart_note(facts)
+        return Verdict("False", state, message)
     if not reporting:
         # the time of the last report, not its age: a message that changes at every check
         # would be patched at every check, for every silent source
@@ -294,6 +303,18 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
     if kafka is not None and kafka.get("reason") != KafkaReason.PRODUCING:
         return Verdict("False", str(kafka.get("reason")), str(kafka.get("message") or ""))
     return Verdict("True", "Streaming", "connected and producing to Kafka")
+
+
+def _auto_restart_note(facts: Facts) -> str:
+    """What ``spec.autoRestart`` does about a bridge that gave up: when it starts again, or
+    that it stays given up."""
+    auto = facts.auto_restart or {}
+    count = int(auto.get("count") or 0)
+    if auto.get("nextRestartTime"):
+        return f"; automatic restart {count + 1} at {auto['nextRestartTime']}"
+    if facts.max_restarts and count >= facts.max_restarts:
+        return f"; no more automatic restarts: maxRestarts ({facts.max_restarts}) reached"
+    return ""
 
 
 def _kafka(facts: Facts) -> dict[str, Any] | None:

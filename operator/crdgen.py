@@ -30,6 +30,7 @@ from pydantic_core import core_schema
 from ws2kafka.bridge.config import (
     RESERVED_PROPERTIES,
     AuthSpec,
+    AutoRestartSpec,
     FrameCondition,
     Header,
     KafkaSinkSpec,
@@ -271,6 +272,15 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
         ),
     },
     ReconnectSpec: {
+        "_ordered": (
+            Rule(
+                "self.maxDelaySeconds >= self.initialDelaySeconds",
+                "maxDelaySeconds must be >= initialDelaySeconds",
+                field_path=".maxDelaySeconds",
+            ),
+        ),
+    },
+    AutoRestartSpec: {
         "_ordered": (
             Rule(
                 "self.maxDelaySeconds >= self.initialDelaySeconds",
@@ -562,6 +572,23 @@ def build_status_schema() -> Schema:
                 "(spec.sequence), as the bridge's SequenceGap.to_status().",
                 "type": "object",
                 "properties": _sequence_gap_fields(),
+            },
+            "autoRestart": {
+                "description": "The operator's automatic restarts of a bridge that gave up "
+                "(spec.autoRestart, inline mode).",
+                "type": "object",
+                "properties": {
+                    "count": _integer(
+                        "Consecutive automatic restarts (0 again after a run that stayed "
+                        "connected, a spec change or a requested restart)."
+                    ),
+                    "lastRestartTime": _string("The last automatic restart.", date_time=True),
+                    "nextRestartTime": _string(
+                        "When the bridge that gave up starts again (null: no restart is due).",
+                        date_time=True,
+                        nullable=True,
+                    ),
+                },
             },
             "topics": {
                 "description": "The Kafka topics the bridge writes: the data topic, the gap "

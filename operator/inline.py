@@ -4,8 +4,9 @@ The same bridge library and the same status reporting as a bridge pod; Secrets (
 ConfigMap keys of TLS material) are read by the operator and handed to the bridge in memory
 only. A spec change or a restart request (``ws2kafka.dev/restart``) stops the bridge (it
 drains) and starts a new one, unless reconciliation is paused; a bridge that gave up waits for
-the next spec change or restart request, one whose Kafka producer failed fatally is started
-again (with a new producer) after a pause.
+the next spec change or restart request, or, with ``spec.autoRestart``, is started again after
+a growing delay (:mod:`.autorestart`, counted in ``status.autoRestart``); one whose Kafka
+producer failed fatally is started again (with a new producer) after a pause.
 """
 
 from __future__ import annotations
@@ -16,18 +17,23 @@ import copy
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+import kopf
 import kubernetes
 
 from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.errors import ConfigError
+from ws2kafka.bridge.gaps import rfc3339
 from ws2kafka.bridge.service import Bridge, ExitCode
-from ws2kafka.bridge.stats import BridgeStats
+from ws2kafka.bridge.stats import BridgeStats, ConnectionState
 
 from . import constants as c
 from . import kube
+from .autorestart import AutoRestarts, Exhausted, status_count
 from .controls import is_paused, post_restarted, restart_request
 from .reporter import KubeStatusReporter
 from .settings import OperatorSettings
@@ -115,6 +121,8 @@ async def run_inline(
     """The daemon body: (re)start the bridge whenever the spec changes or a restart is asked
     for, until stopped. ``body`` and ``spec`` are kopf's live views of the resource."""
     key = f"{namespace}/{name}"
+    # the daemon's first start carries on the streak status shows (an operator restart)
+    count, automatic = status_count(body.get("status")), True
     while not stopped.is_set():
         await _claim_restart(body, namespace, name)
         current = dict(spec)
@@ -124,6 +132,10 @@ async def run_inline(
             # an invalid spec or a missing Secret may be fixed without a spec change: retry
             await _wait_for_change(body, spec, fingerprint, stopped, limit=RETRY_SECONDS)
             continue
+        restarts = AutoRestarts(parsed.auto_restart, count)
+        if not automatic and restarts.reset():
+            await _report_auto_restart(namespace, name, {"count": 0, "nextRestartTime": None})
+        automatic = False
         reporter = KubeStatusReporter(
             namespace, name, pod_name=None, interval=settings.report_interval_seconds
         )
@@ -138,8 +150,10 @@ async def run_inline(
             continue
         bridges.running[key] = bridge
         task = asyncio.create_task(bridge.run(), name=f"bridge {key}")
+        connected_for = 0.0
         try:
             while not task.done() and not stopped.is_set():
+                connected_for = max(connected_for, _connected_for(bridge.stats))
                 if _changed(body, spec, fingerprint):
                     log.info("%s: spec changed: restarting the bridge", key)
                     break
@@ -151,11 +165,97 @@ async def run_inline(
             bridge.stop()
             summary = await task
             bridges.running.pop(key, None)
-        if summary.exit_code == ExitCode.PRODUCER_FATAL and not stopped.is_set():
-            # a new bridge has a new producer: what a pod restart does in pod mode
-            await _wait_for_change(body, spec, fingerprint, stopped, limit=RETRY_SECONDS)
-        elif summary.exit_code and not stopped.is_set():
+        if stopped.is_set():
+            break
+        if summary.exit_code == ExitCode.PRODUCER_FATAL:
+            # a new bridge has a new producer: what a pod restart does in pod mode; it goes
+            # on with the count unless a spec change or a restart request ended the pause
+            automatic = not await _wait_for_change(
+                body, spec, fingerprint, stopped, limit=RETRY_SECONDS
+            )
+        elif summary.exit_code == ExitCode.GAVE_UP and parsed.auto_restart.enabled:
+            automatic = await _after_giving_up(
+                Watched(body, spec, fingerprint, stopped), restarts, connected_for, bridge.stats
+            )
+        elif summary.exit_code:
             await _wait_for_change(body, spec, fingerprint, stopped)
+        count = restarts.count
+
+
+@dataclass(frozen=True)
+class Watched:
+    """What a daemon waits on: kopf's live views, the running spec's fingerprint, the stop."""
+
+    body: Any
+    spec: Any
+    fingerprint: str
+    stopped: Any
+
+    async def wait(self, limit: float | None = None) -> bool:
+        return await _wait_for_change(
+            self.body, self.spec, self.fingerprint, self.stopped, limit=limit
+        )
+
+    async def unpaused(self) -> bool:
+        """Until reconciliation is not paused (an automatic restart is a change the pause
+        holds back, like a requested one); False if the daemon stops meanwhile."""
+        while is_paused(self.body["metadata"]) and not self.stopped.is_set():
+            await self.stopped.wait(POLL_SECONDS)
+        return not self.stopped.is_set()
+
+
+def _connected_for(stats: BridgeStats) -> float:
+    """How long the bridge has been connected at this stretch (0 when it is not)."""
+    if stats.state is not ConnectionState.CONNECTED:
+        return 0.0
+    return max(0.0, time.time() - stats.state_since)
+
+
+async def _after_giving_up(
+    watched: Watched, restarts: AutoRestarts, connected_for: float, stats: BridgeStats
+) -> bool:
+    """``spec.autoRestart``: wait out the delay and say whether to start the bridge again
+    now (False: the limit is reached, or the spec changed, a restart was asked for or the
+    daemon stops during the delay; the loop then acts as without automatic restarts)."""
+    meta = watched.body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    decision = restarts.gave_up(connected_for)
+    if isinstance(decision, Exhausted):
+        log.warning("%s/%s: %s", namespace, name, decision.message())
+        await _report_auto_restart(
+            namespace, name, {"count": restarts.count, "nextRestartTime": None}
+        )
+        kopf.event(
+            watched.body, type="Warning", reason="AutoRestartLimitReached",
+            message=f"the bridge gave up ({stats.last_error}); {decision.message()}",
+        )  # fmt: skip
+        await watched.wait()
+        return False
+    due = rfc3339(time.time() + decision.delay)
+    log.info("%s/%s: gave up: automatic restart %d at %s", namespace, name, decision.number, due)
+    await _report_auto_restart(namespace, name, {"count": restarts.count, "nextRestartTime": due})
+    if await watched.wait(limit=decision.delay) or not await watched.unpaused():
+        return False
+    restarts.restarted()
+    await _report_auto_restart(
+        namespace,
+        name,
+        {"count": restarts.count, "lastRestartTime": rfc3339(time.time()), "nextRestartTime": None},
+    )
+    kopf.event(
+        watched.body, type="Normal", reason="AutoRestarted",
+        message=f"automatic restart {restarts.count} after a delay of {decision.delay:g} s: "
+        f"the bridge had given up ({stats.last_error})",
+    )  # fmt: skip
+    return True
+
+
+async def _report_auto_restart(namespace: str, name: str, fields: dict[str, Any]) -> None:
+    """Merge ``status.autoRestart``; a failed patch only costs the display (logged)."""
+    try:
+        await asyncio.to_thread(kube.patch_status, namespace, name, {"autoRestart": fields})
+    except kubernetes.client.exceptions.ApiException as exc:
+        log.warning("%s/%s: cannot report the automatic restart: %s", namespace, name, exc.reason)
 
 
 async def _parse(
@@ -199,8 +299,9 @@ async def _claim_restart(body: Any, namespace: str, name: str) -> None:
 
 async def _wait_for_change(
     body: Any, spec: Any, fingerprint: str, stopped: Any, *, limit: float | None = None
-) -> None:
-    """Until the spec changes or a restart is asked for (at most ``limit`` seconds)."""
+) -> bool:
+    """Until the spec changes, a restart is asked for or the daemon stops (True), or at
+    most ``limit`` seconds (False)."""
     waited = 0.0
     while (
         not stopped.is_set()
@@ -208,6 +309,8 @@ async def _wait_for_change(
         and restart_request(body["metadata"]) is None
     ):
         if limit is not None and waited >= limit:
-            return
-        await stopped.wait(POLL_SECONDS)
-        waited += POLL_SECONDS
+            return False
+        step = POLL_SECONDS if limit is None else min(POLL_SECONDS, limit - waited)
+        await stopped.wait(step)
+        waited += step
+    return True

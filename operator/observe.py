@@ -28,7 +28,7 @@ from .controls import is_paused, paused_message
 from .events import EventLimiter
 from .reconcile import Rejections, spec_problems
 from .resources import child_name
-from .settings import OperatorSettings
+from .settings import Mode, OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,8 @@ def gather_facts(
     pod_problem: PodProblem | None = None,
 ) -> Facts:
     connection = status.get("connection")
+    # the operator restarts given-up bridges itself in inline mode only
+    auto = (spec.get("autoRestart") or {}) if settings.mode is Mode.INLINE else {}
     return Facts(
         generation=int(meta.get("generation") or 0),
         spec_error=spec_problems(spec) or rejection,
@@ -171,6 +173,8 @@ def gather_facts(
         subscription_checked=spec.get("subscription") is not None,
         paused=paused_message(str(meta.get("name") or "NAME")) if is_paused(meta) else None,
         authentication_checked=spec.get("login") is not None,
+        auto_restart=(status.get("autoRestart") or {}) if auto.get("enabled") else None,
+        max_restarts=int(auto.get("maxRestarts") or 0),
     )
 
 

@@ -76,6 +76,9 @@ def render_source(spec: dict[str, Any]) -> RenderedSource:
     tls_sources: list[Manifest] = []
     bridge_spec = _externalize_secrets(_mount_tls(copy.deepcopy(spec), tls_sources), env)
     bridge_spec.pop("suspend", None)
+    # the operator's business, not the bridge's: changing it (or the CRD's default for it
+    # appearing in an old resource) must not roll the pod
+    bridge_spec.pop("autoRestart", None)
     template = bridge_spec.pop("template", None)
     config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
     depends = config_yaml + json.dumps([env, tls_sources], sort_keys=True)

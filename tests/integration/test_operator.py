@@ -29,7 +29,7 @@ from ws2kafka.devstack.feeds import SequenceFeed
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kube import ControlPlane
 from ws2kafka.devstack.operator_probe import wait_until_watching
-from ws2kafka.devstack.processes import ManagedProcess
+from ws2kafka.devstack.processes import ManagedProcess, free_port
 from ws2kafka.devstack.waiting import until, wait_until
 
 pytestmark = pytest.mark.k8s
@@ -910,3 +910,82 @@ async def test_inline_restart_pause_and_the_topics_a_source_writes(
             "the gap topic no longer written",
         )
         kube.kubectl("-n", ns, "delete", "wss", "ctl", "--timeout=60s")
+
+
+def auto_restart_status(kube: ControlPlane, ns: str, name: str) -> dict[str, Any]:
+    return dict(kube.get_json(ns, "wss", name).get("status", {}).get("autoRestart") or {})
+
+
+async def test_inline_auto_restart_brings_a_bridge_that_gave_up_back(
+    kube: ControlPlane, kafka: KafkaBroker, inline_operator: ManagedProcess
+) -> None:
+    """A feed that refuses connections makes the bridge give up at once (maxAttempts 1);
+    spec.autoRestart starts it again after its delay, and once the feed is back it streams,
+    counted; when the feed goes again the next restart waits twice as long."""
+    ns = new_namespace(kube, "op-inline")
+    topic = f"inline-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)
+    port = free_port()  # nothing listens there yet: connections are refused
+    manifest = source_manifest(
+        "auto", f"ws://127.0.0.1:{port}/feed", topic, kafka.bootstrap_servers,
+        reconnect={"initialDelaySeconds": 0.2, "maxDelaySeconds": 1, "maxAttempts": 1},
+        autoRestart={"enabled": True, "initialDelaySeconds": 8, "maxDelaySeconds": 60},
+    )  # fmt: skip
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+
+    def restart_due(number: int) -> bool:
+        ready = condition(kube.get_json(ns, "wss", "auto"), "Ready")
+        return ready.get("reason") == "GaveUp" and (
+            f"automatic restart {number} at" in ready.get("message", "")
+        )
+
+    await until(lambda: restart_due(1), 60, "Ready=False GaveUp, restart 1 due")
+    assert auto_restart_status(kube, ns, "auto")["count"] == 0
+    async with SequenceFeed(rate=50, port=port) as feed:
+
+        def streaming() -> bool:
+            source = kube.get_json(ns, "wss", "auto")
+            produced = source.get("status", {}).get("connection", {}).get("messagesProduced", 0)
+            return condition(source, "Ready").get("status") == "True" and produced >= 20
+
+        await until(streaming, 60, "the restarted bridge streaming")
+        auto = auto_restart_status(kube, ns, "auto")
+        assert auto["count"] == 1
+        assert auto["lastRestartTime"]
+        assert auto.get("nextRestartTime") is None
+        assert len(feed.connections) == 1
+        (message,) = event_messages(kube, ns, "AutoRestarted")
+        assert message.startswith("automatic restart 1 after a delay of 8 s")
+    # the feed is gone again: the bridge gives up again, the next delay is doubled
+    await until(lambda: restart_due(2), 60, "restart 2 due")
+    auto = auto_restart_status(kube, ns, "auto")
+    due = datetime.fromisoformat(auto["nextRestartTime"].replace("Z", "+00:00"))
+    assert timedelta(seconds=10) < due - datetime.now(UTC) <= timedelta(seconds=16)
+    assert len(kafka.consume_all(topic, expected=20)) >= 20
+    kube.kubectl("-n", ns, "delete", "wss", "auto", "--timeout=60s")
+
+
+async def test_inline_auto_restart_stops_at_max_restarts(
+    kube: ControlPlane, inline_operator: ManagedProcess
+) -> None:
+    """With maxRestarts reached the source stays given up: a Warning, and Ready says so."""
+    ns = new_namespace(kube, "op-inline")
+    manifest = source_manifest(
+        "limit", f"ws://127.0.0.1:{free_port()}/feed", "t", "127.0.0.1:1",
+        reconnect={"initialDelaySeconds": 0.2, "maxDelaySeconds": 1, "maxAttempts": 1},
+        autoRestart={"enabled": True, "maxRestarts": 1, "initialDelaySeconds": 1},
+        drainTimeoutSeconds=1,
+    )  # fmt: skip
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+
+    def exhausted() -> bool:
+        ready = condition(kube.get_json(ns, "wss", "limit"), "Ready")
+        return "maxRestarts (1) reached" in ready.get("message", "")
+
+    await until(exhausted, 60, "Ready=False: no more automatic restarts")
+    assert condition(kube.get_json(ns, "wss", "limit"), "Ready")["reason"] == "GaveUp"
+    assert auto_restart_status(kube, ns, "limit")["count"] == 1
+    assert len(event_messages(kube, ns, "AutoRestarted")) == 1
+    (warning,) = event_messages(kube, ns, "AutoRestartLimitReached")
+    assert "no more automatic restarts" in warning
+    kube.kubectl("-n", ns, "delete", "wss", "limit", "--timeout=60s")

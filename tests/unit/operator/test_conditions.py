@@ -51,6 +51,47 @@ def test_ready(overrides: dict[str, object], status: str, reason: str) -> None:
     assert (ready.status, ready.reason) == (status, reason)
 
 
+GAVE_UP = {"state": "GaveUp", "lastError": "gave up after 1 failed attempts: refused"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "note"),
+    [
+        ({}, ""),  # autoRestart off: as before
+        ({"auto_restart": {"count": 0, "nextRestartTime": "2026-12-02T04:00:10Z"}},
+         "; automatic restart 1 at 2026-12-02T04:00:10Z"),
+        ({"auto_restart": {"count": 3, "nextRestartTime": None}, "max_restarts": 3},
+         "; no more automatic restarts: maxRestarts (3) reached"),
+        ({"auto_restart": {"count": 3, "nextRestartTime": None}}, ""),  # restarting now
+    ],
+)  # fmt: skip
+def test_ready_of_a_bridge_that_gave_up_says_what_auto_restart_does(
+    overrides: dict[str, object], note: str
+) -> None:
+    ready = derive(facts(connection=GAVE_UP, **overrides))["Ready"]
+    assert (ready.status, ready.reason) == ("False", "GaveUp")
+    assert ready.message == GAVE_UP["lastError"] + note
+
+
+def test_a_bridge_that_gave_up_for_auto_restart_is_not_reported_missing() -> None:
+    """It stopped reporting because it ended: its last word holds while the restart waits;
+    without autoRestart the heartbeat's age decides, as before."""
+    auto = {"count": 0, "nextRestartTime": "2026-12-02T04:00:10Z"}
+    waiting = derive(facts(connection=GAVE_UP, heartbeat_age=300.0, auto_restart=auto))
+    assert (waiting["Ready"].reason, waiting["Ready"].message) == (
+        "GaveUp",
+        GAVE_UP["lastError"] + "; automatic restart 1 at 2026-12-02T04:00:10Z",
+    )
+    silent = derive(facts(connection=GAVE_UP, heartbeat_age=300.0))
+    assert silent["Ready"].reason == "BridgeNotReporting"
+
+
+def test_auto_restart_says_nothing_of_a_bridge_that_did_not_give_up() -> None:
+    backoff = {"state": "Backoff", "lastError": "refused"}
+    auto = {"count": 1, "nextRestartTime": "2026-12-02T04:00:10Z"}
+    assert derive(facts(connection=backoff, auto_restart=auto))["Ready"].message == "refused"
+
+
 UNREACHABLE = {
     "reason": "BrokersUnreachable",
     "message": "no Kafka broker reachable (last error: refused); 574 records wait in the buffer",

@@ -1,9 +1,17 @@
-"""Inline mode hands references over as values: Secrets, and the ConfigMap keys of TLS."""
+"""Inline mode hands references over as values (Secrets, the ConfigMap keys of TLS) and
+restarts a bridge that gave up as ``spec.autoRestart`` says."""
 
+import asyncio
 from typing import Any
 
-from ws2kafka.bridge.config import parse_spec
-from ws2kafka.operator.inline import resolve_secrets
+import kopf
+import pytest
+
+from ws2kafka.bridge.config import AutoRestartSpec, parse_spec
+from ws2kafka.bridge.stats import BridgeStats, ConnectionState
+from ws2kafka.operator import kube
+from ws2kafka.operator.autorestart import AutoRestarts
+from ws2kafka.operator.inline import Watched, _after_giving_up, resolve_secrets, spec_fingerprint
 
 
 def test_secret_and_config_map_references_become_values() -> None:
@@ -35,3 +43,80 @@ def test_secret_and_config_map_references_become_values() -> None:
     assert parsed.tls.ca is not None
     assert parsed.tls.ca.text("ca") == "config map ns/trust/ca.crt"
     assert spec["tls"]["ca"] == {"configMapKeyRef": {"name": "trust", "key": "ca.crt"}}
+
+
+class Stop:
+    """kopf's daemon stop flag, never set: the waits end by their limits."""
+
+    def is_set(self) -> bool:
+        return False
+
+    async def wait(self, timeout: float) -> None:
+        await asyncio.sleep(0)
+
+
+def given_up(
+    monkeypatch: pytest.MonkeyPatch, annotations: dict[str, str] | None = None
+) -> tuple[Watched, list[dict[str, Any]], list[tuple[str, str, str]]]:
+    """A daemon's view of a source whose bridge gave up; what it patches and posts."""
+    patches: list[dict[str, Any]] = []
+    events: list[tuple[str, str, str]] = []
+
+    def patch(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        patches.append(status)
+        return {}
+
+    monkeypatch.setattr(kube, "patch_status", patch)
+    monkeypatch.setattr(
+        kopf, "event", lambda body, type, reason, message: events.append((type, reason, message))
+    )
+    spec = {"url": "ws://x/feed", "kafka": {"bootstrapServers": "k:9092", "topic": "t"}}
+    metadata = {"namespace": "ns", "name": "s", "annotations": annotations or {}}
+    body = {"metadata": metadata, "spec": spec}
+    return Watched(body, spec, spec_fingerprint(spec), Stop()), patches, events
+
+
+def stats_that_gave_up() -> BridgeStats:
+    stats = BridgeStats()
+    stats.set_state(ConnectionState.GAVE_UP, "gave up after 1 failed attempts: refused")
+    return stats
+
+
+async def test_a_bridge_that_gave_up_is_restarted_after_the_delay_and_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    watched, patches, events = given_up(monkeypatch)
+    restarts = AutoRestarts(AutoRestartSpec(enabled=True, initial_delay_seconds=0.01), count=2)
+    assert await _after_giving_up(watched, restarts, 0.0, stats_that_gave_up()) is True
+    assert restarts.count == 3
+    due, done = (patch["autoRestart"] for patch in patches)
+    assert (due["count"], done["count"]) == (2, 3)
+    assert due["nextRestartTime"]
+    assert done["lastRestartTime"]
+    assert done["nextRestartTime"] is None
+    ((kind, reason, message),) = events
+    assert (kind, reason) == ("Normal", "AutoRestarted")
+    assert message.startswith("automatic restart 3 after a delay of 0.04 s")
+    assert "refused" in message
+
+
+async def test_a_restart_request_during_the_delay_ends_the_wait_unrestarted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    watched, patches, events = given_up(monkeypatch, {"ws2kafka.dev/restart": "now"})
+    restarts = AutoRestarts(AutoRestartSpec(enabled=True), count=0)
+    assert await _after_giving_up(watched, restarts, 0.0, stats_that_gave_up()) is False
+    assert restarts.count == 0
+    assert [patch["autoRestart"]["count"] for patch in patches] == [0]
+    assert not events
+
+
+async def test_at_max_restarts_a_warning_and_no_restart(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a restart request ends the wait for a change that follows the warning
+    watched, patches, events = given_up(monkeypatch, {"ws2kafka.dev/restart": "now"})
+    restarts = AutoRestarts(AutoRestartSpec(enabled=True, max_restarts=2), count=2)
+    assert await _after_giving_up(watched, restarts, 0.0, stats_that_gave_up()) is False
+    assert patches == [{"autoRestart": {"count": 2, "nextRestartTime": None}}]
+    ((kind, reason, message),) = events
+    assert (kind, reason) == ("Warning", "AutoRestartLimitReached")
+    assert "maxRestarts (2) reached" in message

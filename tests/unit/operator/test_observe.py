@@ -13,9 +13,11 @@ from ws2kafka.operator.observe import (
     PodIndex,
     bridge_pod_problem,
     deployment_available,
+    gather_facts,
     is_available,
     pod_problem_of,
 )
+from ws2kafka.operator.settings import Mode, OperatorSettings
 
 
 @pytest.mark.parametrize(
@@ -91,3 +93,23 @@ def test_events_are_read_only_for_a_stuck_pod_of_an_unavailable_deployment(
     deployments: DeploymentIndex = {("ns", "s-bridge"): [available]}
     assert asyncio.run(pod_problem_of(pods, deployments, "ns", "s", PodEvents(fetch))) is None
     assert fetch.asked == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "auto", "expected"),
+    [
+        (Mode.INLINE, {}, None),  # off: status.autoRestart is not looked at
+        (Mode.INLINE, {"enabled": False}, None),
+        (Mode.INLINE, {"enabled": True}, {"count": 2}),
+        (Mode.POD, {"enabled": True}, None),  # the kubelet restarts a bridge pod
+    ],
+)
+def test_auto_restart_facts_only_when_enabled_in_inline_mode(
+    mode: Mode, auto: dict[str, Any], expected: dict[str, Any] | None
+) -> None:
+    spec = {"autoRestart": {**auto, "maxRestarts": 5}}
+    status = {"autoRestart": {"count": 2}}
+    meta = {"name": "s", "generation": 1}
+    settings = OperatorSettings(mode=mode)
+    found = gather_facts(spec, status, meta, settings, datetime.now(UTC), None, None)
+    assert found.auto_restart == expected

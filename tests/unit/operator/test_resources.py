@@ -46,6 +46,9 @@ def test_spec_hash_changes_with_the_spec_only() -> None:
     changed = {**SPEC, "url": "wss://other/ws"}
     assert render_source(changed).spec_hash != render_source(SPEC).spec_hash
     assert render_source({**SPEC, "suspend": True}).spec_hash == render_source(SPEC).spec_hash
+    auto = {**SPEC, "autoRestart": {"enabled": True}}
+    assert render_source(auto).spec_hash == render_source(SPEC).spec_hash
+    assert "autoRestart" not in render_source(auto).config_yaml
 
 
 def test_deployment_is_hardened_and_suspend_scales_to_zero() -> None:
