@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -20,6 +21,7 @@ from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.framing import Record
 from ws2kafka.bridge.kafka_health import KafkaHealth
 from ws2kafka.bridge.pipeline import Pipeline
+from ws2kafka.bridge.reporting import StatusSnapshot
 from ws2kafka.bridge.service import Bridge, Summary
 from ws2kafka.bridge.source import FrameConsumer, as_message
 from ws2kafka.bridge.stats import BridgeStats
@@ -122,6 +124,26 @@ def record_count(kafka: KafkaBroker, topic: str) -> int:
         consumer.close()
     count: int = high - low
     return count
+
+
+@dataclass
+class RecordingReporter:
+    """A status reporter (the bridge's ``reporter``) that keeps every snapshot, as the operator
+    would patch it, and may fail each report on purpose."""
+
+    interval: float = 0.05
+    fail: bool = False
+    snapshots: list[StatusSnapshot] = field(default_factory=list)
+
+    async def report(self, snapshot: StatusSnapshot) -> None:
+        self.snapshots.append(snapshot)
+        if self.fail:
+            raise RuntimeError("status endpoint unavailable")
+
+    @property
+    def statuses(self) -> list[dict[str, Any]]:
+        """Every snapshot as the ``status.connection`` it was reported as."""
+        return [snapshot.to_status() for snapshot in self.snapshots]
 
 
 class RecordingSink:

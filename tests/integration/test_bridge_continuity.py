@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -16,26 +15,23 @@ from confluent_kafka import Message
 from prometheus_client.core import Metric
 
 from ws2kafka.bridge.metrics import BridgeCollector
-from ws2kafka.bridge.reporting import StatusSnapshot
 from ws2kafka.bridge.service import Bridge, ExitCode, Summary
 from ws2kafka.bridge.stats import BridgeStats
 from ws2kafka.devstack.feeds import BroadcastFeed
-from ws2kafka.devstack.harness import bridge_spec, headers_of, new_topic, record_count, value_of
+from ws2kafka.devstack.harness import (
+    RecordingReporter,
+    bridge_spec,
+    headers_of,
+    new_topic,
+    record_count,
+    value_of,
+)
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.waiting import until
 
 pytestmark = pytest.mark.kafka
 
 SUBSCRIBE = '{"op":"subscribe","channel":"trades"}'
-
-
-@dataclass
-class RecordingReporter:
-    interval: float = 0.05
-    snapshots: list[StatusSnapshot] = field(default_factory=list)
-
-    async def report(self, snapshot: StatusSnapshot) -> None:
-        self.snapshots.append(snapshot)
 
 
 def samples(stats: BridgeStats) -> dict[str, float]:

@@ -8,7 +8,6 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, field
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -20,6 +19,7 @@ from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.feeds import SequenceFeed
 from ws2kafka.devstack.harness import (
+    RecordingReporter,
     bridge_spec,
     new_topic,
     record_count,
@@ -345,20 +345,6 @@ async def test_the_summary_line_is_written_in_backoff_and_while_idle(
         )
     for line in summary_lines(caplog, "idle", "Connected"):
         assert re.fullmatch(idle_summary("idle", "Connected"), line), line
-
-
-@dataclass
-class RecordingReporter:
-    """A StateReporter that keeps every snapshot, and may fail each report on purpose."""
-
-    interval: float
-    fail: bool = False
-    snapshots: list[StatusSnapshot] = field(default_factory=list)
-
-    async def report(self, snapshot: StatusSnapshot) -> None:
-        self.snapshots.append(snapshot)
-        if self.fail:
-            raise RuntimeError("status endpoint unavailable")
 
 
 def numbered(n: int) -> str:

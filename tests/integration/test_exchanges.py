@@ -22,7 +22,6 @@ import yaml
 
 from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.framing import HEADER_RULE, lookup
-from ws2kafka.bridge.reporting import StatusSnapshot
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.subscription import SubscriptionState
 from ws2kafka.devstack.exchange_feeds import (
@@ -37,6 +36,7 @@ from ws2kafka.devstack.exchange_feeds import (
     OkxFeed,
 )
 from ws2kafka.devstack.harness import (
+    RecordingReporter,
     headers_of,
     new_topic,
     record_count,
@@ -209,18 +209,6 @@ def by_topic(exchange: Exchange, topic: str, records: list[bytes]) -> dict[str, 
             name = f"{topic}.{json.loads(record)[exchange.routed_by]}"
         topics.setdefault(name, []).append(record)
     return topics
-
-
-class RecordingReporter:
-    """Keeps every status the bridge reports, as the operator would patch it."""
-
-    interval = 0.05
-
-    def __init__(self) -> None:
-        self.statuses: list[dict[str, object]] = []
-
-    async def report(self, snapshot: StatusSnapshot) -> None:
-        self.statuses.append(snapshot.to_status())
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES, ids=[exchange.name for exchange in EXCHANGES])

@@ -21,11 +21,17 @@ import yaml
 
 from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.login import LoginState
-from ws2kafka.bridge.reporting import StatusSnapshot
 from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.exchange_feeds import ExchangeFeed
-from ws2kafka.devstack.harness import new_topic, record_count, run_to_end, run_until, value_of
+from ws2kafka.devstack.harness import (
+    RecordingReporter,
+    new_topic,
+    record_count,
+    run_to_end,
+    run_until,
+    value_of,
+)
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.private_feeds import Account, BybitPrivateFeed, OkxPrivateFeed
 
@@ -140,18 +146,6 @@ async def test_data_flows_after_the_login_and_every_reconnect_logs_in_anew(
     expected = expected_records(feed.data_frames)
     assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
     assert record_count(kafka, topic) == len(expected)
-
-
-class RecordingReporter:
-    """Keeps every status the bridge reports, as the operator would patch it."""
-
-    interval = 0.05
-
-    def __init__(self) -> None:
-        self.statuses: list[dict[str, object]] = []
-
-    async def report(self, snapshot: StatusSnapshot) -> None:
-        self.statuses.append(snapshot.to_status())
 
 
 @pytest.mark.parametrize("private", PRIVATE, ids=[private.name for private in PRIVATE])

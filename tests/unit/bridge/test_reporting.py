@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from ws2kafka.bridge.reporting import MAX_TOPICS_LISTED, StatusSnapshot, topics_written
+from ws2kafka.bridge.reporting import MAX_TOPICS_LISTED, topics_written
 from ws2kafka.bridge.service import Bridge
-from ws2kafka.devstack.harness import RecordingSink, ScriptedConnection, bridge_spec, run_until
+from ws2kafka.devstack.harness import (
+    RecordingReporter,
+    RecordingSink,
+    ScriptedConnection,
+    bridge_spec,
+    run_until,
+)
 
 
 def test_the_data_topic_comes_first_then_gap_control_and_routed_topics_in_order() -> None:
@@ -30,17 +34,6 @@ def test_the_list_is_bounded_whatever_routing_named() -> None:
     assert listed[-1] == f"trades.{MAX_TOPICS_LISTED - 3:05d}"
 
 
-@dataclass
-class Reports:
-    """A reporter that keeps every snapshot."""
-
-    interval: float = 0.05
-    snapshots: list[StatusSnapshot] = field(default_factory=list)
-
-    async def report(self, snapshot: StatusSnapshot) -> None:
-        self.snapshots.append(snapshot)
-
-
 async def test_a_bridge_reports_the_topics_it_writes_and_counts_the_routed_ones() -> None:
     frames: list[str | bytes] = ['{"s":"BTC"}', '{"s":"ETH"}', '{"s":"BTC"}', '{"x":1}']
     connection = ScriptedConnection(frames)
@@ -51,7 +44,7 @@ async def test_a_bridge_reports_the_topics_it_writes_and_counts_the_routed_ones(
         kafka={"routing": {"template": "trades.{/s}"}},
         gaps={"record": True, "topic": "trades-gaps"},
     )
-    reports = Reports()
+    reports = RecordingReporter()
     bridge = Bridge(
         spec,
         name="routed",
