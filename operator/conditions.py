@@ -223,47 +223,56 @@ def derive(facts: Facts) -> dict[str, Verdict]:
 
 
 def _authenticated(facts: Facts, reporting: bool) -> Verdict:
-    """The last login's answer, from ``status.connection.authentication``; a refusal stays
-    False while the next attempt waits (its backoff) or is pending."""
-    if facts.suspended:
-        return Verdict("False", "Suspended", "spec.suspend is true")
-    authentication = (facts.connection or {}).get("authentication")
-    if not reporting or not isinstance(authentication, dict):
-        return Verdict("Unknown", "NotConnected", "no login reported yet")
-    state = str(authentication.get("state") or "Unknown")
-    message = str(authentication.get("message") or "")
-    if state == LoginState.AUTHENTICATED:
-        return Verdict("True", state, message)
-    failure = authentication.get("lastFailure")
-    if state == LoginState.PENDING and isinstance(failure, dict):
-        return Verdict("False", str(failure.get("state")), str(failure.get("message") or ""))
-    if state == LoginState.PENDING:
-        return Verdict("Unknown", state, "waiting for the server's answer to the login")
-    return Verdict("False", state, message)
-
-
-def _subscription(facts: Facts) -> dict[str, Any] | None:
-    """``status.connection.subscription``: the current connection's answer."""
-    subscription = (facts.connection or {}).get("subscription")
-    return subscription if isinstance(subscription, dict) else None
+    """The last login's answer, from ``status.connection.authentication``."""
+    return _answered(
+        facts,
+        reporting,
+        "authentication",
+        (LoginState.AUTHENTICATED, LoginState.PENDING),
+        "login",
+        "no login reported yet",
+    )
 
 
 def _subscribed(facts: Facts, reporting: bool) -> Verdict:
+    """The current connection's answer, from ``status.connection.subscription``."""
+    return _answered(
+        facts,
+        reporting,
+        "subscription",
+        (SubscriptionState.SUBSCRIBED, SubscriptionState.PENDING),
+        "subscription",
+        "no subscription answer reported yet",
+    )
+
+
+def _answered(
+    facts: Facts,
+    reporting: bool,
+    field: str,
+    states: tuple[str, str],
+    request: str,
+    none_yet: str,
+) -> Verdict:
+    """The server's answer to a ``request`` (the login, the subscription) reported under
+    ``status.connection.<field>``; ``states``: its accepted and its pending state. True once
+    accepted; a refusal stays False while the next attempt waits (its backoff) or is pending
+    (reconnected after a refusal: still refused until the server says otherwise)."""
+    accepted, pending = states
     if facts.suspended:
         return Verdict("False", "Suspended", "spec.suspend is true")
-    subscription = _subscription(facts)
-    if not reporting or subscription is None:
-        return Verdict("Unknown", "NotConnected", "no subscription answer reported yet")
-    state = str(subscription.get("state") or "Unknown")
-    message = str(subscription.get("message") or "")
-    if state == SubscriptionState.SUBSCRIBED:
+    answer = (facts.connection or {}).get(field)
+    if not reporting or not isinstance(answer, dict):
+        return Verdict("Unknown", "NotConnected", none_yet)
+    state = str(answer.get("state") or "Unknown")
+    message = str(answer.get("message") or "")
+    if state == accepted:
         return Verdict("True", state, message)
-    failure = subscription.get("lastFailure")
-    if state == SubscriptionState.PENDING and isinstance(failure, dict):
-        # reconnected after a refusal: still refused until the server says otherwise
+    failure = answer.get("lastFailure")
+    if state == pending and isinstance(failure, dict):
         return Verdict("False", str(failure.get("state")), str(failure.get("message") or ""))
-    if state == SubscriptionState.PENDING:
-        return Verdict("Unknown", state, "waiting for the server's answer to the subscription")
+    if state == pending:
+        return Verdict("Unknown", state, f"waiting for the server's answer to the {request}")
     return Verdict("False", state, message)
 
 
