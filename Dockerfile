@@ -2,7 +2,7 @@
 # One image for the ws2kafka operator and its bridge pods.
 #
 #   make image                                   # podman (or docker), base chosen for you
-#   docker build -t ghcr.io/ws2kafka/ws2kafka:0.1.0 .
+#   docker build -t ghcr.io/ws2kafka/ws2kafka:0.2.0 .
 #
 # The operator runs the default command (`ws2kafka-operator run`); a bridge pod's args start
 # with `ws2kafka-operator bridge`. There is no ENTRYPOINT, so a pod's args are the whole command.

@@ -33,7 +33,7 @@ stack: venv  ## build/fetch and cache Kafka, the Kubernetes control plane and no
 demo: stack  ## the local demo: Kafka, API server, inline operator, a demo feed, data flowing
 	$(BIN)/ws2kafka-devstack demo
 
-# IMAGE=registry.example.com/ws2kafka:0.1.0 names the image; default: localhost/ws2kafka:dev-HASH
+# IMAGE=registry.example.com/ws2kafka:0.2.0 names the image; default: localhost/ws2kafka:dev-HASH
 image: venv  ## build the container image (podman, or docker if it runs; prints the name)
 	$(BIN)/ws2kafka-devstack image --context . $(if $(IMAGE),--tag $(IMAGE))
 

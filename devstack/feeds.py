@@ -8,6 +8,9 @@ connections on cue, serve ``wss://`` (pass ``ssl=``), and ping its clients to co
 :class:`BroadcastFeed` publishes one global numbered stream to whoever is connected, like an
 exchange: what it publishes while the bridge is away is missed, which is what gap markers and
 sequence-gap detection must reveal, and rotation must avoid.
+
+:class:`FeedThread` serves a :class:`SequenceFeed` from a thread of its own, for tests that
+poll synchronously (kubectl) while frames flow.
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -396,3 +402,38 @@ class HostileFeed:
             if self.every or len(self.served) == 1:
                 await self.violation(ws)
             await ws.wait_closed()
+
+
+class FeedThread:
+    """A SequenceFeed on loopback, served by an event loop of its own in a thread, so the
+    synchronous test can poll kubectl while frames flow."""
+
+    def __init__(self, rate: float | None, pad: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.feed: SequenceFeed = self._call(SequenceFeed(rate=rate, pad=pad, ssl=tls).start())
+
+    def _call(self, coroutine: Any) -> Any:
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        return future.result(30)
+
+    @property
+    def url(self) -> str:
+        return self.feed.url
+
+    def hold(self) -> int:
+        """Send no frame after the ones sent so far; returns how many that is."""
+        done: Future[int] = Future()
+
+        def freeze() -> None:
+            self.feed.send_up_to(self.feed.sent)
+            done.set_result(self.feed.sent)
+
+        self._loop.call_soon_threadsafe(freeze)
+        return done.result(10)
+
+    def close(self) -> None:
+        self._call(self.feed.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

@@ -112,6 +112,14 @@ def seqs(kafka: KafkaBroker, topic: str, expected: int) -> list[int]:
     return [json.loads(value_of(message))["seq"] for message in messages]
 
 
+def frame_seqs(kafka: KafkaBroker, topic: str) -> list[int]:
+    """The ``seq`` of every feed frame in ``topic``, whatever else it holds (gap records
+    carry none)."""
+    messages = kafka.consume_all(topic, expected=record_count(kafka, topic))
+    frames = [json.loads(value_of(message)) for message in messages]
+    return [frame["seq"] for frame in frames if "seq" in frame]
+
+
 def record_count(kafka: KafkaBroker, topic: str) -> int:
     """How many records partition 0 of ``topic`` holds: with :func:`seqs`, proves that no
     record follows the expected ones (a duplicate at the end would be invisible otherwise)."""

@@ -21,12 +21,17 @@ from .processes import free_port
 CHART: Final = Path(__file__).resolve().parent.parent / "helm" / "ws2kafka"
 
 
-def node_values(node: Node, namespaces: list[str]) -> dict[str, Any]:
+def image_values(image: str) -> dict[str, str]:
+    """The chart's ``image`` values for an image the node has imported (never pulled)."""
+    repository, tag = image.rsplit(":", 1)
+    return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+
+
+def node_values(node: Node, namespaces: list[str], image: str | None = None) -> dict[str, Any]:
     """Chart values that run the operator (watching ``namespaces``) and its bridges on
-    ``node``, on loopback only."""
-    repository, tag = node.image.rsplit(":", 1)
+    ``node``, on loopback only, from ``image`` (the node's own image by default)."""
     return {
-        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "image": image_values(image or node.image),
         "watchNamespaces": namespaces,
         "kubernetesService": {"host": "127.0.0.1", "port": node.kube.server.rsplit(":", 1)[1]},
         "operator": {
@@ -45,12 +50,40 @@ def node_values(node: Node, namespaces: list[str]) -> dict[str, Any]:
     }
 
 
-def install(kube: ControlPlane, node: Node, release: str, namespace: str) -> None:
-    """``helm install --wait`` of the chart into ``namespace`` (created), watching it."""
+def install(
+    kube: ControlPlane,
+    node: Node,
+    release: str,
+    namespace: str,
+    *,
+    chart: Path = CHART,
+    values: dict[str, Any] | None = None,
+) -> None:
+    """``helm install --wait`` of ``chart`` into ``namespace`` (created), watching it, with
+    ``values`` (by default :func:`node_values` for the node's image)."""
+    values = values or node_values(node, [namespace])
+    _helm(kube, "install", release, namespace, chart, values, "--create-namespace")
+
+
+def upgrade(kube: ControlPlane, release: str, namespace: str, values: dict[str, Any]) -> None:
+    """``helm upgrade --wait`` of ``release`` to this tree's chart. The CRD is left as it
+    is: Helm never upgrades what a chart's crds/ installed (README, "Upgrading")."""
+    _helm(kube, "upgrade", release, namespace, CHART, values)
+
+
+def _helm(
+    kube: ControlPlane,
+    verb: str,
+    release: str,
+    namespace: str,
+    chart: Path,
+    values: dict[str, Any],
+    *extra: str,
+) -> None:
     with tempfile.TemporaryDirectory(prefix="ws2kafka-values-") as scratch:
-        values = Path(scratch) / "values.json"
-        values.write_text(json.dumps(node_values(node, [namespace])))
+        path = Path(scratch) / "values.json"
+        path.write_text(json.dumps(values))
         kube.helm(
-            "install", release, str(CHART), "-n", namespace, "--create-namespace",
-            "-f", str(values), "--wait", "--timeout=110s",
+            verb, release, str(chart), "-n", namespace, *extra,
+            "-f", str(path), "--wait", "--timeout=110s",
         )  # fmt: skip

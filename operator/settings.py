@@ -49,7 +49,7 @@ class OperatorSettings(BaseModel):
     mode: Mode = Mode.POD
     namespaces: list[str] = Field(default_factory=list)
     """Namespaces to watch; empty means cluster-wide."""
-    bridge_image: str = "ghcr.io/ws2kafka/ws2kafka:0.1.0"
+    bridge_image: str = "ghcr.io/ws2kafka/ws2kafka:0.2.0"
     """Image of bridge pods (the same image runs the operator)."""
     image_pull_policy: str = "IfNotPresent"
     cpu_request: str = "100m"

@@ -477,7 +477,7 @@ def test_operator_pod_is_hardened_and_runs_a_valid_command(
 def test_packaged_chart_carries_the_repository_crds(kube: ControlPlane, tmp_path: Path) -> None:
     """helm follows the crds/ link when packaging: the archive holds the very same files."""
     kube.helm("package", str(CHART), "-d", str(tmp_path))
-    [archive] = tmp_path.glob("ws2kafka-0.1.0.tgz")
+    [archive] = tmp_path.glob("ws2kafka-0.2.0.tgz")
     with tarfile.open(archive) as tar:
         packaged = {
             Path(member.name).name: tar.extractfile(member).read()  # type: ignore[union-attr]

@@ -10,16 +10,13 @@ probes, the hardened security context, the state file's emptyDir, JSON logs thro
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,8 +24,8 @@ from typing import Any, TypeVar
 import pytest
 
 from ws2kafka.devstack import podman, release
-from ws2kafka.devstack.feeds import SequenceFeed
-from ws2kafka.devstack.harness import record_count, value_of
+from ws2kafka.devstack.feeds import FeedThread
+from ws2kafka.devstack.harness import frame_seqs, record_count
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kube import ControlPlane
 from ws2kafka.devstack.node import Node
@@ -52,41 +49,6 @@ def wait_for(check: Callable[[], T], timeout: float, what: str, every: float = 0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(every)
-
-
-class FeedThread:
-    """A SequenceFeed on loopback, served by an event loop of its own in a thread, so the
-    synchronous test can poll kubectl while frames flow."""
-
-    def __init__(self, rate: float | None, pad: int = 0, tls: ssl.SSLContext | None = None) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        self.feed: SequenceFeed = self._call(SequenceFeed(rate=rate, pad=pad, ssl=tls).start())
-
-    def _call(self, coroutine: Any) -> Any:
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result(30)
-
-    @property
-    def url(self) -> str:
-        return self.feed.url
-
-    def hold(self) -> int:
-        """Send no frame after the ones sent so far; returns how many that is."""
-        done: Future[int] = Future()
-
-        def freeze() -> None:
-            self.feed.send_up_to(self.feed.sent)
-            done.set_result(self.feed.sent)
-
-        self._loop.call_soon_threadsafe(freeze)
-        return done.result(10)
-
-    def close(self) -> None:
-        self._call(self.feed.stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 @pytest.fixture
@@ -212,13 +174,6 @@ def _host_pid(install: Install, pod: dict[str, Any]) -> int:
     return install.node.task_pid(status["containerID"])
 
 
-def _seqs(kafka: KafkaBroker, topic: str) -> list[int]:
-    """The ``seq`` of every feed frame in ``topic`` (gap records carry none)."""
-    messages = kafka.consume_all(topic, expected=record_count(kafka, topic))
-    frames = [json.loads(value_of(message)) for message in messages]
-    return [frame["seq"] for frame in frames if "seq" in frame]
-
-
 def test_image_runs_both_commands_without_the_test_stack(node: Node) -> None:
     """The image the node runs: as an unprivileged user on a read-only root, both commands
     start; the test stack is not in it; no package tool is left."""
@@ -299,8 +254,8 @@ def test_spec_change_rolls_the_pod_without_losing_a_frame(
         "the new pod Connected",
     )
     sent = feed.hold()
-    wait_for(lambda: len(_seqs(install.kafka, topic)) >= sent, 60, f"{sent} frames in Kafka")
-    seqs = _seqs(install.kafka, topic)
+    wait_for(lambda: len(frame_seqs(install.kafka, topic)) >= sent, 60, f"{sent} frames in Kafka")
+    seqs = frame_seqs(install.kafka, topic)
     assert sorted(set(seqs)) == list(range(1, sent + 1)), "a frame the feed sent is missing"
 
 
@@ -313,15 +268,15 @@ def test_pod_deletion_drains_into_kafka(install: Install, feed: FeedThread) -> N
     old = install.bridge_pod("drains")["metadata"]["name"]
     wait_for(lambda: record_count(install.kafka, topic) >= 20, 60, "frames in Kafka")
     install.kubectl("delete", "pod", old, "--wait=true")
-    received_by_old = len(_seqs(install.kafka, topic))
+    received_by_old = len(frame_seqs(install.kafka, topic))
     assert received_by_old >= 20
     new = install.bridge_pod("drains", not_named=old)["metadata"]["name"]
     wait_for(
         lambda: install.connection("drains").get("podName") == new, 60, "the new pod reporting"
     )
     sent = feed.hold()
-    wait_for(lambda: len(_seqs(install.kafka, topic)) >= sent, 60, f"{sent} frames in Kafka")
-    assert sorted(set(_seqs(install.kafka, topic))) == list(range(1, sent + 1))
+    wait_for(lambda: len(frame_seqs(install.kafka, topic)) >= sent, 60, f"{sent} frames in Kafka")
+    assert sorted(set(frame_seqs(install.kafka, topic))) == list(range(1, sent + 1))
     assert "UncleanExit" not in json.dumps(install.get("wss", "drains")["status"])
 
 

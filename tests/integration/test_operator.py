@@ -292,7 +292,7 @@ def crashed_container(last: dict[str, Any]) -> dict[str, Any]:
     """The bridge container's status as a kubelet writes it while backing off a restart."""
     return {
         "name": "bridge",
-        "image": "ghcr.io/ws2kafka/ws2kafka:0.1.0",
+        "image": "ghcr.io/ws2kafka/ws2kafka:0.2.0",
         "imageID": "",
         "ready": False,
         "restartCount": 3,
