@@ -109,7 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--check", action="store_true", help="validate the config file, print nothing else, exit"
     )
+    add_stay_after_giving_up(parser)
     return parser
+
+
+def add_stay_after_giving_up(parser: argparse.ArgumentParser) -> None:
+    """The option a supervisor that restarts on its own schedule needs (the operator's
+    ``spec.autoRestart`` in pod mode): an exit would be restarted by the kubelet at once."""
+    parser.add_argument(
+        "--stay-after-giving-up",
+        action="store_true",
+        help="after giving up (exit code 3), keep serving /healthz and /metrics, not ready, "
+        "until SIGTERM, instead of exiting",
+    )
 
 
 #: What kopf's loggers add to every record for kopf itself (its own JSON formatter skips them).
@@ -190,6 +202,7 @@ async def serve(
     )
     loop = asyncio.get_running_loop()
     stops = 0
+    stopped = asyncio.Event()
 
     def on_signal() -> None:
         nonlocal stops
@@ -197,6 +210,7 @@ async def serve(
         if stops > 1:
             log.error("second signal: exiting without draining")
             raise SystemExit(ExitCode.UNDELIVERED)
+        stopped.set()
         bridge.stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -215,6 +229,9 @@ async def serve(
             ) from None
     try:
         summary = await bridge.run()
+        if summary.exit_code == ExitCode.GAVE_UP and args.stay_after_giving_up:
+            log.info("gave up: staying until stopped (--stay-after-giving-up)")
+            await stopped.wait()
     finally:
         if health is not None:
             await health.close()

@@ -367,8 +367,8 @@ class ReconnectSpec(Model):
 
 class AutoRestartSpec(Model):
     """Restarting a bridge that gave up (``reconnect.maxAttempts`` reached, or
-    ``subscription.onFailure: giveUp``), as Strimzi restarts a failed connector; inline mode
-    only for now (in pod mode the kubelet restarts the container, as without this block)."""
+    ``subscription.onFailure: giveUp``), as Strimzi restarts a failed connector: the inline
+    operator starts it again; a bridge pod stays (not ready) and the operator rolls it."""
 
     enabled: bool = False
     """Restart a bridge that gave up, after a delay. Off: it stays stopped until the spec

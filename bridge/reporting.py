@@ -23,6 +23,7 @@ class StatusSnapshot:
 
     state: ConnectionState
     since: float
+    longest_connected: float
     last_message_time: float | None
     messages_received: int
     messages_produced: int
@@ -64,6 +65,7 @@ class StatusSnapshot:
         return cls(
             state=stats.state,
             since=stats.state_since,
+            longest_connected=stats.connected_stretch(now),
             last_message_time=stats.last_frame_at,
             messages_received=stats.received,
             messages_produced=stats.delivered,
@@ -93,6 +95,7 @@ class StatusSnapshot:
         return {
             "state": self.state.value,
             "since": rfc3339(self.since),
+            "longestConnectedSeconds": round(self.longest_connected),
             "lastMessageTime": rfc3339(self.last_message_time),
             "messagesReceived": self.messages_received,
             "messagesProduced": self.messages_produced,

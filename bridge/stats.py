@@ -121,6 +121,9 @@ class BridgeStats:
     """(poll thread) Failed deliveries by librdkafka error name (``Delivery<NAME>``)."""
     state: ConnectionState = ConnectionState.STARTING
     state_since: float = field(default_factory=time.time)
+    longest_connected: float = 0.0
+    """The longest stretch this run stayed connected, up to the last time it left
+    ``Connected`` (:meth:`connected_stretch` adds the current one)."""
     started_at: float = field(default_factory=time.time)
     last_frame_ns: int = 0
     """Wall-clock time of the last frame, epoch ns (0: none yet); an int, as the hot path
@@ -235,9 +238,18 @@ class BridgeStats:
             self.last_error = error
         if state is self.state:
             return False
+        now = time.time()
+        self.longest_connected = self.connected_stretch(now)
         self.state = state
-        self.state_since = time.time()
+        self.state_since = now
         return True
+
+    def connected_stretch(self, now: float) -> float:
+        """The longest stretch this run has stayed connected, the current one included: a
+        run that streamed for hours before it gave up was not part of a failure streak."""
+        if self.state is not ConnectionState.CONNECTED:
+            return self.longest_connected
+        return max(self.longest_connected, now - self.state_since)
 
     def reject(self, reason: str) -> None:
         self.rejected_frames += 1

@@ -13,7 +13,12 @@ from typing import Any
 import kopf
 from prometheus_client import CollectorRegistry
 
-from ws2kafka.bridge.__main__ import configure_logging, load_config, serve
+from ws2kafka.bridge.__main__ import (
+    add_stay_after_giving_up,
+    configure_logging,
+    load_config,
+    serve,
+)
 from ws2kafka.bridge.errors import ConfigError
 from ws2kafka.bridge.health import HealthServer
 from ws2kafka.bridge.metrics import BridgeCollector
@@ -81,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument(
         "--state-file", type=Path, help="a trace that turns a killed run into a reported gap"
     )
+    add_stay_after_giving_up(bridge)
     return parser
 
 

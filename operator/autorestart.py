@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from ws2kafka.bridge.config import AutoRestartSpec
+from ws2kafka.bridge.gaps import rfc3339
+from ws2kafka.bridge.stats import ConnectionState
 
 #: A run connected at least this long resets the count, however short maxDelaySeconds is.
 STABLE_SECONDS = 600.0
@@ -72,3 +75,78 @@ def status_count(status: Any) -> int:
     """The count ``status.autoRestart`` kept (it survives an operator restart)."""
     auto = status.get("autoRestart") if isinstance(status, Mapping) else None
     return int(auto.get("count") or 0) if isinstance(auto, Mapping) else 0
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """Pod mode: the bridge pod gave up; restart ``restart.number`` is due at ``due``."""
+
+    restart: Restart
+    due: str
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LimitReached:
+    """Pod mode: the bridge pod gave up and ``maxRestarts`` were made; it stays given up."""
+
+    exhausted: Exhausted
+    status: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RestartDue:
+    """Pod mode: the delay is over; roll the bridge pod as restart ``number``."""
+
+    number: int
+    status: dict[str, Any]
+
+
+PodDecision = Scheduled | LimitReached | RestartDue
+
+
+def decide_for_pod(
+    spec: AutoRestartSpec, status: Any, now: float, paused: bool
+) -> PodDecision | None:
+    """What the operator does, at one look at ``status``, about a bridge pod that gave up
+    and stays (``--stay-after-giving-up``). Each give-up is decided once: it is known by
+    the time the bridge entered ``GaveUp`` (``status.connection.since``), which the decision
+    records as ``lastGiveUpTime``; the wait for the restart lives in ``nextRestartTime``,
+    so an operator restart carries on where the last one was. ``status`` fields to merge
+    into ``status.autoRestart`` come with each decision."""
+    connection = status.get("connection") if isinstance(status, Mapping) else None
+    auto = status.get("autoRestart") if isinstance(status, Mapping) else None
+    auto = auto if isinstance(auto, Mapping) else {}
+    if not isinstance(connection, Mapping) or connection.get("state") != ConnectionState.GAVE_UP:
+        return None
+    gave_up_at = connection.get("since")
+    restarts = AutoRestarts(spec, int(auto.get("count") or 0))
+    if auto.get("lastGiveUpTime") != gave_up_at:
+        connected = float(connection.get("longestConnectedSeconds") or 0)
+        decision = restarts.gave_up(connected)
+        fields = {"count": restarts.count, "lastGiveUpTime": gave_up_at}
+        if isinstance(decision, Exhausted):
+            return LimitReached(decision, fields | {"nextRestartTime": None})
+        due = rfc3339(now + decision.delay)
+        return Scheduled(decision, str(due), fields | {"nextRestartTime": due})
+    due_at = auto.get("nextRestartTime")
+    if not due_at or paused or _epoch(str(due_at)) > now:
+        return None
+    restarts.restarted()
+    return RestartDue(
+        restarts.count,
+        {"count": restarts.count, "lastRestartTime": rfc3339(now), "nextRestartTime": None},
+    )
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def streak_reset(status: Any) -> dict[str, Any] | None:
+    """The ``status.autoRestart`` fields that start a new streak after a spec change or a
+    requested restart (pod mode), or None when there is nothing to reset."""
+    auto = status.get("autoRestart") if isinstance(status, Mapping) else None
+    if not isinstance(auto, Mapping) or not (auto.get("count") or auto.get("nextRestartTime")):
+        return None
+    return {"count": 0, "nextRestartTime": None}

@@ -188,8 +188,8 @@ class Facts:
     authentication_checked: bool = False
     """``spec.login`` is set: the server's answer to it is followed (``Authenticated``)."""
     auto_restart: Mapping[str, Any] | None = None
-    """Inline mode, while ``spec.autoRestart.enabled``: ``status.autoRestart`` (None otherwise:
-    a bridge that gave up is then not the operator's to restart)."""
+    """While ``spec.autoRestart.enabled``: ``status.autoRestart`` (None otherwise: a bridge
+    that gave up is then not the operator's to restart)."""
     max_restarts: int = 0
     """``spec.autoRestart.maxRestarts`` (0: no limit)."""
 
@@ -282,14 +282,16 @@ def _ready(facts: Facts, state: str | None, reporting: bool) -> Verdict:
         return Verdict("False", "SpecInvalid", facts.spec_error)
     if facts.suspended:
         return Verdict("False", "Suspended", "spec.suspend is true: no bridge runs")
+    restartable = facts.auto_restart is not None and facts.pod_problem is None
+    if state == ConnectionState.GAVE_UP and restartable:
+        # the bridge ended and stopped reporting (a pod stays, not ready): its last word
+        # holds until the restart
+        message = (last_error or f"bridge is {state}") + _auto_restart_note(facts)
+        return Verdict("False", state, message)
     if facts.deployment_available is False:
         return _unavailable(facts)
     if facts.heartbeat_age is None:
         return Verdict("False", "BridgeStarting", "waiting for the bridge's first report")
-    if state == ConnectionState.GAVE_UP and facts.auto_restart is not None:
-        # the bridge ended and stopped reporting: its last word holds until the restart
-        message = (last_error or f"bridge is {state}") + _auto_restart_note(facts)
-        return Verdict("False", state, message)
     if not reporting:
         # the time of the last report, not its age: a message that changes at every check
         # would be patched at every check, for every silent source
@@ -323,6 +325,9 @@ def _auto_restart_note(facts: Facts) -> str:
         return f"; automatic restart {count + 1} at {auto['nextRestartTime']}"
     if facts.max_restarts and count >= facts.max_restarts:
         return f"; no more automatic restarts: maxRestarts ({facts.max_restarts}) reached"
+    if count and auto.get("lastGiveUpTime") == (facts.connection or {}).get("since"):
+        # pod mode: the pod was rolled, its successor has not reported yet
+        return f"; automatic restart {count} made at {auto.get('lastRestartTime')}"
     return ""
 
 

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from . import constants as c
 from . import kube
+from .autorestart import streak_reset
 from .resources import child_name
 
 log = logging.getLogger(__name__)
@@ -134,5 +135,8 @@ class PodControls:
         if rolled:
             log.info("%s/%s: restart requested: rolling the bridge pod", namespace, name)
             post_restarted(body, f"rolled the bridge pod ({c.ANNOTATION_RESTARTED_AT}={at})")
+            reset = streak_reset(body.get("status"))
+            if reset is not None:  # a requested restart starts a new streak
+                kube.patch_status(namespace, name, {"autoRestart": reset})
         else:
             post_restarted(body, "nothing to restart: the bridge Deployment does not exist")

@@ -575,7 +575,7 @@ def build_status_schema() -> Schema:
             },
             "autoRestart": {
                 "description": "The operator's automatic restarts of a bridge that gave up "
-                "(spec.autoRestart, inline mode).",
+                "(spec.autoRestart).",
                 "type": "object",
                 "properties": {
                     "count": _integer(
@@ -583,6 +583,11 @@ def build_status_schema() -> Schema:
                         "connected, a spec change or a requested restart)."
                     ),
                     "lastRestartTime": _string("The last automatic restart.", date_time=True),
+                    "lastGiveUpTime": _string(
+                        "When the bridge last gave up (its status.connection.since then): "
+                        "the give-up the operator last decided about (pod mode).",
+                        date_time=True,
+                    ),
                     "nextRestartTime": _string(
                         "When the bridge that gave up starts again (null: no restart is due).",
                         date_time=True,
@@ -675,6 +680,10 @@ def _connection_fields() -> Schema:
     return {
         "state": _string(f"Connection state: {', '.join(ConnectionState)}."),
         "since": _string("When the bridge entered this state.", date_time=True),
+        "longestConnectedSeconds": _integer(
+            "The longest time this run of the bridge stayed connected at a stretch (an "
+            "automatic restart's streak ends after a long one)."
+        ),
         "lastMessageTime": _string(
             "When the last frame was received (null before the first).",
             nullable=True,

@@ -29,7 +29,7 @@ from ws2kafka.bridge.config import WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.errors import ConfigError
 from ws2kafka.bridge.gaps import rfc3339
 from ws2kafka.bridge.service import Bridge, ExitCode
-from ws2kafka.bridge.stats import BridgeStats, ConnectionState
+from ws2kafka.bridge.stats import BridgeStats
 
 from . import constants as c
 from . import kube
@@ -150,10 +150,8 @@ async def run_inline(
             continue
         bridges.running[key] = bridge
         task = asyncio.create_task(bridge.run(), name=f"bridge {key}")
-        connected_for = 0.0
         try:
             while not task.done() and not stopped.is_set():
-                connected_for = max(connected_for, _connected_for(bridge.stats))
                 if _changed(body, spec, fingerprint):
                     log.info("%s: spec changed: restarting the bridge", key)
                     break
@@ -175,7 +173,7 @@ async def run_inline(
             )
         elif summary.exit_code == ExitCode.GAVE_UP and parsed.auto_restart.enabled:
             automatic = await _after_giving_up(
-                Watched(body, spec, fingerprint, stopped), restarts, connected_for, bridge.stats
+                Watched(body, spec, fingerprint, stopped), restarts, bridge.stats
             )
         elif summary.exit_code:
             await _wait_for_change(body, spec, fingerprint, stopped)
@@ -204,22 +202,13 @@ class Watched:
         return not self.stopped.is_set()
 
 
-def _connected_for(stats: BridgeStats) -> float:
-    """How long the bridge has been connected at this stretch (0 when it is not)."""
-    if stats.state is not ConnectionState.CONNECTED:
-        return 0.0
-    return max(0.0, time.time() - stats.state_since)
-
-
-async def _after_giving_up(
-    watched: Watched, restarts: AutoRestarts, connected_for: float, stats: BridgeStats
-) -> bool:
+async def _after_giving_up(watched: Watched, restarts: AutoRestarts, stats: BridgeStats) -> bool:
     """``spec.autoRestart``: wait out the delay and say whether to start the bridge again
     now (False: the limit is reached, or the spec changed, a restart was asked for or the
     daemon stops during the delay; the loop then acts as without automatic restarts)."""
     meta = watched.body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
-    decision = restarts.gave_up(connected_for)
+    decision = restarts.gave_up(stats.connected_stretch(time.time()))
     if isinstance(decision, Exhausted):
         log.warning("%s/%s: %s", namespace, name, decision.message())
         await _report_auto_restart(

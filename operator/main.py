@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -16,11 +17,13 @@ from ws2kafka.bridge.config import MAX_DRAIN_TIMEOUT_SECONDS
 
 from . import constants as c
 from . import kube
+from .autorestart import streak_reset
 from .conditions import PodCreating, PodProblem, pod_verdict
 from .controls import PodControls, is_paused
 from .events import EventLimiter
 from .inline import InlineBridges, run_inline
 from .observe import PodEvents, is_available, pod_problem_of, refresh_conditions
+from .pod_autorestart import act_on_give_up
 from .reconcile import Rejections, reconcile_source
 from .settings import Mode, OperatorSettings
 
@@ -86,10 +89,13 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         assert namespace is not None  # the resource is namespaced
         # pod mode only: inline mode has neither index
         problem = await pod_problem_of(bridge_pods, bridge_deployments, namespace, name, pod_events)
+        current = dict(status)
+        if settings.mode is Mode.POD:
+            current = await act_on_give_up(body, spec, current, meta, time.time(), patch)
         refresh_conditions(
             body,
             dict(spec),
-            dict(status),
+            current,
             dict(meta),
             namespace,
             name,
@@ -170,10 +176,21 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             registry=registry,
         )
         def reconcile(
-            *, body: kopf.Body, spec: kopf.Spec, name: str, namespace: str | None, **_: Any
+            *,
+            body: kopf.Body,
+            spec: kopf.Spec,
+            status: kopf.Status,
+            name: str,
+            namespace: str | None,
+            reason: str,
+            patch: kopf.Patch,
+            **_: Any,
         ) -> None:
             assert namespace is not None
             apply_spec(body, dict(spec), namespace, name)
+            reset = streak_reset(status) if reason == kopf.Reason.UPDATE else None
+            if reset is not None:  # a spec change starts a new streak of automatic restarts
+                patch.status["autoRestart"] = reset
 
         @kopf.on.event(*RESOURCE, id=c.HANDLER_CONTROLS, registry=registry)
         def watch_controls(

@@ -28,7 +28,7 @@ from .controls import is_paused, paused_message
 from .events import EventLimiter
 from .reconcile import Rejections, spec_problems
 from .resources import child_name
-from .settings import Mode, OperatorSettings
+from .settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,7 @@ def gather_facts(
     pod_problem: PodProblem | None = None,
 ) -> Facts:
     connection = status.get("connection")
-    # the operator restarts given-up bridges itself in inline mode only
-    auto = (spec.get("autoRestart") or {}) if settings.mode is Mode.INLINE else {}
+    auto = spec.get("autoRestart") or {}
     return Facts(
         generation=int(meta.get("generation") or 0),
         spec_error=spec_problems(spec) or rejection,

@@ -42,6 +42,9 @@ class RenderedSource:
     """Sources of the pod's projected TLS volume (empty: the source references none)."""
     template: BridgeTemplate | None = None
     """The source's own ``spec.template`` (the pod's, not the bridge's business)."""
+    stays_after_giving_up: bool = False
+    """``spec.autoRestart.enabled``: the operator, not the kubelet, restarts a bridge that
+    gave up, so the bridge stays (not ready) instead of exiting."""
 
 
 def child_name(source: str) -> str:
@@ -76,16 +79,22 @@ def render_source(spec: dict[str, Any]) -> RenderedSource:
     tls_sources: list[Manifest] = []
     bridge_spec = _externalize_secrets(_mount_tls(copy.deepcopy(spec), tls_sources), env)
     bridge_spec.pop("suspend", None)
-    # the operator's business, not the bridge's: changing it (or the CRD's default for it
-    # appearing in an old resource) must not roll the pod
-    bridge_spec.pop("autoRestart", None)
+    # the operator's business, not the bridge's: changing its delays (or the CRD's default
+    # for it appearing in an old resource) must not roll the pod; only enabling it does
+    auto_restart = bridge_spec.pop("autoRestart", None) or {}
     template = bridge_spec.pop("template", None)
     config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
     depends = config_yaml + json.dumps([env, tls_sources], sort_keys=True)
     digest = hashlib.sha256(depends.encode())
     parsed = None if template is None else BridgeTemplate.model_validate(template)
     return RenderedSource(
-        config_yaml, env, digest.hexdigest()[:16], grace_period(spec), tls_sources, parsed
+        config_yaml,
+        env,
+        digest.hexdigest()[:16],
+        grace_period(spec),
+        tls_sources,
+        parsed,
+        stays_after_giving_up=bool(auto_restart.get("enabled")),
     )
 
 
@@ -247,6 +256,7 @@ def _pod_spec(
                     # on the pod's emptyDir: survives a container restart after a kill
                     "--state-file",
                     "/tmp/ws2kafka-run-state.json",
+                    *(["--stay-after-giving-up"] if rendered.stays_after_giving_up else []),
                 ],
                 "env": [
                     {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

@@ -172,6 +172,26 @@ async def test_giving_up_exits_3_and_says_so(tmp_path: Path) -> None:
     assert bridge.summary() == (0, 0, 0, 0, 0, 0, 0)
 
 
+async def test_a_bridge_told_to_stay_after_giving_up_serves_not_ready_until_stopped(
+    tmp_path: Path,
+) -> None:
+    """What a bridge pod with ``spec.autoRestart`` does: the operator, not the kubelet,
+    decides when it starts again, so the process stays, alive and not ready."""
+    dead = f"ws://127.0.0.1:{free_port()}/feed"
+    reconnect = {"initialDelaySeconds": 0.05, "maxDelaySeconds": 0.1, "maxAttempts": 2}
+    config = cli_config(f"127.0.0.1:{free_port()}", dead, "t", reconnect=reconnect)
+    async with bridge_process(tmp_path, "staying", config, "--stay-after-giving-up") as bridge:
+        await until(lambda: "staying until stopped" in bridge.log(), 30, "the give-up")
+        port = bridge.metrics_port()
+        assert port is not None
+        assert bridge.process.returncode is None
+        assert await http_get(port, "/healthz") == (200, "ok\n")
+        assert await http_get(port, "/readyz") == (503, "not ready\n")
+        bridge.process.send_signal(signal.SIGTERM)
+        assert await bridge.exit_code() == ExitCode.GAVE_UP
+    assert bridge.summary() == (0, 0, 0, 0, 0, 0, 0)
+
+
 async def http_get(port: int, path: str) -> tuple[int, str]:
     """One HTTP/1.0 request on a fresh connection: the status code and the body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -296,6 +296,7 @@ def test_columns_show_what_the_bridge_and_the_operator_report(
     snapshot = StatusSnapshot(
         state=ConnectionState.CONNECTED,
         since=now - 300,
+        longest_connected=300,
         last_message_time=now - 30,
         messages_received=1234,
         messages_produced=1230,

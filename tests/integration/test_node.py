@@ -129,8 +129,7 @@ class Install:
         """The running, Ready bridge pod of ``source`` (other than ``not_named``)."""
 
         def ready() -> dict[str, Any]:
-            selector = f"app.kubernetes.io/instance={source},app.kubernetes.io/component=bridge"
-            for pod in self.get("pods", "-l", selector)["items"]:
+            for pod in self.get("pods", "-l", _bridge_selector(source))["items"]:
                 if pod["metadata"]["name"] == not_named or pod["metadata"].get("deletionTimestamp"):
                     continue
                 if _condition(pod, "Ready"):
@@ -364,6 +363,51 @@ def test_bridge_memory_stays_within_its_limit_under_a_flat_out_feed(
     assert peak_kib * 1024 < 512 * 2**20, f"peak {peak_kib} KiB"
     current = install.get("pod", pod["metadata"]["name"])
     assert current["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_auto_restart_rolls_a_bridge_pod_that_gave_up_and_stops_at_the_limit(
+    install: Install,
+) -> None:
+    """``spec.autoRestart`` in pod mode: the bridge that gave up stays (not ready, never
+    restarted by the kubelet); the operator rolls it after the delay, counts it, and at
+    ``maxRestarts`` leaves the next one given up and says so."""
+    dead = f"ws://127.0.0.1:{free_port()}/feed"
+    install.apply_source(
+        "hopeless", dead, "never",
+        reconnect={"initialDelaySeconds": 0.2, "maxDelaySeconds": 0.5, "maxAttempts": 2},
+        autoRestart={"enabled": True, "initialDelaySeconds": 2, "maxRestarts": 1},
+    )  # fmt: skip
+    first = wait_for(lambda: _live_bridge_pods(install, "hopeless"), 120, "a bridge pod")
+    limit = "no more automatic restarts: maxRestarts (1) reached"
+
+    def limit_reached() -> dict[str, Any]:
+        status = _ready_with(install, "hopeless", "GaveUp")()
+        return (
+            status if limit in status.get("byType", {}).get("Ready", {}).get("message", "") else {}
+        )
+
+    status = wait_for(limit_reached, 180, "a restart, then the limit")
+    assert status["autoRestart"]["count"] == 1
+    assert status["autoRestart"]["lastRestartTime"]
+    [pod] = _live_bridge_pods(install, "hopeless")
+    assert pod["metadata"]["name"] != first[0]["metadata"]["name"], "rolled once"
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0, "the pod stayed"
+    assert not _condition(pod, "Ready")
+    selector = "involvedObject.kind=WebSocketSource,involvedObject.name=hopeless"
+    events = install.get("events", "--field-selector", selector)["items"]
+    reasons = {event["reason"] for event in events}
+    assert {"GaveUp", "AutoRestarted", "AutoRestartLimitReached"} <= reasons
+    install.kubectl("delete", "wss", "hopeless", "--wait=false")
+
+
+def _live_bridge_pods(install: Install, source: str) -> list[dict[str, Any]]:
+    """The source's bridge pods that are not being deleted."""
+    pods = install.get("pods", "-l", _bridge_selector(source))["items"]
+    return [pod for pod in pods if not pod["metadata"].get("deletionTimestamp")]
+
+
+def _bridge_selector(source: str) -> str:
+    return f"app.kubernetes.io/instance={source},app.kubernetes.io/component=bridge"
 
 
 def _tls_ref(secret: str) -> dict[str, Any]:

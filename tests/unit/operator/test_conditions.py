@@ -51,7 +51,11 @@ def test_ready(overrides: dict[str, object], status: str, reason: str) -> None:
     assert (ready.status, ready.reason) == (status, reason)
 
 
-GAVE_UP = {"state": "GaveUp", "lastError": "gave up after 1 failed attempts: refused"}
+GAVE_UP = {
+    "state": "GaveUp",
+    "since": "T0",
+    "lastError": "gave up after 1 failed attempts: refused",
+}
 
 
 @pytest.mark.parametrize(
@@ -63,6 +67,9 @@ GAVE_UP = {"state": "GaveUp", "lastError": "gave up after 1 failed attempts: ref
         ({"auto_restart": {"count": 3, "nextRestartTime": None}, "max_restarts": 3},
          "; no more automatic restarts: maxRestarts (3) reached"),
         ({"auto_restart": {"count": 3, "nextRestartTime": None}}, ""),  # restarting now
+        ({"auto_restart": {"count": 2, "nextRestartTime": None, "lastGiveUpTime": "T0",
+                           "lastRestartTime": "T1"}},
+         "; automatic restart 2 made at T1"),  # pod mode: the new pod has not reported yet
     ],
 )  # fmt: skip
 def test_ready_of_a_bridge_that_gave_up_says_what_auto_restart_does(
@@ -84,6 +91,21 @@ def test_a_bridge_that_gave_up_for_auto_restart_is_not_reported_missing() -> Non
     )
     silent = derive(facts(connection=GAVE_UP, heartbeat_age=300.0))
     assert silent["Ready"].reason == "BridgeNotReporting"
+
+
+def test_a_bridge_pod_that_gave_up_and_stays_not_ready_is_shown_as_given_up() -> None:
+    """Pod mode: the pod that stays after giving up is not ready, so its Deployment is
+    unavailable; what the operator does next is the truth, unless the pod cannot run."""
+    auto = {"count": 0, "nextRestartTime": "2026-12-02T04:00:10Z"}
+    staying = facts(connection=GAVE_UP, deployment_available=False, auto_restart=auto)
+    assert derive(staying)["Ready"].reason == "GaveUp"
+    crash = PodProblem("src-abc", "CrashLoopBackOff", "exit 2")
+    crashing = facts(
+        connection=GAVE_UP, deployment_available=False, auto_restart=auto, pod_problem=crash
+    )
+    assert derive(crashing)["Ready"].reason == "CrashLoopBackOff"
+    without = facts(connection=GAVE_UP, deployment_available=False)
+    assert derive(without)["Ready"].reason == "DeploymentUnavailable"
 
 
 def test_auto_restart_says_nothing_of_a_bridge_that_did_not_give_up() -> None:

@@ -332,6 +332,7 @@ def snapshot(**overrides: Any) -> StatusSnapshot:
     values: dict[str, Any] = {
         "state": ConnectionState.CONNECTED,
         "since": 1_700_000_000.0,
+        "longest_connected": 0.0,
         "last_message_time": None,
         "messages_received": 0,
         "messages_produced": 0,

@@ -87,7 +87,7 @@ async def test_a_bridge_that_gave_up_is_restarted_after_the_delay_and_counted(
 ) -> None:
     watched, patches, events = given_up(monkeypatch)
     restarts = AutoRestarts(AutoRestartSpec(enabled=True, initial_delay_seconds=0.01), count=2)
-    assert await _after_giving_up(watched, restarts, 0.0, stats_that_gave_up()) is True
+    assert await _after_giving_up(watched, restarts, stats_that_gave_up()) is True
     assert restarts.count == 3
     due, done = (patch["autoRestart"] for patch in patches)
     assert (due["count"], done["count"]) == (2, 3)
@@ -105,7 +105,7 @@ async def test_a_restart_request_during_the_delay_ends_the_wait_unrestarted(
 ) -> None:
     watched, patches, events = given_up(monkeypatch, {"ws2kafka.dev/restart": "now"})
     restarts = AutoRestarts(AutoRestartSpec(enabled=True), count=0)
-    assert await _after_giving_up(watched, restarts, 0.0, stats_that_gave_up()) is False
+    assert await _after_giving_up(watched, restarts, stats_that_gave_up()) is False
     assert restarts.count == 0
     assert [patch["autoRestart"]["count"] for patch in patches] == [0]
     assert not events
@@ -115,7 +115,7 @@ async def test_at_max_restarts_a_warning_and_no_restart(monkeypatch: pytest.Monk
     # a restart request ends the wait for a change that follows the warning
     watched, patches, events = given_up(monkeypatch, {"ws2kafka.dev/restart": "now"})
     restarts = AutoRestarts(AutoRestartSpec(enabled=True, max_restarts=2), count=2)
-    assert await _after_giving_up(watched, restarts, 0.0, stats_that_gave_up()) is False
+    assert await _after_giving_up(watched, restarts, stats_that_gave_up()) is False
     assert patches == [{"autoRestart": {"count": 2, "nextRestartTime": None}}]
     ((kind, reason, message),) = events
     assert (kind, reason) == ("Warning", "AutoRestartLimitReached")

@@ -101,10 +101,11 @@ def test_events_are_read_only_for_a_stuck_pod_of_an_unavailable_deployment(
         (Mode.INLINE, {}, None),  # off: status.autoRestart is not looked at
         (Mode.INLINE, {"enabled": False}, None),
         (Mode.INLINE, {"enabled": True}, {"count": 2}),
-        (Mode.POD, {"enabled": True}, None),  # the kubelet restarts a bridge pod
+        (Mode.POD, {"enabled": False}, None),
+        (Mode.POD, {"enabled": True}, {"count": 2}),  # the pod stays, the operator restarts it
     ],
 )
-def test_auto_restart_facts_only_when_enabled_in_inline_mode(
+def test_auto_restart_facts_only_when_enabled(
     mode: Mode, auto: dict[str, Any], expected: dict[str, Any] | None
 ) -> None:
     spec = {"autoRestart": {**auto, "maxRestarts": 5}}

@@ -51,6 +51,18 @@ def test_spec_hash_changes_with_the_spec_only() -> None:
     assert "autoRestart" not in render_source(auto).config_yaml
 
 
+def test_auto_restart_keeps_a_bridge_that_gave_up_and_its_delays_roll_no_pod() -> None:
+    def args(auto: dict[str, object]) -> list[str]:
+        rendered = render_source({**SPEC, "autoRestart": auto})
+        deployment = build_deployment("src", "ns", rendered, OperatorSettings(), suspended=False)
+        found: list[str] = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        return found
+
+    assert "--stay-after-giving-up" not in args({"enabled": False})
+    assert "--stay-after-giving-up" in args({"enabled": True})
+    assert args({"enabled": True}) == args({"enabled": True, "initialDelaySeconds": 60})
+
+
 def test_deployment_is_hardened_and_suspend_scales_to_zero() -> None:
     rendered = render_source(SPEC)
     deployment = build_deployment("src", "ns", rendered, OperatorSettings(), suspended=False)
