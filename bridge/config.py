@@ -89,9 +89,10 @@ class SecretKeyRef(Model):
 class SecretValue(Model):
     """A secret string, given by exactly one of its sources. It is never logged or echoed.
 
-    In a WebSocketSource resource only ``secretKeyRef`` is allowed: the operator hands the Secret
-    to the bridge pod as an environment variable. A local config file may also use ``value``,
-    ``env`` or ``file``.
+    In a WebSocketSource resource only ``secretKeyRef`` is allowed: the operator mounts the
+    Secret's key into the bridge pod as a file, which the kubelet keeps current, so a rotated
+    Secret is taken up without a restart. A local config file may also use ``value``,
+    ``env`` or ``file`` (files are watched too).
     """
 
     value: SecretStr | None = Field(default=None, json_schema_extra={"x-ws2kafka-local": True})

@@ -102,6 +102,19 @@ class Link:
         self._credentials = self._resolve_credentials()
         self._reauthenticate = False
 
+    def _read_secrets(self) -> None:
+        """Build the handshake and the login from the secrets as they are now."""
+        self._connect_kwargs = build_connect_kwargs(self.spec)
+        self._endpoint = build_endpoint(self.spec)
+        self._credentials = self._resolve_credentials()
+
+    def secrets_changed(self) -> None:
+        """A secret file changed: the next connection uses the new values, and the current
+        one is replaced by it now (make-before-break), not at its next failure."""
+        self._read_secrets()
+        if self.session is not None:
+            self.session.rotate()
+
     def _resolve_credentials(self) -> Credentials | None:
         login = self.spec.login
         return resolve_credentials(login) if login is not None else None
@@ -193,9 +206,7 @@ class Link:
                 self._set_state(ConnectionState.CONNECTING)
                 try:
                     if self._reauthenticate:
-                        self._connect_kwargs = build_connect_kwargs(self.spec)
-                        self._endpoint = build_endpoint(self.spec)
-                        self._credentials = self._resolve_credentials()
+                        self._read_secrets()
                         self._reauthenticate = False
                     ws = await self._open()
                 except Exception as exc:  # every failure is classified, counted and retried

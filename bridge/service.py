@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .config import Client, WebSocketSourceSpec
 from .connect_gate import ConnectGate
-from .errors import GaveUp, ProducerFatal
+from .errors import ConfigError, GaveUp, ProducerFatal
 from .framing import HEADER_SOURCE, Record
 from .gaps import CONTROL_GAP, HEADER_CONTROL, Gap
 from .kafka_health import KafkaVerdict
@@ -42,6 +42,7 @@ from .reporting import (
 )
 from .routing import TopicRouter
 from .runstate import RunState, UncleanExit
+from .secret_watch import SECRET_CHECK_SECONDS, SecretWatch
 from .sequence import FrameChecks, SequenceGap
 from .session import SessionContext
 from .source import Opener, SourceConnection, open_connection
@@ -149,6 +150,7 @@ class Bridge:
         state_file: Path | None = None,
         sink_factory: SinkFactory = kafka_sink,
         unclean_exit: UncleanExit | None = None,
+        secret_check_interval: float = SECRET_CHECK_SECONDS,
     ) -> None:
         self.spec = spec
         self.name = name
@@ -156,6 +158,7 @@ class Bridge:
         self._reporter: StateReporter = reporter or NullReporter()
         self._opener = opener or OPENERS[spec.connection.client]
         self._summary_interval = summary_interval
+        self._secret_check_interval = secret_check_interval
         self._run_state = RunState(state_file) if state_file is not None else None
         # the state file knows a killed run of this container; ``unclean_exit`` comes from
         # elsewhere (a bridge pod's predecessor, from its last status report)
@@ -303,6 +306,11 @@ class Bridge:
         ]
         if self._run_state is not None:
             background.append(asyncio.create_task(self._persist_forever(), name="run-state"))
+        connection_secrets = SecretWatch.of_connection(self.spec)
+        producer_secrets = SecretWatch.of_producer(self.spec)
+        if connection_secrets.watching or producer_secrets.watching:
+            watching = self._watch_secrets_forever(connection_secrets, producer_secrets)
+            background.append(asyncio.create_task(watching, name="secrets"))
         try:
             try:
                 await self._run_links()
@@ -324,6 +332,25 @@ class Bridge:
         self.stats.last_error = f"ProducerFatal: {error}"
         log.error("%s: the Kafka producer failed fatally (%s): stopping", self.name, error)
         self.stop()
+
+    async def _watch_secrets_forever(self, connection: SecretWatch, producer: SecretWatch) -> None:
+        """Read the secret files again every few seconds: a rotated Secret is taken up by a
+        rotation of every connection, without a restart (:mod:`.secret_watch`)."""
+        while True:
+            await asyncio.sleep(self._secret_check_interval)
+            if await asyncio.to_thread(connection.changed):
+                log.info("%s: a secret changed: rotating the connections to use it", self.name)
+                try:
+                    for link in self.links:
+                        link.secrets_changed()
+                except ConfigError as exc:  # a file swapped again meanwhile: next look
+                    log.warning("%s: cannot read the changed secrets: %s", self.name, exc)
+            if await asyncio.to_thread(producer.changed):
+                log.warning(
+                    "%s: a secret of kafka.secretProperties changed: the producer keeps the "
+                    "old value until the bridge restarts",
+                    self.name,
+                )
 
     async def _persist_forever(self) -> None:
         """Leave a trace every second, so a killed run is reported as a gap by the next."""

@@ -353,6 +353,9 @@ class Node:
             "imageGCLowThresholdPercent": 99,
             "podLogsDir": str(self.workdir / "pod-logs"),
             "serializeImagePulls": False,
+            # how soon a changed Secret reaches the files of the pods that mount it (the
+            # kubelet updates them at its periodic pod sync; real clusters: 1 min)
+            "syncFrequency": "15s",
         }
 
     def _node_ready(self) -> bool:

@@ -35,6 +35,8 @@ CONFIG_FILE = "source.yaml"
 #: Where the bridge pod finds the TLS keys its source references (spec.tls.ca, clientCert,
 #: clientKey): one projected volume of those Secret and ConfigMap keys.
 TLS_DIR = "/etc/ws2kafka-tls"
+#: Where a bridge pod mounts the Secret keys its spec references, a file each.
+SECRETS_DIR = "/etc/ws2kafka-secrets"
 
 #: Handler ids (they name kopf's progress annotations).
 HANDLER_RECONCILE = "reconcile"

@@ -34,7 +34,9 @@ class RenderedSource:
     """The bridge's view of a resource: its config file and the env vars it needs."""
 
     config_yaml: str
-    env: list[Manifest]
+    secret_sources: list[Manifest]
+    """Sources of the pod's projected secrets volume: a file per Secret key the spec
+    references (empty: none)."""
     spec_hash: str
     grace_seconds: int
     """The pod's terminationGracePeriodSeconds: see :func:`grace_period`."""
@@ -74,22 +76,22 @@ def grace_period(spec: dict[str, Any]) -> int:
 
 
 def render_source(spec: dict[str, Any]) -> RenderedSource:
-    """Replace secret references by env references; hash what the pod depends on."""
-    env: list[Manifest] = []
+    """Replace secret references by the files the pod mounts; hash what the pod depends on."""
+    secret_sources: list[Manifest] = []
     tls_sources: list[Manifest] = []
-    bridge_spec = _externalize_secrets(_mount_tls(copy.deepcopy(spec), tls_sources), env)
+    bridge_spec = _mount_secrets(_mount_tls(copy.deepcopy(spec), tls_sources), secret_sources)
     bridge_spec.pop("suspend", None)
     # the operator's business, not the bridge's: changing its delays (or the CRD's default
     # for it appearing in an old resource) must not roll the pod; only enabling it does
     auto_restart = bridge_spec.pop("autoRestart", None) or {}
     template = bridge_spec.pop("template", None)
     config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
-    depends = config_yaml + json.dumps([env, tls_sources], sort_keys=True)
+    depends = config_yaml + json.dumps([secret_sources, tls_sources], sort_keys=True)
     digest = hashlib.sha256(depends.encode())
     parsed = None if template is None else BridgeTemplate.model_validate(template)
     return RenderedSource(
         config_yaml,
-        env,
+        secret_sources,
         digest.hexdigest()[:16],
         grace_period(spec),
         tls_sources,
@@ -119,21 +121,21 @@ def _mount_tls(spec: dict[str, Any], sources: list[Manifest]) -> dict[str, Any]:
     return spec
 
 
-def _externalize_secrets(node: Any, env: list[Manifest]) -> Any:
+def _mount_secrets(node: Any, sources: list[Manifest]) -> Any:
+    """Replace each ``secretKeyRef`` by the file the pod mounts its key as. A file, not an
+    env var: the kubelet updates it when the Secret changes, and the bridge takes the new
+    value up (:mod:`ws2kafka.bridge.secret_watch`) without a restart."""
     if isinstance(node, dict):
         ref = node.get("secretKeyRef")
         if isinstance(ref, dict) and len(node) == 1:
-            variable = f"WS2KAFKA_SECRET_{len(env)}"
-            env.append(
-                {
-                    "name": variable,
-                    "valueFrom": {"secretKeyRef": {"name": ref["name"], "key": ref["key"]}},
-                }
+            path = f"secret-{len(sources)}"
+            sources.append(
+                {"secret": {"name": ref["name"], "items": [{"key": ref["key"], "path": path}]}}
             )
-            return {"env": variable}
-        return {key: _externalize_secrets(value, env) for key, value in node.items()}
+            return {"file": f"{c.SECRETS_DIR}/{path}"}
+        return {key: _mount_secrets(value, sources) for key, value in node.items()}
     if isinstance(node, list):
-        return [_externalize_secrets(item, env) for item in node]
+        return [_mount_secrets(item, sources) for item in node]
     return node
 
 
@@ -260,7 +262,6 @@ def _pod_spec(
                 ],
                 "env": [
                     {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                    *rendered.env,
                 ],
                 # a bridge that cannot start says why on stderr: the pod's termination
                 # message, which the operator puts into the source's Ready condition
@@ -284,29 +285,40 @@ def _pod_spec(
                 "volumeMounts": [
                     {"name": "config", "mountPath": c.CONFIG_DIR, "readOnly": True},
                     {"name": "tmp", "mountPath": "/tmp"},
-                    *_tls_mounts(rendered),
+                    *_projected_mounts(rendered),
                 ],
             }
         ],
         "volumes": [
             {"name": "config", "configMap": {"name": name}},
             {"name": "tmp", "emptyDir": {}},
-            *_tls_volumes(rendered),
+            *_projected_volumes(rendered),
         ],
         **_placement(settings.bridge_pod),
     }
 
 
-def _tls_volumes(rendered: RenderedSource) -> list[Manifest]:
-    if not rendered.tls_sources:
-        return []
-    return [{"name": "tls", "projected": {"sources": rendered.tls_sources}}]
+def _projected(rendered: RenderedSource) -> list[tuple[str, str, list[Manifest]]]:
+    """The projected volumes the pod needs: (name, mount path, sources), if it needs any."""
+    volumes = [
+        ("tls", c.TLS_DIR, rendered.tls_sources),
+        ("secrets", c.SECRETS_DIR, rendered.secret_sources),
+    ]
+    return [volume for volume in volumes if volume[2]]
 
 
-def _tls_mounts(rendered: RenderedSource) -> list[Manifest]:
-    if not rendered.tls_sources:
-        return []
-    return [{"name": "tls", "mountPath": c.TLS_DIR, "readOnly": True}]
+def _projected_volumes(rendered: RenderedSource) -> list[Manifest]:
+    return [
+        {"name": name, "projected": {"sources": sources}}
+        for name, _, sources in _projected(rendered)
+    ]
+
+
+def _projected_mounts(rendered: RenderedSource) -> list[Manifest]:
+    return [
+        {"name": name, "mountPath": path, "readOnly": True}
+        for name, path, _ in _projected(rendered)
+    ]
 
 
 def _placement(pod: BridgePod) -> Manifest:

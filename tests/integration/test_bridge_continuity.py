@@ -208,6 +208,48 @@ async def test_1008_rereads_a_rotated_token_file_and_the_gap_goes_to_the_control
     assert headers_of(control)["ws2kafka.control"] == b"gap"
 
 
+async def test_a_rotated_secret_file_is_taken_up_by_a_rotation_without_losing_a_frame(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    """A Secret rotated while connected (a bridge pod's file, updated by the kubelet): the
+    bridge opens a new connection with it before it closes the old one, no gap."""
+    topic = new_topic(kafka)
+    token = tmp_path / "token"
+    token.write_text("first-token\n")
+    total = 600
+    async with BroadcastFeed() as feed:
+        spec = bridge_spec(
+            kafka,
+            feed.url,
+            topic,
+            subscribe=[SUBSCRIBE],
+            auth={"bearerToken": {"file": str(token)}},
+            rotation={"dedupe": {"pointer": "/seq", "windowSize": 1000}},
+        )
+        bridge = Bridge(spec, name="rekeyed", secret_check_interval=0.1)
+        stats = bridge.stats
+        task = asyncio.create_task(bridge.run())
+        try:
+            await until(lambda: feed.live == 1, 10, "the bridge subscribed")
+            publisher = asyncio.create_task(feed.publish(total, rate=1000))
+            await until(lambda: stats.delivered >= 100, 20, "100 records")
+            token.write_text("second-token\n")
+            await until(lambda: stats.rotations == 1, 20, "the rotation")
+            await publisher
+            await until(lambda: stats.delivered == total, 30, f"{total} records")
+        finally:
+            summary = await stop(bridge, task)
+    assert summary.exit_code == ExitCode.OK
+    authorizations = [conn.headers["Authorization"] for conn in feed.connections]
+    assert authorizations == ["Bearer first-token", "Bearer second-token"]
+    assert [conn.close_code for conn in feed.connections[:1]] == [1000]
+    assert [seq_of(m) for m in kafka.consume_all(topic, expected=total)] == list(
+        range(1, total + 1)
+    )
+    assert record_count(kafka, topic) == total
+    assert (stats.gaps, stats.reconnects, stats.rotation_failures) == (0, 0, 0)
+
+
 @pytest.mark.parametrize("trigger", ["rotate()", "intervalSeconds"])
 async def test_rotation_under_load_keeps_every_frame_exactly_once_in_order(
     kafka: KafkaBroker, trigger: str

@@ -258,6 +258,41 @@ def test_spec_change_rolls_the_pod_without_losing_a_frame(
     assert sorted(set(seqs)) == list(range(1, sent + 1)), "a frame the feed sent is missing"
 
 
+def test_a_rotated_secret_is_taken_up_without_restarting_the_pod(
+    install: Install, feed: FeedThread
+) -> None:
+    """A new API key in the Secret: the kubelet updates the mounted file, the bridge opens
+    a connection with it before closing the old one; same pod, nothing lost or logged."""
+    first, second = f"first-{uuid.uuid4().hex}", f"second-{uuid.uuid4().hex}"
+    install.apply_secret("rotating", {"key": first})
+    topic = f"node-{uuid.uuid4().hex[:8]}"
+    install.kafka.create_topic(topic)
+    header = {
+        "name": "X-Api-Key",
+        "valueFrom": {"secretKeyRef": {"name": "rotating", "key": "key"}},
+    }
+    install.apply_source("rekeyed", feed.url, topic, headers=[header])
+    pod = install.bridge_pod("rekeyed")["metadata"]["name"]
+    wait_for(lambda: install.connection("rekeyed").get("state") == "Connected", 60, "Connected")
+    install.apply_secret("rotating", {"key": second})
+
+    def keys() -> list[str]:
+        return [conn.headers.get("X-Api-Key", "") for conn in feed.feed.connections]
+
+    wait_for(lambda: second in keys(), 120, "a connection with the rotated key")
+    assert keys() == [first, second]
+    sent = feed.hold()
+    wait_for(lambda: len(frame_seqs(install.kafka, topic)) >= sent, 60, f"{sent} frames in Kafka")
+    assert sorted(set(frame_seqs(install.kafka, topic))) == list(range(1, sent + 1))
+    [current] = _live_bridge_pods(install, "rekeyed")
+    assert current["metadata"]["name"] == pod
+    assert current["status"]["containerStatuses"][0]["restartCount"] == 0
+    logs = install.kubectl("logs", pod)
+    assert "a secret changed: rotating the connections" in logs
+    assert first not in logs
+    assert second not in logs
+
+
 def test_pod_deletion_drains_into_kafka(install: Install, feed: FeedThread) -> None:
     """``kubectl delete pod``: the kubelet's SIGTERM makes the bridge close the feed and
     deliver what it received before it exits; the replacement pod carries on."""

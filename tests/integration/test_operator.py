@@ -196,15 +196,13 @@ def test_pod_mode_renders_children_without_copying_secrets(
     # liveness waits until the bridge first listens (slow starts on a busy node)
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    secret_env = [e for e in container["env"] if e["name"].startswith("WS2KAFKA_SECRET_")]
-    assert secret_env == [
-        {
-            "name": "WS2KAFKA_SECRET_0",
-            "valueFrom": {"secretKeyRef": {"name": "feed", "key": "token"}},
-        }
+    [secrets] = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    assert secrets["projected"]["sources"] == [
+        {"secret": {"name": "feed", "items": [{"key": "token", "path": "secret-0"}]}}
     ]
     config = kube.get_json(ns, "configmap", "trades-bridge")["data"]["source.yaml"]
-    assert yaml.safe_load(config)["auth"] == {"bearerToken": {"env": "WS2KAFKA_SECRET_0"}}
+    secret_file = {"file": "/etc/ws2kafka-secrets/secret-0"}
+    assert yaml.safe_load(config)["auth"] == {"bearerToken": secret_file}
     everything = kube.kubectl(
         "-n", ns, "get", "all,configmap,websocketsources,events", "-o", "yaml"
     ).stdout

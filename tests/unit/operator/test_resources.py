@@ -4,6 +4,7 @@ import yaml
 
 from ws2kafka.operator.resources import (
     STOP_MARGIN_SECONDS,
+    RenderedSource,
     build_deployment,
     build_role,
     render_source,
@@ -26,19 +27,41 @@ SPEC = {
 }
 
 
-def test_secret_refs_become_env_refs_in_order() -> None:
+def secret_file(n: int) -> dict[str, str]:
+    return {"file": f"/etc/ws2kafka-secrets/secret-{n}"}
+
+
+def referenced(rendered: RenderedSource) -> list[dict[str, str]]:
+    """The Secret keys the pod's projected secrets volume holds, in order."""
+    found = []
+    for index, source in enumerate(rendered.secret_sources):
+        [item] = source["secret"]["items"]
+        assert item["path"] == f"secret-{index}"
+        found.append({"name": source["secret"]["name"], "key": item["key"]})
+    return found
+
+
+def test_secret_refs_become_mounted_files_in_order() -> None:
     rendered = render_source(SPEC)
     config = yaml.safe_load(rendered.config_yaml)
-    assert config["headers"][0]["valueFrom"] == {"env": "WS2KAFKA_SECRET_0"}
+    assert config["headers"][0]["valueFrom"] == secret_file(0)
     assert config["headers"][1] == {"name": "User-Agent", "value": "me"}
-    assert config["auth"]["bearerToken"] == {"env": "WS2KAFKA_SECRET_1"}
-    assert config["kafka"]["secretProperties"]["sasl.password"] == {"env": "WS2KAFKA_SECRET_2"}
+    assert config["auth"]["bearerToken"] == secret_file(1)
+    assert config["kafka"]["secretProperties"]["sasl.password"] == secret_file(2)
     assert "suspend" not in config
-    assert [e["valueFrom"]["secretKeyRef"] for e in rendered.env] == [
+    assert referenced(rendered) == [
         {"name": "feed", "key": "api"},
         {"name": "feed", "key": "token"},
         {"name": "kafka", "key": "pw"},
     ]
+    pod = build_deployment("src", "ns", rendered, OperatorSettings(), suspended=False)["spec"][
+        "template"
+    ]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    assert volume == {"name": "secrets", "projected": {"sources": rendered.secret_sources}}
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "secrets", "mountPath": "/etc/ws2kafka-secrets", "readOnly": True} in mounts
+    assert [e["name"] for e in pod["containers"][0]["env"]] == ["POD_NAME"]
 
 
 def test_spec_hash_changes_with_the_spec_only() -> None:
@@ -148,7 +171,7 @@ def test_tls_references_become_files_mounted_from_their_secret_and_config_map() 
         "clientCertFile": "/etc/ws2kafka-tls/client.pem",
         "clientKeyFile": "/etc/ws2kafka-tls/client-key.pem",
     }
-    assert not [e for e in rendered.env if e["valueFrom"]["secretKeyRef"]["name"] == "mtls"]
+    assert "mtls" not in [ref["name"] for ref in referenced(rendered)]
     pod = build_deployment("s", "ns", rendered, OperatorSettings(), suspended=False)["spec"][
         "template"
     ]["spec"]
@@ -167,7 +190,7 @@ def test_tls_references_become_files_mounted_from_their_secret_and_config_map() 
     assert "tls" not in [v["name"] for v in plain["spec"]["template"]["spec"]["volumes"]]
 
 
-def test_secret_query_values_become_env_refs_too() -> None:
+def test_secret_query_values_become_files_too() -> None:
     spec = {
         "url": "wss://feed.example/ws",
         "query": [
@@ -179,9 +202,7 @@ def test_secret_query_values_become_env_refs_too() -> None:
     rendered = render_source(spec)
     config = yaml.safe_load(rendered.config_yaml)
     assert config["query"] == [
-        {"name": "token", "valueFrom": {"env": "WS2KAFKA_SECRET_0"}},
+        {"name": "token", "valueFrom": secret_file(0)},
         {"name": "depth", "value": "10"},
     ]
-    assert [e["valueFrom"]["secretKeyRef"] for e in rendered.env] == [
-        {"name": "feed", "key": "token"}
-    ]
+    assert referenced(rendered) == [{"name": "feed", "key": "token"}]
