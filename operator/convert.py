@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import yaml
 
@@ -98,13 +98,28 @@ def _text(text: str, _: _Draft) -> str:
 
 
 def _url(text: str, draft: _Draft) -> str:
-    """The URL as is; a credential in it (``?token=...``, ``user:password@``) cannot move to a
-    Secret, so the user is told that the resource will show it."""
+    """The URL without the credentials of its query (``?token=...``): those move into the
+    Secret, and ``query`` appends them at every connect, shown as ``***``. A password in the
+    URL's user part cannot move (a feed would not take it as a header): the user is told."""
     parts = urlsplit(text)
-    query_names = [name for name, _ in parse_qsl(parts.query)]
-    if parts.password is not None or any(CREDENTIAL_NAME.search(name) for name in query_names):
+    kept: list[tuple[str, str]] = []
+    moved: list[dict[str, Any]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if CREDENTIAL_NAME.search(name):
+            key = f"query-{_secret_key(name)}"
+            moved.append({"name": name, "valueFrom": draft.secret_ref(key, value)})
+            draft.warnings.append(
+                f"websocket.url: the query parameter {name} looks like a credential, its value "
+                f"is in the Secret {draft.secret_name} (key {key}) and spec.query adds it"
+            )
+        else:
+            kept.append((name, value))
+    if moved:
+        draft.put("query", moved)
+        text = urlunsplit(parts._replace(query=urlencode(kept)))
+    if parts.password is not None:
         draft.warnings.append(
-            "websocket.url seems to carry a credential, which the resource shows in clear text: "
+            "websocket.url carries a password, which the resource shows in clear text: "
             "send it in a header from the Secret if the feed accepts one"
         )
     return text
@@ -138,11 +153,16 @@ def _bearer_token(text: str, draft: _Draft) -> dict[str, Any]:
     return draft.secret_ref(BEARER_TOKEN_KEY, text)
 
 
+def _secret_key(name: str) -> str:
+    """A Secret key made of a header's or parameter's name (Secret keys allow -._a-z0-9)."""
+    return re.sub(r"[^-._a-z0-9]", "-", name.lower())
+
+
 def _headers(text: str, draft: _Draft) -> list[dict[str, Any]]:
     headers: list[dict[str, Any]] = []
     for name, value in split_headers(text):
         if CREDENTIAL_NAME.search(name):
-            key = "header-" + re.sub(r"[^-._a-z0-9]", "-", name.lower())
+            key = f"header-{_secret_key(name)}"
             headers.append({"name": name, "valueFrom": draft.secret_ref(key, value)})
             draft.warnings.append(
                 f"websocket.headers: {name} looks like a credential, its value is in the "

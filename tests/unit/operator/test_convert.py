@@ -278,10 +278,24 @@ def test_credential_headers_go_into_the_secret() -> None:
     )
 
 
-def test_a_credential_in_the_url_is_pointed_out() -> None:
-    config = config_with(websocket__url="wss://ws.example.com/feed?token=abc")
+def test_a_credential_in_the_url_query_moves_into_the_secret() -> None:
+    config = config_with(websocket__url="wss://ws.example.com/feed?depth=10&token=abc")
+    conversion = connector_to_resources(config)
+    spec = conversion.source["spec"]
+    assert spec["url"] == "wss://ws.example.com/feed?depth=10"
+    ref = {"secretKeyRef": {"name": conversion.secret_name, "key": "query-token"}}
+    assert spec["query"] == [{"name": "token", "valueFrom": ref}]
+    assert conversion.secret is not None
+    assert conversion.secret["stringData"]["query-token"] == "abc"
+    assert "abc" not in yaml.safe_dump(conversion.source)
+    [warning] = conversion.warnings
+    assert warning.startswith("websocket.url: the query parameter token looks like a credential")
+
+
+def test_a_password_in_the_url_is_pointed_out() -> None:
+    config = config_with(websocket__url="wss://user:pw@ws.example.com/feed")
     [warning] = connector_to_resources(config).warnings
-    assert warning.startswith("websocket.url seems to carry a credential")
+    assert warning.startswith("websocket.url carries a password")
 
 
 def problems(connector: object) -> list[str]:
