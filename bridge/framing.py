@@ -110,10 +110,13 @@ def compile_pointer(pointer: str) -> Getter:
     return get
 
 
-def resolve_pointer(document: Any, pointer: str) -> Any:
-    """The value at an RFC 6901 JSON pointer, or None when the path does not exist."""
-    value = lookup(document, pointer)
-    return None if value is MISSING else value
+def _missing(document: Any) -> Any:
+    return MISSING
+
+
+def _getter(pointer: str | None) -> Getter:
+    """The compiled getter of an optional pointer (none: every path is missing)."""
+    return _missing if pointer is None else compile_pointer(pointer)
 
 
 def _is_index(token: str) -> bool:
@@ -157,7 +160,9 @@ class RecordBuilder:
     ) -> None:
         self._key_spec = spec.key
         self._static_key = spec.key.value.encode() if spec.key.value is not None else None
+        self._key_at = _getter(spec.key.pointer)
         self._timestamp_spec = spec.timestamp
+        self._timestamp_at = _getter(spec.timestamp.pointer)
         self._inflate = inflate
         self._needs_json = (
             spec.key.source is KeySource.JSON_POINTER
@@ -231,14 +236,13 @@ class RecordBuilder:
             return None
         if source is KeySource.STATIC:
             return self._static_key
-        assert self._key_spec.pointer is not None
-        return scalar_to_bytes(resolve_pointer(document, self._key_spec.pointer))
+        value = self._key_at(document)
+        return scalar_to_bytes(None if value is MISSING else value)
 
     def _timestamp_ms(self, received_us: int, document: Any) -> int:
         spec = self._timestamp_spec
         if spec.source is TimestampSource.JSON_POINTER:
-            assert spec.pointer is not None
-            value = resolve_pointer(document, spec.pointer)
+            value = self._timestamp_at(document)
             if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 25:
                 value = int(value)  # OKX and Bybit send epoch milliseconds as strings
             if isinstance(value, int | float) and not isinstance(value, bool):

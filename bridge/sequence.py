@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import DedupeSpec, SequenceSpec
-from .framing import resolve_pointer, scalar_to_bytes
+from .framing import MISSING, compile_pointer, scalar_to_bytes
 from .gaps import rfc3339_ms
 from .stats import BridgeStats
 
@@ -161,9 +161,11 @@ class FrameChecks:
         stats: BridgeStats,
         on_gap: Callable[[SequenceGap], None],
     ) -> None:
-        self._sequence = sequence
         self._tracker = SequenceTracker(sequence.max_partitions) if sequence else None
-        self._dedupe_pointer = dedupe.pointer if dedupe else None
+        self._dedupe_key = compile_pointer(dedupe.pointer) if dedupe else None
+        self._number_at = compile_pointer(sequence.pointer) if sequence else None
+        partition = sequence.partition_pointer if sequence else None
+        self._partition_at = compile_pointer(partition) if partition is not None else None
         self._window = DedupeWindow(dedupe.window_size) if dedupe else None
         self._stats = stats
         self._on_gap = on_gap
@@ -178,8 +180,8 @@ class FrameChecks:
         """Whether the frame, parsed as ``document``, goes on to Kafka (False: a duplicate
         within the window). The caller parses it, once for every feature that reads it."""
         if self._window is not None:
-            assert self._dedupe_pointer is not None
-            key = scalar_to_bytes(resolve_pointer(document, self._dedupe_pointer))
+            assert self._dedupe_key is not None
+            key = scalar_to_bytes(_present(self._dedupe_key(document)))
             if key is not None and self._window.seen(key):
                 self._stats.dedupe_skipped += 1
                 return False
@@ -188,18 +190,17 @@ class FrameChecks:
         return True
 
     def _check_sequence(self, document: Any) -> None:
-        spec = self._sequence
         tracker = self._tracker
-        assert spec is not None
         assert tracker is not None
+        assert self._number_at is not None
         stats = self._stats
-        number = sequence_number(resolve_pointer(document, spec.pointer))
+        number = sequence_number(_present(self._number_at(document)))
         if number is None:
             stats.sequence_unreadable += 1
             return
         partition = None
-        if spec.partition_pointer is not None:
-            raw = scalar_to_bytes(resolve_pointer(document, spec.partition_pointer))
+        if self._partition_at is not None:
+            raw = scalar_to_bytes(_present(self._partition_at(document)))
             partition = raw.decode(errors="replace") if raw is not None else None
         gap = tracker.observe(partition, number, self.connection_id, time.time())
         if gap is None:
@@ -211,3 +212,8 @@ class FrameChecks:
             stats.sequence_missing += gap.missing
         stats.last_sequence_gap = gap
         self._on_gap(gap)
+
+
+def _present(value: Any) -> Any:
+    """A looked-up value, or None for a path the frame does not have."""
+    return None if value is MISSING else value

@@ -17,8 +17,15 @@ from pydantic.alias_generators import to_camel
 from ws2kafka.bridge.backoff import delay_bound, full_jitter
 from ws2kafka.bridge.config import RESERVED_PROPERTIES, WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.errors import ConfigError
-from ws2kafka.bridge.framing import resolve_pointer
+from ws2kafka.bridge.framing import MISSING, compile_pointer
 from ws2kafka.bridge.source import build_headers
+
+
+def resolve_pointer(document: Any, pointer: str) -> Any:
+    """The bridge's reading of ``pointer`` in ``document`` (None: no such path)."""
+    value = compile_pointer(pointer)(document)
+    return None if value is MISSING else value
+
 
 PROPERTIES = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MINIMAL: dict[str, Any] = {"url": "ws://feed/x", "kafka": {"bootstrapServers": "k:9", "topic": "t"}}
@@ -315,7 +322,6 @@ def test_a_secret_value_never_shows_in_repr_or_dump(data: dict[str, Any]) -> Non
 
 # -- JSON pointers -----------------------------------------------------------------------------
 
-MISSING = object()
 _ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
 
 

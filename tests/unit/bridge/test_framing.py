@@ -2,11 +2,18 @@
 
 import gzip
 import zlib
+from typing import Any
 
 import pytest
 
 from ws2kafka.bridge.config import Inflate, KafkaSinkSpec
-from ws2kafka.bridge.framing import FrameRejected, Record, RecordBuilder, resolve_pointer
+from ws2kafka.bridge.framing import MISSING, FrameRejected, Record, RecordBuilder, compile_pointer
+
+
+def resolve_pointer(document: Any, pointer: str) -> Any:
+    """The bridge's reading of ``pointer`` in ``document`` (None: no such path)."""
+    value = compile_pointer(pointer)(document)
+    return None if value is MISSING else value
 
 
 def builder(inflate: Inflate = Inflate.NONE, **kafka: object) -> RecordBuilder:
