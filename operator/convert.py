@@ -82,6 +82,15 @@ class _Draft:
         self.secret_data[key] = value
         return {"secretKeyRef": {"name": self.secret_name, "key": key}}
 
+    def credential(self, where: str, key: str, value: str) -> dict[str, Any]:
+        """:meth:`secret_ref` of a value that only looks like a credential (by its name):
+        the user is told where it went."""
+        self.warnings.append(
+            f"{where} looks like a credential, its value is in the Secret {self.secret_name} "
+            f"(key {key})"
+        )
+        return self.secret_ref(key, value)
+
 
 @dataclass(frozen=True)
 class SeedKey:
@@ -106,12 +115,9 @@ def _url(text: str, draft: _Draft) -> str:
     moved: list[dict[str, Any]] = []
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
         if CREDENTIAL_NAME.search(name):
-            key = f"query-{_secret_key(name)}"
-            moved.append({"name": name, "valueFrom": draft.secret_ref(key, value)})
-            draft.warnings.append(
-                f"websocket.url: the query parameter {name} looks like a credential, its value "
-                f"is in the Secret {draft.secret_name} (key {key}) and spec.query adds it"
-            )
+            where = f"websocket.url: the query parameter {name}"
+            ref = draft.credential(where, f"query-{_secret_key(name)}", value)
+            moved.append({"name": name, "valueFrom": ref})
         else:
             kept.append((name, value))
     if moved:
@@ -162,12 +168,10 @@ def _headers(text: str, draft: _Draft) -> list[dict[str, Any]]:
     headers: list[dict[str, Any]] = []
     for name, value in split_headers(text):
         if CREDENTIAL_NAME.search(name):
-            key = f"header-{_secret_key(name)}"
-            headers.append({"name": name, "valueFrom": draft.secret_ref(key, value)})
-            draft.warnings.append(
-                f"websocket.headers: {name} looks like a credential, its value is in the "
-                f"Secret {draft.secret_name} (key {key})"
+            ref = draft.credential(
+                f"websocket.headers: {name}", f"header-{_secret_key(name)}", value
             )
+            headers.append({"name": name, "valueFrom": ref})
         else:
             headers.append({"name": name, "value": value})
     return headers

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ws2kafka.devstack import image
+from ws2kafka.devstack.feeds import FeedThread
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kafka_cluster import KafkaCluster
 from ws2kafka.devstack.kafka_secured import ScramUser, SecuredKafka
@@ -134,3 +135,14 @@ def client(request: pytest.FixtureRequest) -> str:
     implementation users can select."""
     name: str = request.param
     return name
+
+
+@pytest.fixture
+def feed() -> Iterator[FeedThread]:
+    """A :class:`SequenceFeed` of 50 frames a second in a thread of its own, for tests that
+    poll synchronously (kubectl) while it streams: the node's and the upgrade's."""
+    served = FeedThread(rate=50)
+    try:
+        yield served
+    finally:
+        served.close()

@@ -61,15 +61,6 @@ def flat_out_feed() -> Iterator[FeedThread]:
         served.close()
 
 
-@pytest.fixture
-def feed() -> Iterator[FeedThread]:
-    served = FeedThread(rate=50)
-    try:
-        yield served
-    finally:
-        served.close()
-
-
 @dataclass
 class Install:
     """The chart installed in ``namespace``, its operator Ready on the node."""

@@ -99,15 +99,6 @@ def source(cluster: Cluster, kafka: KafkaBroker, url: str, topic: str) -> dict[s
 
 
 @pytest.fixture
-def feed() -> Iterator[FeedThread]:
-    served = FeedThread(rate=50)
-    try:
-        yield served
-    finally:
-        served.close()
-
-
-@pytest.fixture
 def old_crd(kube: ControlPlane) -> Iterator[str]:
     """The previous release's CRD in place; this tree's again afterwards, for later tests."""
     crd = previous.file_at(previous.PREVIOUS, "crds/websocketsource.yaml")

@@ -289,7 +289,10 @@ def test_a_credential_in_the_url_query_moves_into_the_secret() -> None:
     assert conversion.secret["stringData"]["query-token"] == "abc"
     assert "abc" not in yaml.safe_dump(conversion.source)
     [warning] = conversion.warnings
-    assert warning.startswith("websocket.url: the query parameter token looks like a credential")
+    assert warning == (
+        "websocket.url: the query parameter token looks like a credential, its value is in the "
+        f"Secret {conversion.secret_name} (key query-token)"
+    )
 
 
 def test_a_password_in_the_url_is_pointed_out() -> None:
