@@ -323,11 +323,14 @@ def _auto_restart_note(facts: Facts) -> str:
     count = int(auto.get("count") or 0)
     if auto.get("nextRestartTime"):
         return f"; automatic restart {count + 1} at {auto['nextRestartTime']}"
+    gave_up_at = (facts.connection or {}).get("since")
+    restarted_at = auto.get("lastRestartTime")
+    if count and auto.get("lastGiveUpTime") == gave_up_at and str(restarted_at) >= str(gave_up_at):
+        # pod mode: this give-up's restart is made, the new pod has not reported yet (the
+        # times are the bridge's and the operator's RFC 3339 UTC: they compare as text)
+        return f"; automatic restart {count} made at {restarted_at}"
     if facts.max_restarts and count >= facts.max_restarts:
         return f"; no more automatic restarts: maxRestarts ({facts.max_restarts}) reached"
-    if count and auto.get("lastGiveUpTime") == (facts.connection or {}).get("since"):
-        # pod mode: the pod was rolled, its successor has not reported yet
-        return f"; automatic restart {count} made at {auto.get('lastRestartTime')}"
     return ""
 
 

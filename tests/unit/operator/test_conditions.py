@@ -70,6 +70,12 @@ GAVE_UP = {
         ({"auto_restart": {"count": 2, "nextRestartTime": None, "lastGiveUpTime": "T0",
                            "lastRestartTime": "T1"}},
          "; automatic restart 2 made at T1"),  # pod mode: the new pod has not reported yet
+        ({"auto_restart": {"count": 3, "nextRestartTime": None, "lastGiveUpTime": "T0",
+                           "lastRestartTime": "T1"}, "max_restarts": 3},
+         "; automatic restart 3 made at T1"),  # the last restart is under way: not the limit
+        ({"auto_restart": {"count": 3, "nextRestartTime": None, "lastGiveUpTime": "T0",
+                           "lastRestartTime": "S9"}, "max_restarts": 3},
+         "; no more automatic restarts: maxRestarts (3) reached"),  # its pod gave up again
     ],
 )  # fmt: skip
 def test_ready_of_a_bridge_that_gave_up_says_what_auto_restart_does(
