@@ -40,6 +40,7 @@ from ws2kafka.devstack.kube import ControlPlane
 from ws2kafka.devstack.operator_probe import wait_until_watching
 from ws2kafka.devstack.processes import ManagedProcess, free_port
 from ws2kafka.devstack.waiting import until, wait_until
+from ws2kafka.operator.constants import SECRETS_DIR
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "websocketsource.yaml"
@@ -128,20 +129,20 @@ def ready_condition(source: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def kubelet_env(
-    kube: ControlPlane, ns: str, deployment: str, secrets: dict[str, str]
-) -> dict[str, str]:
-    """The environment the kubelet would give the bridge container: each ``secretKeyRef``
-    variable of the Deployment resolved from ``secrets`` (key -> value)."""
-    container = kube.get_json(ns, "deployment", deployment)["spec"]["template"]["spec"][
-        "containers"
-    ][0]
-    env = {}
-    for variable in container.get("env", []):
-        ref = variable.get("valueFrom", {}).get("secretKeyRef")
-        if ref is not None:
-            env[variable["name"]] = secrets[ref["key"]]
-    return env
+def kubelet_secret_files(
+    kube: ControlPlane, ns: str, deployment: str, secrets: dict[str, str], folder: Path
+) -> int:
+    """The files the kubelet would mount for the bridge container (its projected ``secrets``
+    volume), written into ``folder`` from ``secrets`` (key -> value); how many there are."""
+    pod = kube.get_json(ns, "deployment", deployment)["spec"]["template"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "secrets"]
+    folder.mkdir()
+    written = 0
+    for source in volume["projected"]["sources"]:
+        for item in source["secret"]["items"]:
+            (folder / item["path"]).write_text(secrets[item["key"]])
+            written += 1
+    return written
 
 
 @pytest.mark.k8s
@@ -199,13 +200,15 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
             30,
             "the Deployment",
         )
+        # the pod's mounts, where this test can write them
+        mounted = tmp_path / "secrets"
+        secrets = {"token": TOKEN, "apikey": API_KEY, "query": QUERY_TOKEN}
+        assert kubelet_secret_files(kube, ns, "guarded-bridge", secrets, mounted) == 3
+        rendered = kube.get_json(ns, "configmap", "guarded-bridge")["data"]["source.yaml"]
         config = tmp_path / "source.yaml"
-        config.write_text(kube.get_json(ns, "configmap", "guarded-bridge")["data"]["source.yaml"])
+        config.write_text(rendered.replace(SECRETS_DIR, str(mounted)))
         token = kube.service_account_token(ns, "guarded-bridge")
         kubeconfig = kube.write_kubeconfig(tmp_path / "bridge-kubeconfig", token)
-        secrets = {"token": TOKEN, "apikey": API_KEY, "query": QUERY_TOKEN}
-        env = kubelet_env(kube, ns, "guarded-bridge", secrets)
-        assert len(env) == 3
         bridge = ManagedProcess(
             "bridge",
             [
@@ -223,7 +226,7 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
                 "1",
             ],
             tmp_path / "bridge.log",
-            env={"KUBECONFIG": str(kubeconfig), "POD_NAME": "guarded-bridge-test", **env},
+            env={"KUBECONFIG": str(kubeconfig), "POD_NAME": "guarded-bridge-test"},
         )
         with bridge:
             await until(lambda: kube.get_json(ns, "pods")["items"], 30, "a Pod object")
