@@ -101,7 +101,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
     ) -> None:
         assert namespace is not None  # the resource is namespaced
         # pod mode only: inline mode has neither index
-        problem = await pod_problem_of(bridge_pods, bridge_deployments, namespace, name, pod_events)
+        problem = pod_problem_of(bridge_pods, bridge_deployments, namespace, name, pod_events)
         refresh_conditions(
             body,
             dict(spec),
