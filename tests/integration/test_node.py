@@ -537,7 +537,7 @@ SMALL_BRIDGE = {
 SCALE_LABEL = "ws2kafka.dev/scale-test"
 #: From the apply until every bridge pod is Ready, on 2 shared cores: each bridge needs
 #: 1.3 CPU s for its imports alone, and the kubelet starts the 50 sandboxes one by one.
-SCALE_PODS_READY_SECONDS = 360
+SCALE_PODS_READY_SECONDS = 420
 #: From the last bridge pod Ready (the kubelet's view) until every source is Ready (the
 #: operator's): its conditions follow within a few condition intervals, not minutes.
 SCALE_OPERATOR_LAG_SECONDS = 45
@@ -624,7 +624,8 @@ def test_the_operator_runs_50_sources_each_with_a_running_bridge_pod(install: In
     memory limits."""
     # the earlier tests' bridges retry their closed feeds and report each attempt: gone
     # first, so that the node and the API server serve the 50
-    install.kubectl("delete", "wss", "--all", "--wait=true")
+    custom = client.CustomObjectsApi(install.kube.api_client())
+    custom.delete_collection_namespaced_custom_object(GROUP, VERSION, install.namespace, PLURAL)
     wait_for(
         lambda: not install.get("pods", "-l", "app.kubernetes.io/component=bridge")["items"],
         120,
@@ -721,7 +722,6 @@ def test_the_operator_runs_50_sources_each_with_a_running_bridge_pod(install: In
         # one request for the 50: `kubectl delete` sends one per source, and while the first
         # sources' bridges drain and exit, single DELETEs took up to the API server's 60 s
         # each; not checked: the install fixture deletes what is left
-        custom = client.CustomObjectsApi(install.kube.api_client())
         try:
             custom.delete_collection_namespaced_custom_object(
                 GROUP, VERSION, install.namespace, PLURAL, label_selector=SCALE_LABEL
