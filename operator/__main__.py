@@ -25,7 +25,7 @@ from ws2kafka.bridge.metrics import BridgeCollector
 from ws2kafka.bridge.service import ExitCode
 
 from .inline import InlineBridges
-from .main import build_registry
+from .main import RoutineSuccesses, build_registry
 from .readiness import Readiness
 from .reporter import KubeStatusReporter
 from .settings import Mode, OperatorSettings
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def run_operator(settings: OperatorSettings, metrics_port: int) -> None:
     bridges = InlineBridges()
     registry = build_registry(settings, bridges)
+    logging.getLogger("kopf.objects").addFilter(RoutineSuccesses())
     readiness = Readiness(settings.namespaces)
     checking = asyncio.create_task(readiness.run(), name="readiness")
     health: HealthServer | None = None

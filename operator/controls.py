@@ -86,6 +86,16 @@ class PodControls:
         self._reconcile = reconcile
         self._paused: set[Source] = set()
 
+    def concerns(self, meta: Mapping[str, Any], namespace: str, name: str) -> bool:
+        """Whether :meth:`observe` has anything to do for this event: a pause to note or to
+        end, or a restart request. Most events are a bridge's status report, for none of
+        these, and are answered here without a thread or an API call."""
+        return (
+            is_paused(meta)
+            or (namespace, name) in self._paused
+            or c.ANNOTATION_RESTART in annotations_of(meta)
+        )
+
     def observe(
         self, body: Any, spec: dict[str, Any], meta: Mapping[str, Any], namespace: str, name: str
     ) -> None:

@@ -106,32 +106,49 @@ class PodEvents:
     The kubelet writes the reason of a failed volume mount (a missing Secret for
     ``spec.tls``) only in Events, not in the pod's status. Reading them costs an API call, so
     it is made only for a source whose Deployment is unavailable and whose pod is stuck
-    (:func:`stuck_creating`), and at most once per ``every`` seconds per pod."""
+    (:func:`stuck_creating`), and at most once per ``every`` seconds per pod.
 
-    def __init__(self, fetch: WarningEvents, every: float = 10.0) -> None:
+    The conditions timer never waits for that call: on a busy API server a list of Events
+    takes seconds, and 50 pods starting at once are all "stuck" for a while; timers that each
+    awaited their read, in a queue for a few threads, held every source's conditions back
+    for as long. A look-up answers from memory at once and starts a read in the background
+    when the answer is missing or old, at most ``reads`` of them at a time for all sources;
+    a later check gets its result."""
+
+    def __init__(self, fetch: WarningEvents, every: float = 10.0, reads: int = 2) -> None:
         self._fetch = fetch
         self._every = every
         self._seen: dict[tuple[str, str], tuple[float, PodProblem | None]] = {}
+        self._reading: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(reads)
 
-    async def problem(self, namespace: str, pod: str) -> PodProblem | None:
+    def problem(self, namespace: str, pod: str) -> PodProblem | None:
+        """What the pod's Events said at the last read (None before the first); called on
+        the event loop, where a read it starts runs."""
         now = time.monotonic()
         key = (namespace, pod)
         cached = self._seen.get(key)
-        if cached is not None and now - cached[0] < self._every:
-            return cached[1]
-        # forget pods not asked about for a while (started, replaced or deleted)
-        self._seen = {k: v for k, v in self._seen.items() if now - v[0] < 6 * self._every}
+        if (cached is None or now - cached[0] >= self._every) and key not in self._reading:
+            # forget pods not asked about for a while (started, replaced or deleted)
+            self._seen = {k: v for k, v in self._seen.items() if now - v[0] < 6 * self._every}
+            self._reading[key] = asyncio.create_task(self._read(key), name=f"events of {pod}")
+        return None if cached is None else cached[1]
+
+    async def _read(self, key: tuple[str, str]) -> None:
+        namespace, pod = key
         try:
-            events = await asyncio.to_thread(self._fetch, namespace, pod)
-        except Exception as exc:  # e.g. an older chart's RBAC: the condition stays generic
-            log.warning("%s/%s: cannot read the pod's Events: %s", namespace, pod, exc)
-            events = []
-        found = event_problem(pod, events)
-        self._seen[key] = (now, found)
-        return found
+            async with self._slots:
+                try:
+                    events = await asyncio.to_thread(self._fetch, namespace, pod)
+                except Exception as exc:  # e.g. an older chart's RBAC: the condition stays generic
+                    log.warning("%s/%s: cannot read the pod's Events: %s", namespace, pod, exc)
+                    events = []
+            self._seen[key] = (time.monotonic(), event_problem(pod, events))
+        finally:
+            del self._reading[key]
 
 
-async def pod_problem_of(
+def pod_problem_of(
     pods: PodIndex | None,
     deployments: DeploymentIndex | None,
     namespace: str,
@@ -139,12 +156,13 @@ async def pod_problem_of(
     pod_events: PodEvents,
 ) -> PodProblem | None:
     """Why the source's bridge pod does not run: from its status, else, while the Deployment
-    is unavailable and the pod stuck in ContainerCreating, from its Warning Events."""
+    is unavailable and the pod stuck in ContainerCreating, from its Warning Events (as last
+    read: :class:`PodEvents`)."""
     problem = bridge_pod_problem(pods, namespace, name)
     if problem is not None or deployment_available(deployments, namespace, name) is not False:
         return problem
     stuck = stuck_creating(pods, namespace, name, datetime.now(UTC))
-    return None if stuck is None else await pod_events.problem(namespace, stuck.pod)
+    return None if stuck is None else pod_events.problem(namespace, stuck.pod)
 
 
 def gather_facts(

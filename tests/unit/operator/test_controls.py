@@ -189,3 +189,16 @@ async def test_inline_mode_claims_a_restart_once(
     assert [reason for _, reason, _ in cluster.events] == ["Restarted"]
     await inline._claim_restart({"metadata": meta()}, "ns", "src")  # nothing asked
     assert len(cluster.events) == 1
+
+
+def test_only_an_event_with_something_to_carry_out_concerns_the_controls() -> None:
+    """A bridge's status report (no pause, no restart) is answered without a thread; a
+    pause, its end and a restart request are not."""
+    pod = PodControls(lambda *_: None)
+    assert not pod.concerns(meta(), "ns", "src")
+    assert pod.concerns(meta(**{ANNOTATION_RESTART: "now"}), "ns", "src")
+    assert pod.concerns(PAUSED, "ns", "src")
+    pod.observe(BODY, {}, PAUSED, "ns", "src")
+    assert pod.concerns(meta(), "ns", "src")  # the resume
+    pod.observe(BODY, {}, meta(), "ns", "src")
+    assert not pod.concerns(meta(), "ns", "src")

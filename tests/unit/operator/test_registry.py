@@ -1,6 +1,7 @@
 """The operator's kopf registry: what the handlers need from a source, and what they do not."""
 
 import inspect
+import logging
 
 import pytest
 from kopf._core.intents.handlers import DaemonHandler  # the registry's own type
@@ -8,7 +9,7 @@ from kopf._core.intents.handlers import DaemonHandler  # the registry's own type
 from ws2kafka.bridge.config import MAX_DRAIN_TIMEOUT_SECONDS
 from ws2kafka.operator import constants as c
 from ws2kafka.operator.inline import InlineBridges
-from ws2kafka.operator.main import build_registry, still_known
+from ws2kafka.operator.main import RoutineSuccesses, build_registry, still_known
 from ws2kafka.operator.settings import Mode, OperatorSettings
 
 
@@ -52,3 +53,25 @@ def test_an_inline_bridge_gets_its_whole_drain_before_kopf_cancels_it() -> None:
     backoff = daemons[0].cancellation_backoff
     assert backoff is not None
     assert backoff > MAX_DRAIN_TIMEOUT_SECONDS
+
+
+def test_kopf_logs_no_line_for_each_routine_success() -> None:
+    """The per-event handler and the conditions timer run every second per source: their
+    successes are not logged; other handlers' are, and failures always."""
+    registry = build_registry(OperatorSettings(mode=Mode.POD), InlineBridges())
+    routine = [
+        *registry._watching.get_all_handlers(),
+        *registry._spawning.get_all_handlers(),
+    ]
+    quiet = RoutineSuccesses()
+
+    def logged(message: str) -> bool:
+        return quiet.filter(
+            logging.LogRecord("kopf.objects", logging.INFO, "", 0, message, (), None)
+        )
+
+    assert routine
+    assert not any(logged(f"{handler} succeeded.") for handler in routine)
+    [reconcile, *_] = registry._changing.get_all_handlers()
+    assert logged(f"{reconcile} succeeded.")
+    assert logged(f"{routine[0]} failed with an exception and will try again in 60 seconds: x")
