@@ -36,6 +36,9 @@ class RenderedSource:
     config_yaml: str
     env: list[Manifest]
     spec_hash: str
+    """What the pod depends on: the config but ``streams.names``, the env and TLS sources.
+    The names are left out: a running bridge applies their change from the updated
+    ConfigMap (it follows its config file), so changing them rolls no pod."""
     grace_seconds: int
     """The pod's terminationGracePeriodSeconds: see :func:`grace_period`."""
     tls_sources: list[Manifest]
@@ -71,7 +74,8 @@ def grace_period(spec: dict[str, Any]) -> int:
 
 
 def render_source(spec: dict[str, Any]) -> RenderedSource:
-    """Replace secret references by env references; hash what the pod depends on."""
+    """Replace secret references by env references; hash what the pod depends on (all but
+    ``streams.names``, see :attr:`RenderedSource.spec_hash`)."""
     env: list[Manifest] = []
     tls_sources: list[Manifest] = []
     bridge_spec = _externalize_secrets(_mount_tls(copy.deepcopy(spec), tls_sources), env)
@@ -81,7 +85,9 @@ def render_source(spec: dict[str, Any]) -> RenderedSource:
     bridge_spec.pop("autoRestart", None)
     template = bridge_spec.pop("template", None)
     config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
-    depends = config_yaml + json.dumps([env, tls_sources], sort_keys=True)
+    pod_config = copy.deepcopy(bridge_spec)
+    (pod_config.get("streams") or {}).pop("names", None)
+    depends = json.dumps([pod_config, env, tls_sources], sort_keys=True, default=str)
     digest = hashlib.sha256(depends.encode())
     parsed = None if template is None else BridgeTemplate.model_validate(template)
     return RenderedSource(

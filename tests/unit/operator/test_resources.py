@@ -1,5 +1,7 @@
 """Rendering a source into its bridge pod: secrets by reference only, hash, hardening."""
 
+from typing import Any
+
 import yaml
 
 from ws2kafka.operator.resources import (
@@ -49,6 +51,23 @@ def test_spec_hash_changes_with_the_spec_only() -> None:
     auto = {**SPEC, "autoRestart": {"enabled": True}}
     assert render_source(auto).spec_hash == render_source(SPEC).spec_hash
     assert "autoRestart" not in render_source(auto).config_yaml
+
+
+def test_a_change_of_the_stream_names_changes_the_config_map_but_rolls_no_pod() -> None:
+    def with_streams(names: list[str], **streams: Any) -> dict[str, Any]:
+        block = {"names": names, "maxPerConnection": 2, "urlTemplate": "wss://f/{streams}"}
+        return {**SPEC, "streams": {**block, **streams}}
+
+    running = render_source(with_streams(["a", "b"]))
+    renamed = render_source(with_streams(["a", "c", "d"]))
+    assert renamed.spec_hash == running.spec_hash, "the pod template stays as it is"
+    assert renamed.config_yaml != running.config_yaml, "the bridge reads the names from it"
+    assert "- d" in renamed.config_yaml
+    settings = OperatorSettings()
+    pods = [build_deployment("src", "ns", r, settings, suspended=False) for r in (running, renamed)]
+    assert pods[0] == pods[1]
+    capped = render_source(with_streams(["a", "b"], maxPerConnection=3))
+    assert capped.spec_hash != running.spec_hash, "any other change of streams rolls the pod"
 
 
 def test_deployment_is_hardened_and_suspend_scales_to_zero() -> None:
