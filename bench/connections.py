@@ -8,9 +8,9 @@ one thread per connection) serves N connections with the same total: at ``--rate
 (each connection ``rate / N``), and flat out (each connection as fast as it can). The bridge
 runs in a fresh process with ``streams`` (``urlTemplate``, ``maxPerConnection: 1``: N streams,
 N connections, one link each, as a real many-stream source); its CPU seconds (every thread:
-the loop, librdkafka's) are its own. Each run is checked with a consumer: every connection's
-sequence numbers exactly once. Prints JSON like ``bench/run.py``: the runs, and per N the
-medians and the ratio to one connection.
+the loop, librdkafka's) and its peak RSS are its own. Each run is checked with a consumer:
+every connection's sequence numbers exactly once. Prints JSON like ``bench/run.py``: the
+runs, and per N the medians and the ratio to one connection.
 """
 
 from __future__ import annotations
@@ -162,7 +162,15 @@ async def _bridge(
         "delivered": summary.delivered,
         "reconnects": summary.reconnects,
         "links": len(bridge.links),
+        "peak_rss_bytes": _rss_bytes("VmHWM"),
     }
+
+
+def _rss_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(field)
 
 
 # -- orchestration ------------------------------------------------------------------------------
@@ -232,6 +240,7 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "msgs_per_s_max": max(r["msgs_per_s"] for r in mine),
                 "cpu_us_per_msg": statistics.median(r["cpu_us_per_msg"] for r in mine),
                 "server_cpu_share": max(r["server_cpu_share"] for r in mine),
+                "peak_rss_mb": statistics.median(r["peak_rss_bytes"] for r in mine) / 2**20,
                 "exact_once": all(r["exact_once"] for r in mine),
             }
         )
