@@ -87,7 +87,10 @@ def render_source(spec: dict[str, Any]) -> RenderedSource:
     config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
     pod_config = copy.deepcopy(bridge_spec)
     (pod_config.get("streams") or {}).pop("names", None)
-    depends = json.dumps([pod_config, env, tls_sources], sort_keys=True, default=str)
+    # the same text as the config's without streams: their pods keep their hash
+    depends = yaml.safe_dump(pod_config, sort_keys=True) + json.dumps(
+        [env, tls_sources], sort_keys=True
+    )
     digest = hashlib.sha256(depends.encode())
     parsed = None if template is None else BridgeTemplate.model_validate(template)
     return RenderedSource(

@@ -1,5 +1,7 @@
 """Rendering a source into its bridge pod: secrets by reference only, hash, hardening."""
 
+import hashlib
+import json
 from typing import Any
 
 import yaml
@@ -68,6 +70,10 @@ def test_a_change_of_the_stream_names_changes_the_config_map_but_rolls_no_pod() 
     assert pods[0] == pods[1]
     capped = render_source(with_streams(["a", "b"], maxPerConnection=3))
     assert capped.spec_hash != running.spec_hash, "any other change of streams rolls the pod"
+    # a source without streams keeps the hash it had before the names were left out of it
+    plain = render_source(SPEC)
+    depends = plain.config_yaml + json.dumps([plain.env, plain.tls_sources], sort_keys=True)
+    assert plain.spec_hash == hashlib.sha256(depends.encode()).hexdigest()[:16]
 
 
 def test_deployment_is_hardened_and_suspend_scales_to_zero() -> None:
