@@ -258,3 +258,36 @@ async def test_any_other_change_is_not_applied_live() -> None:
     )
     assert not bridge.reshare(names_spec(["a"], drainTimeoutSeconds=9))
     assert bridge.spec.drain_timeout_seconds == 5
+
+
+async def test_a_change_during_the_handshake_replaces_the_connection_once_it_is_open() -> None:
+    feed = Feed()
+    opener = feed.opener()
+    handshake = asyncio.Event()
+    opening = asyncio.Event()
+
+    async def slow(spec: WebSocketSourceSpec, kwargs: object) -> ScriptedConnection:
+        if not feed.opened:
+            opening.set()
+            await handshake.wait()
+        return await opener(spec, kwargs)
+
+    bridge = Bridge(
+        names_spec(["a", "b"]), name="slow", opener=slow, sink_factory=RecordingSink().attach
+    )
+
+    async def change_during_the_handshake() -> None:
+        await opening.wait()
+        assert bridge.reshare(names_spec(["a", "c"]))
+        handshake.set()
+
+    changing = asyncio.create_task(change_during_the_handshake())
+    summary = await run_until(
+        bridge,
+        lambda: feed.opened == ["ws://feed/a/b", "ws://feed/a/c"] and bridge.stats.rotations == 1,
+        "the connection opened for the old share replaced",
+        10,
+    )
+    await changing
+    assert bridge.stats.reconnects == 0
+    assert summary.balanced
