@@ -27,9 +27,10 @@ from .settings import OperatorSettings
 
 #: Messages per second planned for each stream of ``spec.streams``.
 PLANNING_MSGS_PER_STREAM = 10
-#: Messages per second one CPU core of a bridge carries with many connections (half the
-#: benchmark's 50-connection rate per core, ``docs/connections.json``).
-MSGS_PER_CORE = 30_000
+#: Messages per second one CPU core of a bridge carries with many connections: the benchmark's
+#: 50 connections at 20,000 msg/s together cost 31.6 us per message (``docs/connections.json``,
+#: 2026-12-02), about 31,600 msg/s per core; half of it.
+MSGS_PER_CORE = 15_000
 
 
 def cpu_cores(quantity: str) -> float | None:
