@@ -47,6 +47,7 @@ bench: stack  ## benchmarks: bridge vs ceilings, operator scale (JSON in docs/)
 	$(BIN)/python bench/run.py --repeats 5 --output docs/performance.json --plot docs/performance.png
 	$(BIN)/python bench/operator_scale.py --output docs/operator-scale.json
 	$(BIN)/python bench/hot_path.py --output docs/hot-path.json
+	$(BIN)/python bench/connections.py --output docs/connections.json
 
 lint: venv  ## ruff, mypy --strict, hadolint
 	$(BIN)/ruff check .
@@ -56,6 +57,7 @@ lint: venv  ## ruff, mypy --strict, hadolint
 	$(BIN)/mypy bench/run.py
 	$(BIN)/mypy bench/operator_scale.py
 	$(BIN)/mypy bench/hot_path.py
+	$(BIN)/mypy bench/connections.py
 	$(BIN)/hadolint Dockerfile
 
 test: lint stack  ## the whole suite: lint, then pytest against a real Kafka broker and API server

@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from .config import WebSocketSourceSpec, parse_spec
+from .config_watch import follow_config
 from .errors import ConfigError
 from .health import HealthServer
 from .metrics import BridgeCollector
@@ -41,6 +42,10 @@ Minimal config:
   url: wss://stream.binance.com:9443/ws
   subscribe: ['{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}']
   kafka: {bootstrapServers: 127.0.0.1:9092, topic: binance-trades}
+
+The bridge follows its config file: a change of streams.names alone is applied while it
+runs (only the connections whose share changed are replaced); any other change applies at
+the next start.
 
 On SIGTERM or SIGINT the bridge closes the socket (1001), delivers everything it received
 (up to drainTimeoutSeconds), logs a final summary and exits. A second signal exits at once.
@@ -227,12 +232,17 @@ async def serve(
             raise ConfigError(
                 [f"--metrics-port: cannot listen on {where}: {exc.strerror}"]
             ) from None
+    following = asyncio.create_task(
+        follow_config(bridge, args.config, lambda: load_config(args.config, name)[0])
+    )
     try:
         summary = await bridge.run()
         if summary.exit_code == ExitCode.GAVE_UP and args.stay_after_giving_up:
             log.info("gave up: staying until stopped (--stay-after-giving-up)")
             await stopped.wait()
     finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
         if health is not None:
             await health.close()
     return summary.exit_code

@@ -931,8 +931,8 @@ class RotationSpec(Model):
     interval_seconds: float = Field(default=0.0, ge=0, le=30 * 86400)
     """Rotate this often (0 = only on demand), e.g. 82800 for feeds that cut at 24 h."""
     switch_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
-    """The new connection must deliver its first data frame within this time, or the rotation
-    is abandoned (the old connection stays)."""
+    """Once open and subscribed, the new connection must deliver its first frame within this
+    time, or the rotation is abandoned (the old connection stays)."""
     dedupe: DedupeSpec | None = None
     """Drop duplicates by id; without it the overlap may produce duplicates (never a gap)."""
 

@@ -5,8 +5,11 @@ source (:mod:`.streams`): it opens a connection through the bridge's shared
 :class:`~.connect_gate.ConnectGate`, runs a :class:`~.session.Session` on it, and after every
 end or failure waits as decided, or gives up. A bridge without ``streams`` has one link; with
 them, one per share, all reading into the one pipeline. Everything a link shares with its
-bridge (counters, the stop, the gate, gap and state reporting) comes through
-:class:`LinkHooks`.
+bridge (counters, the gate, gap and state reporting) comes through :class:`LinkHooks`.
+
+A live change of the source's streams gives a link another share (:meth:`Link.reshare`):
+its connection is replaced make-before-break, as a rotation does, and every later connection
+carries the new share; a link whose streams all went away ends (:meth:`Link.end`).
 """
 
 from __future__ import annotations
@@ -58,7 +61,6 @@ class LinkHooks:
     """What a link tells its bridge, and the bridge's shared parts it uses."""
 
     stats: BridgeStats
-    stopping: asyncio.Event
     gate: ConnectGate
     opener: Opener
     on_state: Callable[[Link, str | None], None]
@@ -90,6 +92,9 @@ class Link:
         self.session: Session | None = None
         self._hooks = hooks
         self._supervisor = supervisor
+        self._ending = asyncio.Event()
+        self._successor_share = share
+        """The share the last successor was opened for (a change may come meanwhile)."""
         self._context = replace(
             context,
             spec=self.spec,
@@ -113,16 +118,43 @@ class Link:
         one is replaced by it now (make-before-break), not at its next failure."""
         self._read_secrets()
         if self.session is not None:
-            self.session.rotate()
+            self.session.rotate(until_done=True)
 
     def _resolve_credentials(self) -> Credentials | None:
         login = self.spec.login
         return resolve_credentials(login) if login is not None else None
 
-    async def open_raw(self) -> SourceConnection:
-        """A new connection with the current handshake settings (a rotation's successor)."""
-        self._hooks.gate.record()
-        return await self._connect()
+    def reshare(self, share: Share) -> None:
+        """Carry ``share`` from now on: the connection is replaced make-before-break (the new
+        one open and subscribed before the old one closes; tried again until it is), and every
+        later connection carries the new share."""
+        self.share = share
+        self.spec = share.spec
+        self._context = replace(self._context, spec=share.spec)
+        self._endpoint = build_endpoint(self.spec)
+        self._supervisor.reshared(share.streams)
+        if self.session is not None:
+            self.session.rotate(until_done=True)
+
+    def end(self, code: int, reason: str) -> asyncio.Task[None] | None:
+        """No new connection from now on; the open one (if any) is closed with ``code`` and
+        read to its end (the task closing it)."""
+        self._ending.set()
+        if self.session is None:
+            return None
+        return asyncio.get_running_loop().create_task(self.session.ws.close(code, reason))
+
+    async def open_raw(self) -> SourceConnection | None:
+        """A new connection with the current share, subscribed (a rotation's successor), when
+        the connect gate gives its turn; None if the link ends first."""
+        share, context = self.share, self._context
+        if not await self._hooks.gate.acquire(self._ending):
+            return None
+        ws = await self._connect()
+        for message in context.spec.subscribe:
+            await ws.send(message)
+        self._successor_share = share
+        return ws
 
     async def _connect(self) -> SourceConnection:
         """Open a connection to the endpoint; a failure is raised as :class:`ConnectFailed`,
@@ -199,11 +231,12 @@ class Link:
     async def run(self) -> None:
         """Open, read, and follow the supervisor's decision after every failure or end."""
         supervisor = self._supervisor
-        stopping = self._hooks.stopping
+        stopping = self._ending
         successor: Successor | None = None
         while not stopping.is_set():
             if successor is None:
                 self._set_state(ConnectionState.CONNECTING)
+                opened_for = self.share
                 try:
                     if self._reauthenticate:
                         self._read_secrets()
@@ -227,10 +260,11 @@ class Link:
             else:
                 ws, connection_id = successor.ws, successor.connection_id
                 first = successor.first
+                opened_for = self._successor_share
                 supervisor.rotated()
                 self._hooks.stats.rotations += 1
             opened_at = time.monotonic()
-            outcome = await self._run_session(ws, connection_id, first)
+            outcome = await self._run_session(ws, connection_id, first, opened_for)
             if isinstance(outcome, Successor):
                 successor = outcome
                 if stopping.is_set():
@@ -248,12 +282,24 @@ class Link:
                 return
 
     async def _run_session(
-        self, ws: SourceConnection, connection_id: str, first: Data | None
+        self,
+        ws: SourceConnection,
+        connection_id: str,
+        first: Data | None,
+        opened_for: Share,
     ) -> Ended | Successor:
-        """One connection, as the current session (what stop, rotate and ready act on)."""
-        session = Session(self._context, ws, connection_id)
+        """One connection, as the current session (what stop, rotate and ready act on).
+
+        ``opened_for``: the share the connection was opened for; if the link's share changed
+        meanwhile (during the handshake), the connection is replaced at once.
+        """
+        current = opened_for is self.share
+        context = self._context if current else replace(self._context, spec=opened_for.spec)
+        session = Session(context, ws, connection_id)
         self.session = session
         self.connection_id = connection_id
+        if not current:
+            session.rotate(until_done=True)
         try:
             return await session.run(first)
         finally:
@@ -266,7 +312,7 @@ class Link:
         connection that does not exist yet: without this race, a stop during the handshake
         would wait for it, and a connection opened after the stop would be read forever.
         """
-        stopping = self._hooks.stopping
+        stopping = self._ending
         if not await self._hooks.gate.acquire(stopping):
             return None
         opening: asyncio.Future[SourceConnection] = asyncio.ensure_future(self._connect())
@@ -309,8 +355,8 @@ class Link:
             decision.delay,
             ", re-reading secrets" if decision.reauthenticate else "",
         )
-        await wait_event(self._hooks.stopping, decision.delay)
-        return not self._hooks.stopping.is_set()
+        await wait_event(self._ending, decision.delay)
+        return not self._ending.is_set()
 
     def _count_failure(self, failure: Failure, *, connect: bool) -> None:
         stats = self._hooks.stats

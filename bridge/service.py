@@ -6,6 +6,8 @@ ends or :meth:`Bridge.stop` is called, and follows its :class:`~.supervisor.Supe
 decision (wait and reconnect, or give up: then the whole bridge ends); the interval between
 two connections is recorded as a gap (:mod:`.gaps`). :meth:`Bridge.rotate` (or
 ``rotation.intervalSeconds``) replaces the connections make-before-break, without a gap.
+:meth:`Bridge.reshare` applies a change of ``streams.names`` while running: only the
+connections whose share changed are replaced (make-before-break), opened or closed.
 Records go through the
 :class:`~.pipeline.Pipeline`. On stop it closes the socket with 1001, keeps reading what the
 server had already sent, then waits up to ``drainTimeoutSeconds`` for Kafka to acknowledge
@@ -47,7 +49,7 @@ from .sequence import FrameChecks, SequenceGap
 from .session import SessionContext
 from .source import Opener, SourceConnection, open_connection
 from .stats import BridgeStats, ConnectionState
-from .streams import shares
+from .streams import Share, changed_connections, live_change, reassign, shares
 from .supervisor import Supervisor
 from .timeouts import wait_event
 
@@ -120,7 +122,7 @@ _STATE_ORDER = (
 )
 
 
-async def _no_connection() -> SourceConnection:
+async def _no_connection() -> SourceConnection | None:
     """The session context's opener until a link puts its own in (never called)."""
     raise AssertionError("a session runs with its link's context")
 
@@ -185,7 +187,7 @@ class Bridge:
         self._closing: list[asyncio.Task[None]] = []
         self._sequence_gaps = RateLimitedLog(log, "sequence gaps", prefix=f"{name}: ")
         self._sequence_regressions = RateLimitedLog(log, "sequence regressions", prefix=f"{name}: ")
-        context = SessionContext(
+        self._context = SessionContext(
             spec=spec,
             name=name,
             stats=self.stats,
@@ -200,37 +202,43 @@ class Bridge:
             produce_control=self._produce_control_record,
             report_now=self._state_changed.set,
         )
-        hooks = LinkHooks(
+        self._hooks = LinkHooks(
             stats=self.stats,
-            stopping=self._stopping,
             gate=ConnectGate(spec.connect_rate),
             opener=self._opener,
             on_state=self._link_state,
             on_gap=self._record_gap,
             on_give_up=self._give_up,
         )
+        self._link_tasks: set[asyncio.Task[None]] = set()
+        self._links_changed = asyncio.Event()
+        self._running = False
         all_shares = shares(spec)
-        every_stream = tuple(spec.streams.names) if spec.streams is not None else ()
+        self._indexed = len(all_shares) > 1
         self.links = [
-            Link(
-                share,
-                hooks,
-                label=name if len(all_shares) == 1 else f"{name}[{share.index}]",
-                context=context,
-                checks=self._frame_checks(),
-                supervisor=Supervisor(
-                    spec.reconnect,
-                    source=name,
-                    started_at=self.stats.started_at,
-                    unclean=unclean if share.index == 0 else None,
-                    connection=share.index if spec.streams is not None else None,
-                    streams=share.streams,
-                    unclean_streams=every_stream,
-                ),
-            )
-            for share in all_shares
+            self._new_link(share, unclean if share.index == 0 else None) for share in all_shares
         ]
-        """One per share of the source's streams (one without ``streams``)."""
+        """One per share of the source's streams (one without ``streams``), by index."""
+
+    def _new_link(self, share: Share, unclean: UncleanExit | None) -> Link:
+        """The link of one share, with its own supervisor and frame checks."""
+        spec, name = self.spec, self.name
+        return Link(
+            share,
+            self._hooks,
+            label=f"{name}[{share.index}]" if self._indexed else name,
+            context=self._context,
+            checks=self._frame_checks(),
+            supervisor=Supervisor(
+                spec.reconnect,
+                source=name,
+                started_at=self.stats.started_at,
+                unclean=unclean,
+                connection=share.index if spec.streams is not None else None,
+                streams=share.streams,
+                unclean_streams=tuple(spec.streams.names) if spec.streams is not None else (),
+            ),
+        )
 
     def _frame_checks(self) -> FrameChecks | None:
         """A link's own dedupe and sequence checks (each connection keeps its own)."""
@@ -257,12 +265,8 @@ class Bridge:
     def _end_links(self) -> None:
         """Every link stops: each open connection is closed with 1001 and read to its end."""
         self._stopping.set()
-        loop = asyncio.get_running_loop()
-        self._closing = [
-            loop.create_task(link.session.ws.close(1001, "ws2kafka shutting down"))
-            for link in self.links
-            if link.session is not None
-        ]
+        closing = [link.end(1001, "ws2kafka shutting down") for link in self.links]
+        self._closing.extend(task for task in closing if task is not None)
         self._pipeline.wake()
 
     def rotate(self) -> None:
@@ -274,6 +278,50 @@ class Bridge:
         for link in self.links:
             if link.session is not None:
                 link.session.rotate()
+
+    def reshare(self, spec: WebSocketSourceSpec) -> bool:
+        """Apply ``spec`` while running if it differs in ``streams.names`` only (False: any
+        other change, which needs a new bridge).
+
+        The streams are reassigned with as few changes as possible (:func:`.streams.reassign`);
+        a connection whose share changed is replaced make-before-break, a new one opens
+        through the connect gate, one left without streams is closed with 1000 and read to
+        its end. The other connections are not touched.
+        """
+        if self._stopping.is_set() or not live_change(self.spec, spec):
+            return False
+        assert spec.streams is not None
+        old = {link.share.index: link.share.streams for link in self.links}
+        new = reassign(old, spec.streams.names, spec.streams.max_per_connection)
+        changed = changed_connections(old, new)
+        self.spec = spec
+        self._indexed = self._indexed or len(new) > 1
+        links = {link.share.index: link for link in self.links}
+        for share in shares(spec, new):
+            if share.index not in changed:
+                continue
+            if share.index in links:
+                links[share.index].reshare(share)
+            else:
+                links[share.index] = self._new_link(share, None)
+                if self._running:
+                    self._start(links[share.index])
+        for index in changed - set(new):
+            ending = links.pop(index).end(1000, "ws2kafka: its streams were removed")
+            if ending is not None:
+                self._closing.append(ending)
+        self.links = [links[index] for index in sorted(links)]
+        log.info(
+            "%s: streams changed: %d connections (%d replaced, %d opened, %d closed, %d kept)",
+            self.name,
+            len(new),
+            len(changed & set(old) & set(new)),
+            len(set(new) - set(old)),
+            len(set(old) - set(new)),
+            len(set(new) - changed),
+        )
+        self._set_state(self._worst_state())
+        return True
 
     def paused(self) -> bool:
         """Reading is paused by the ``block`` overflow policy."""
@@ -379,22 +427,37 @@ class Bridge:
     async def _run_links(self) -> None:
         """Every link until the bridge stops, gives up or the producer fails."""
         self._set_state(ConnectionState.CONNECTING)  # before the first report goes out
-        tasks = [
-            asyncio.create_task(link.run(), name=f"link-{link.share.index}") for link in self.links
-        ]
+        self._running = True
+        for link in self.links:
+            self._start(link)
+        tasks = self._link_tasks
         try:
-            await asyncio.gather(*tasks)
+            while tasks:  # links come and go with a live change of the streams
+                changed = asyncio.ensure_future(self._links_changed.wait())
+                done, _ = await asyncio.wait({*tasks, changed}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                self._links_changed.clear()
+                for task in done - {changed}:
+                    tasks.discard(task)
+                    task.result()  # a link's unexpected error ends the bridge
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _start(self, link: Link) -> None:
+        """Run a link (at the start, or one a live change added)."""
+        self._link_tasks.add(asyncio.create_task(link.run(), name=f"link-{link.share.index}"))
+        self._links_changed.set()
+
+    def _worst_state(self) -> ConnectionState:
+        return min((each.state for each in self.links), key=_STATE_ORDER.index)
+
     def _link_state(self, link: Link, error: str | None) -> None:
-        """A link's state changed: the bridge's is the one of its worst link."""
-        state = link.state
-        if len(self.links) > 1:
-            state = min((each.state for each in self.links), key=_STATE_ORDER.index)
-        self._set_state(state, error)
+        """A link's state changed: the bridge's is the one of its worst link (one a live
+        change closed is not the bridge's any more)."""
+        if link in self.links:
+            self._set_state(self._worst_state(), error)
 
     def _give_up(self, error: GaveUp) -> None:
         """A link gave up: the bridge ends (exit 3), its other connections closed."""

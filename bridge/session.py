@@ -80,8 +80,9 @@ class SessionContext:
     router: TopicRouter | None
     stopping: asyncio.Event
     rejections: RateLimitedLog
-    open_connection: Callable[[], Awaitable[SourceConnection]]
-    """Opens a new connection with the bridge's current handshake settings (rotation)."""
+    open_connection: Callable[[], Awaitable[SourceConnection | None]]
+    """Opens a new connection with the link's current settings and subscribes it (a
+    rotation's successor), at the connect gate's turn; None when the link ends first."""
     set_state: Callable[[ConnectionState], None]
     produce_control: Callable[[Record], None]
     """Sends a frame a rule routed to ``control`` to the control topic."""
@@ -103,13 +104,17 @@ class Session:
         the hot path only counts, the watchdog looks at the clock once per tick."""
         self._end: Failure | None = None
         self._rotate_requested = asyncio.Event()
+        self._rotation_required = False
+        """A rotation that must happen (a new share): an abandoned one is tried again."""
         self._successor: Successor | None = None
         self._replies: asyncio.Queue[str] = asyncio.Queue()
         spec = context.spec
         self._watch = SubscriptionWatch(spec.subscription) if spec.subscription else None
 
-    def rotate(self) -> None:
-        """Open the successor now (make-before-break)."""
+    def rotate(self, *, until_done: bool = False) -> None:
+        """Open the successor now (make-before-break); ``until_done``: if it fails, try again
+        after ``reconnect.initialDelaySeconds`` until one takes over."""
+        self._rotation_required = self._rotation_required or until_done
         self._rotate_requested.set()
 
     def stale(self) -> bool:
@@ -394,6 +399,9 @@ class Session:
                 await self._rotate_requested.wait()
             self._rotate_requested.clear()
             successor = await self._open_successor()
+            if successor is None and self._rotation_required:
+                await asyncio.sleep(self._context.spec.reconnect.initial_delay_seconds)
+                self._rotate_requested.set()
             if successor is not None:
                 self._successor = successor
                 log.info(
@@ -412,10 +420,10 @@ class Session:
         ws: SourceConnection | None = None
         handed_over = False
         try:
+            ws = await context.open_connection()
+            if ws is None:
+                return None
             async with asyncio.timeout(context.spec.rotation.switch_timeout_seconds):
-                ws = await context.open_connection()
-                for message in context.spec.subscribe:
-                    await ws.send(message)
                 first = await ws.recv()
             handed_over = True
             return Successor(ws, new_connection_id(), first)

@@ -107,6 +107,11 @@ class Supervisor:
         self._ended: _Ended | None = None
         self._last_failure: Failure | None = None
 
+    def reshared(self, streams: tuple[str, ...]) -> None:
+        """The link carries other streams from now on (a live change of ``streams.names``):
+        the gaps that follow name them."""
+        self._streams = streams
+
     def connect_failed(self, failure: Failure) -> Retry | GiveUp:
         """An attempt to open a connection failed."""
         self._failed_attempts += 1

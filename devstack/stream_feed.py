@@ -6,7 +6,10 @@ HTTP 429 and ``Retry-After``. :class:`CappedStreamFeed` enforces both on loopbac
 connection subscribing more than ``max_per_connection`` streams is closed with 1008, a
 handshake beyond ``connects`` per ``per_seconds`` is refused with 429. Every subscribed
 stream then gets ``per_stream`` numbered frames (``{"stream": s, "seq": n}``, ``n`` from 1),
-so a test can check each stream's frames reached Kafka exactly once.
+so a test can check each stream's frames reached Kafka exactly once. A stream on two
+connections at once (a make-before-break replacement) gets each of its frames on one of them:
+:attr:`CappedStreamFeed.sent` counts what went out, and every connection's subscriptions are
+kept in :attr:`CappedStreamFeed.subscriptions`.
 """
 
 from __future__ import annotations
@@ -36,12 +39,15 @@ class CappedStreamFeed:
         per_seconds: float,
         per_stream: int,
         retry_after: int = 2,
+        pace: float = 0.0,
     ) -> None:
+        """``pace``: seconds between two rounds of frames (0: as fast as it can)."""
         self.max_per_connection = max_per_connection
         self.connects = connects
         self.per_seconds = per_seconds
         self.per_stream = per_stream
         self.retry_after = retry_after
+        self.pace = pace
         self.refused_429 = 0
         """Handshakes refused for going beyond the connect rate."""
         self.capped = 0
@@ -49,6 +55,8 @@ class CappedStreamFeed:
         self.accepted = 0
         self.live: set[ServerConnection] = set()
         self.subscribed: dict[ServerConnection, list[str]] = {}
+        self.subscriptions: list[list[str]] = []
+        """The streams each accepted connection subscribed, in the order they connected."""
         self._handshakes: deque[float] = deque()
         self._next_seq: dict[str, int] = {}
         self._server: Server | None = None
@@ -71,6 +79,11 @@ class CappedStreamFeed:
         with contextlib.suppress(Exception):
             await self._server.wait_closed()
 
+    @property
+    def sent(self) -> dict[str, int]:
+        """Frames sent per stream (numbered 1 to that)."""
+        return {stream: seq - 1 for stream, seq in self._next_seq.items()}
+
     def drop(self, stream: str) -> None:
         """Close the connection that carries ``stream`` (1011), as a server restart would."""
         for connection, streams in self.subscribed.items():
@@ -92,8 +105,9 @@ class CappedStreamFeed:
     async def _handle(self, connection: ServerConnection) -> None:
         self.accepted += 1
         self.live.add(connection)
+        streams: list[str] = []
+        self.subscriptions.append(streams)
         try:
-            streams: list[str] = []
             async for message in connection:
                 request: dict[str, Any] = json.loads(message)
                 streams.extend(request["params"])
@@ -101,7 +115,7 @@ class CappedStreamFeed:
                     self.capped += 1
                     await connection.close(1008, "too many streams for one connection")
                     return
-                self.subscribed[connection] = streams
+                self.subscribed[connection] = list(streams)
                 await connection.send(json.dumps({"result": None, "id": request["id"]}))
                 await self._stream(connection, request["params"])
         except ConnectionClosed:
@@ -120,4 +134,4 @@ class CappedStreamFeed:
                     continue
                 await connection.send(json.dumps({"stream": stream, "seq": seq}))
                 self._next_seq[stream] = seq + 1
-            await asyncio.sleep(0)
+            await asyncio.sleep(self.pace)

@@ -2,11 +2,13 @@
 
 The same bridge library and the same status reporting as a bridge pod; Secrets (and the
 ConfigMap keys of TLS material) are read by the operator and handed to the bridge in memory
-only. A spec change or a restart request (``ws2kafka.dev/restart``) stops the bridge (it
-drains) and starts a new one, unless reconciliation is paused; a bridge that gave up waits for
-the next spec change or restart request, or, with ``spec.autoRestart``, is started again after
-a growing delay (:mod:`.autorestart`, counted in ``status.autoRestart``); one whose Kafka
-producer failed fatally is started again (with a new producer) after a pause.
+only. A change of ``streams.names`` alone is applied to the running bridge
+(:meth:`~ws2kafka.bridge.service.Bridge.reshare`: only the connections whose share changed
+are replaced). Any other spec change or a restart request (``ws2kafka.dev/restart``) stops
+the bridge (it drains) and starts a new one, unless reconciliation is paused; a bridge that
+gave up waits for the next spec change or restart request, or, with ``spec.autoRestart``, is
+started again after a growing delay (:mod:`.autorestart`, counted in ``status.autoRestart``);
+one whose Kafka producer failed fatally is started again (with a new producer) after a pause.
 """
 
 from __future__ import annotations
@@ -153,6 +155,10 @@ async def run_inline(
         try:
             while not task.done() and not stopped.is_set():
                 if _changed(body, spec, fingerprint):
+                    changed = dict(spec)
+                    if await apply_live(bridge, changed, namespace, reader):
+                        fingerprint = spec_fingerprint(changed)
+                        continue
                     log.info("%s: spec changed: restarting the bridge", key)
                     break
                 if restart_request(body["metadata"]) is not None:
@@ -258,6 +264,15 @@ async def _parse(
     except kubernetes.client.exceptions.ApiException as exc:
         log.error("%s: cannot read a Secret of the source: %s", namespace, exc.reason)
     return None
+
+
+async def apply_live(
+    bridge: Bridge, spec: dict[str, Any], namespace: str, reader: SecretReader
+) -> bool:
+    """Apply a changed spec to the running bridge if only ``streams.names`` changed (False:
+    any other change, or one that does not parse: the daemon restarts the bridge)."""
+    parsed = await _parse(spec, namespace, reader)
+    return parsed is not None and bridge.reshare(parsed)
 
 
 def _changed(body: Any, spec: Any, fingerprint: str) -> bool:

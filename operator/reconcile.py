@@ -1,7 +1,8 @@
 """Turning a WebSocketSource into its running bridge (pod mode), idempotently.
 
 One function serves create, update and resume: validate the spec with the bridge's own model,
-render the bridge config, and apply the children (ServiceAccount, Role, RoleBinding,
+render the bridge config, say so when the source is larger than its pod is sized for
+(:mod:`.sizing`), and apply the children (ServiceAccount, Role, RoleBinding,
 ConfigMap, Deployment) with owner references, so deleting the resource deletes them.
 """
 
@@ -28,6 +29,7 @@ from .resources import (
     render_source,
 )
 from .settings import OperatorSettings
+from .sizing import bridge_cpu, oversized
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,10 @@ def reconcile_source(
         events.post(body, reason="SpecInvalid", message=problems, warning=True)
         raise kopf.PermanentError(problems)
     rendered = render_source(spec)
+    too_large = oversized(parse_spec(spec), bridge_cpu(settings, rendered.template))
+    if too_large is not None:  # a rule of thumb: said, not enforced
+        log.warning("%s/%s: oversized: %s", namespace, name, too_large)
+        events.post(body, reason="Oversized", message=too_large, warning=True)
     suspended = bool(spec.get("suspend"))
     manifests = [
         build_service_account(name, namespace),

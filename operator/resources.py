@@ -31,13 +31,16 @@ Manifest = dict[str, Any]
 
 @dataclass(frozen=True)
 class RenderedSource:
-    """The bridge's view of a resource: its config file and the env vars it needs."""
+    """The bridge's view of a resource: its config file and the files it needs mounted."""
 
     config_yaml: str
     secret_sources: list[Manifest]
     """Sources of the pod's projected secrets volume: a file per Secret key the spec
     references (empty: none)."""
     spec_hash: str
+    """What the pod depends on: the config but ``streams.names``, the secret and TLS sources.
+    The names are left out: a running bridge applies their change from the updated
+    ConfigMap (it follows its config file), so changing them rolls no pod."""
     grace_seconds: int
     """The pod's terminationGracePeriodSeconds: see :func:`grace_period`."""
     tls_sources: list[Manifest]
@@ -76,7 +79,8 @@ def grace_period(spec: dict[str, Any]) -> int:
 
 
 def render_source(spec: dict[str, Any]) -> RenderedSource:
-    """Replace secret references by the files the pod mounts; hash what the pod depends on."""
+    """Replace secret references by the files the pod mounts; hash what the pod depends on
+    (all but ``streams.names``, see :attr:`RenderedSource.spec_hash`)."""
     secret_sources: list[Manifest] = []
     tls_sources: list[Manifest] = []
     bridge_spec = _mount_secrets(_mount_tls(copy.deepcopy(spec), tls_sources), secret_sources)
@@ -86,7 +90,12 @@ def render_source(spec: dict[str, Any]) -> RenderedSource:
     auto_restart = bridge_spec.pop("autoRestart", None) or {}
     template = bridge_spec.pop("template", None)
     config_yaml = yaml.safe_dump(bridge_spec, sort_keys=True)
-    depends = config_yaml + json.dumps([secret_sources, tls_sources], sort_keys=True)
+    pod_config = copy.deepcopy(bridge_spec)
+    (pod_config.get("streams") or {}).pop("names", None)
+    # the same text as the config's without streams: their pods keep their hash
+    depends = yaml.safe_dump(pod_config, sort_keys=True) + json.dumps(
+        [secret_sources, tls_sources], sort_keys=True
+    )
     digest = hashlib.sha256(depends.encode())
     parsed = None if template is None else BridgeTemplate.model_validate(template)
     return RenderedSource(

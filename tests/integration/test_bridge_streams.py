@@ -1,7 +1,8 @@
 """Many streams over several connections, against a feed that enforces an exchange's caps
 (streams per connection, connections per second with 429 + Retry-After) and a real broker:
 every stream's frames reach Kafka exactly once, one connection lost is recovered alone and its
-gap record names that connection's streams."""
+gap record names that connection's streams; adding and removing streams while running
+re-subscribes only the connections whose share changed, and loses nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from ws2kafka.bridge.service import Bridge
 from ws2kafka.bridge.stats import ConnectionState
-from ws2kafka.devstack.harness import bridge_spec, new_topic, run_until, value_of
+from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_until, value_of
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.stream_feed import CappedStreamFeed
 
@@ -138,3 +139,73 @@ async def test_a_429_holds_every_connection_back_and_they_all_get_through(
     assert feed.capped == 0
     assert summary.balanced, summary
     exactly_once(kafka, topic)
+
+
+async def test_adding_and_removing_streams_re_subscribes_only_the_connections_they_change(
+    kafka: KafkaBroker,
+) -> None:
+    """Three connections of 20 streams, paced frames. Adding 25 streams opens two new
+    connections (the full ones are not touched); removing five streams of connection 0 and
+    all five of connection 4 replaces 0 make-before-break and closes 4, the others untouched.
+    Every frame the feed sent is in the topic once, the replaced and closed connections'
+    included."""
+    first = [f"s{index:02d}" for index in range(60)]
+    added = [f"n{index:02d}" for index in range(25)]
+    last = first[5:] + added[:20]
+    topic = new_topic(kafka)
+
+    def with_names(names: list[str]) -> Any:
+        return bridge_spec(
+            kafka,
+            feed.url,
+            topic,
+            streams={"names": names, "maxPerConnection": 20, "subscribeTemplate": TEMPLATE},
+            subscription={"success": [{"pointer": "/result", "isNull": True}]},
+            messages={
+                "rules": [{"name": "ack", "match": [{"pointer": "/result", "isNull": True}]}]
+            },
+            kafka={"key": {"source": "jsonPointer", "pointer": "/stream"}},
+        )
+
+    async with CappedStreamFeed(
+        max_per_connection=20, connects=10, per_seconds=1, per_stream=150, pace=0.02
+    ) as feed:
+        bridge = Bridge(with_names(first), name="reshared")
+        steps: list[str] = []
+
+        def connected(count: int) -> bool:
+            return (
+                bridge.stats.state is ConnectionState.CONNECTED
+                and bridge.connections()["connected"] == count
+            )
+
+        def change_while_streaming() -> bool:
+            if not steps and connected(3) and bridge.stats.delivered > 600:
+                assert bridge.reshare(with_names(first + added))
+                steps.append("added")
+            elif steps == ["added"] and feed.accepted == 5 and connected(5):
+                assert bridge.reshare(with_names(last))
+                steps.append("removed")
+            elif steps == ["added", "removed"] and feed.accepted == 6 and len(feed.live) == 4:
+                steps.append("replaced")
+            sent = feed.sent
+            finished = all(sent.get(stream) == 150 for stream in last)
+            return len(steps) == 3 and finished and bridge.stats.delivered == sum(sent.values())
+
+        summary = await run_until(bridge, change_while_streaming, "two changes, streamed", 90)
+    assert feed.subscriptions[:3] == [first[:20], first[20:40], first[40:]]
+    assert feed.subscriptions[3:5] == [added[:20], added[20:]], "two new, the full untouched"
+    assert feed.subscriptions[5:] == [first[5:20]], "only connection 0 was replaced"
+    assert feed.refused_429 == 0
+    assert [link.share.index for link in bridge.links] == [0, 1, 2, 3]
+    assert (bridge.stats.reconnects, bridge.stats.gaps, bridge.stats.rotations) == (0, 0, 1)
+    assert summary.balanced, summary
+    sent = feed.sent
+    assert 0 < sent["s00"] < 150, "a removed stream stopped midway"
+    messages = kafka.consume_all(topic, expected=sum(sent.values()), timeout=60)
+    seen = Counter(
+        (frame["stream"], frame["seq"]) for frame in map(json.loads, map(value_of, messages))
+    )
+    assert set(seen) == {(s, seq) for s, count in sent.items() for seq in range(1, count + 1)}
+    assert max(seen.values()) == 1, "a frame twice"
+    assert record_count(kafka, topic) == sum(sent.values())

@@ -987,3 +987,43 @@ async def test_inline_auto_restart_stops_at_max_restarts(
     (warning,) = event_messages(kube, ns, "AutoRestartLimitReached")
     assert "no more automatic restarts" in warning
     kube.kubectl("-n", ns, "delete", "wss", "limit", "--timeout=60s")
+
+
+def test_a_change_of_the_stream_names_updates_the_config_map_and_rolls_no_pod(
+    kube: ControlPlane, pod_operator: ManagedProcess
+) -> None:
+    """The bridge applies it from its ConfigMap; and 1,600 streams in a pod of 1 CPU (the
+    default limit) are more than the rule of thumb's 1,500: a Warning Event says so."""
+    ns = new_namespace(kube, "op-pod")
+    streams = {
+        "names": [f"s{n:04d}" for n in range(1600)],
+        "maxPerConnection": 200,
+        "subscribeTemplate": '{"params":{streams}}',
+    }
+    manifest = source_manifest("many", "ws://feed:1/a", "t1", "kafka:9092", streams=streams)
+    kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+    (warning,) = wait_until(lambda: event_messages(kube, ns, "Oversized"), 30, "Oversized")
+    assert warning.startswith("1600 streams at a planning rate of 10 msg/s each")
+    assert "the bridge container has 1:" in warning
+
+    def deployment() -> tuple[int, str] | None:
+        found = kube.kubectl("-n", ns, "get", "deployment/many-bridge", check=False)
+        if found.returncode != 0:
+            return None
+        generation = kube.get_json(ns, "deployment", "many-bridge")["metadata"]["generation"]
+        return generation, pod_template_annotations(kube, ns, "many")["ws2kafka.dev/spec-hash"]
+
+    first = wait_until(deployment, 30, "the first rollout")
+    kube.kubectl(
+        "-n", ns, "patch", "wss", "many", "--type=merge",
+        "-p", json.dumps({"spec": {"streams": {"names": ["s0000", "new-stream"]}}}),
+    )  # fmt: skip
+    wait_until(
+        lambda: (
+            "- new-stream" in kube.get_json(ns, "configmap", "many-bridge")["data"]["source.yaml"]
+        ),
+        30,
+        "the new names in the ConfigMap",
+    )
+    time.sleep(2)  # any Deployment change would have been applied with the ConfigMap
+    assert deployment() == first, "the pod template is the same: no rollout"

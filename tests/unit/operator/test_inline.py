@@ -1,5 +1,6 @@
 """Inline mode hands references over as values (Secrets, the ConfigMap keys of TLS) and
-restarts a bridge that gave up as ``spec.autoRestart`` says."""
+restarts a bridge that gave up as ``spec.autoRestart`` says; a change of the stream names
+alone is applied to the running bridge."""
 
 import asyncio
 from typing import Any
@@ -8,10 +9,18 @@ import kopf
 import pytest
 
 from ws2kafka.bridge.config import AutoRestartSpec, parse_spec
+from ws2kafka.bridge.service import Bridge
 from ws2kafka.bridge.stats import BridgeStats, ConnectionState
+from ws2kafka.devstack.harness import RecordingSink
 from ws2kafka.operator import kube
 from ws2kafka.operator.autorestart import AutoRestarts
-from ws2kafka.operator.inline import Watched, _after_giving_up, resolve_secrets, spec_fingerprint
+from ws2kafka.operator.inline import (
+    Watched,
+    _after_giving_up,
+    apply_live,
+    resolve_secrets,
+    spec_fingerprint,
+)
 
 
 def test_secret_and_config_map_references_become_values() -> None:
@@ -120,3 +129,29 @@ async def test_at_max_restarts_a_warning_and_no_restart(monkeypatch: pytest.Monk
     ((kind, reason, message),) = events
     assert (kind, reason) == ("Warning", "AutoRestartLimitReached")
     assert "maxRestarts (2) reached" in message
+
+
+def streams_source(names: list[str], **fields: Any) -> dict[str, Any]:
+    return {
+        "url": "wss://feed.example/ws",
+        "kafka": {"bootstrapServers": "127.0.0.1:1", "topic": "t"},
+        "auth": {"bearerToken": {"secretKeyRef": {"name": "feed", "key": "token"}}},
+        "streams": {"names": names, "maxPerConnection": 2, "urlTemplate": "wss://f/{streams}"},
+        **fields,
+    }
+
+
+async def test_a_change_of_the_stream_names_only_is_applied_to_the_running_bridge() -> None:
+    def secret(namespace: str, name: str, key: str) -> str:
+        return "token"
+
+    running = parse_spec(resolve_secrets(streams_source(["a", "b", "c"]), "ns", secret))
+    bridge = Bridge(running, name="ns/live", sink_factory=RecordingSink().attach)
+    first = bridge.links[0]
+    assert await apply_live(bridge, streams_source(["a", "b", "d"]), "ns", secret)
+    assert [link.share.streams for link in bridge.links] == [("a", "b"), ("d",)]
+    assert bridge.links[0] is first, "connection 0 is kept"
+    moved = streams_source(["a"], url="wss://elsewhere.example/ws")
+    assert not await apply_live(bridge, moved, "ns", secret)
+    assert not await apply_live(bridge, streams_source([]), "ns", secret), "invalid: restart"
+    assert [link.share.streams for link in bridge.links] == [("a", "b"), ("d",)]

@@ -1,5 +1,9 @@
 """Rendering a source into its bridge pod: secrets by reference only, hash, hardening."""
 
+import hashlib
+import json
+from typing import Any
+
 import yaml
 
 from ws2kafka.operator.resources import (
@@ -84,6 +88,29 @@ def test_auto_restart_keeps_a_bridge_that_gave_up_and_its_delays_roll_no_pod() -
     assert "--stay-after-giving-up" not in args({"enabled": False})
     assert "--stay-after-giving-up" in args({"enabled": True})
     assert args({"enabled": True}) == args({"enabled": True, "initialDelaySeconds": 60})
+
+
+def test_a_change_of_the_stream_names_changes_the_config_map_but_rolls_no_pod() -> None:
+    def with_streams(names: list[str], **streams: Any) -> dict[str, Any]:
+        block = {"names": names, "maxPerConnection": 2, "urlTemplate": "wss://f/{streams}"}
+        return {**SPEC, "streams": {**block, **streams}}
+
+    running = render_source(with_streams(["a", "b"]))
+    renamed = render_source(with_streams(["a", "c", "d"]))
+    assert renamed.spec_hash == running.spec_hash, "the pod template stays as it is"
+    assert renamed.config_yaml != running.config_yaml, "the bridge reads the names from it"
+    assert "- d" in renamed.config_yaml
+    settings = OperatorSettings()
+    pods = [build_deployment("src", "ns", r, settings, suspended=False) for r in (running, renamed)]
+    assert pods[0] == pods[1]
+    capped = render_source(with_streams(["a", "b"], maxPerConnection=3))
+    assert capped.spec_hash != running.spec_hash, "any other change of streams rolls the pod"
+    # a source without streams keeps the hash it had before the names were left out of it
+    plain = render_source(SPEC)
+    depends = plain.config_yaml + json.dumps(
+        [plain.secret_sources, plain.tls_sources], sort_keys=True
+    )
+    assert plain.spec_hash == hashlib.sha256(depends.encode()).hexdigest()[:16]
 
 
 def test_deployment_is_hardened_and_suspend_scales_to_zero() -> None:
