@@ -21,7 +21,7 @@ from ws2kafka.bridge.service import ExitCode
 
 from .inline import InlineBridges
 from .leadership import Leadership
-from .main import build_registry
+from .main import INLINE_STOP_SECONDS, build_registry
 from .readiness import Readiness
 from .reporter import KubeStatusReporter
 from .settings import Mode, OperatorSettings
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 #: The exit status of an operator that lost the Lease: it stopped acting, and its pod's
 #: restart makes it a standby again (as client-go's controllers exit).
 LOST_LEADERSHIP = 4
+#: How long kopf gets to stop after the Lease is lost: inline bridges drain meanwhile (they
+#: stop reading at once).
+STOP_AFTER_LOSS_SECONDS = INLINE_STOP_SECONDS + 30.0
 
 
 async def run_operator(settings: OperatorSettings, metrics_port: int) -> int:
@@ -119,11 +122,17 @@ async def run_operator(settings: OperatorSettings, metrics_port: int) -> int:
             await run_kopf(settings, registry, readiness, stop=None)
             return 0
         leadership = Leadership(settings, metrics=metrics)
-        return await run_elected(settings, registry, readiness, leadership)
+        code = await run_elected(settings, registry, readiness, leadership)
     finally:
         checking.cancel()
         if health is not None:
             await health.close()
+    if code == LOST_LEADERSHIP:
+        # calls blocked on an unreachable API server hold threads that asyncio.run would
+        # wait for without end; there is nothing left to finish: exit now
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 async def run_elected(
@@ -140,15 +149,22 @@ async def run_elected(
     lost = asyncio.Event()
     holding = asyncio.create_task(leadership.hold(), name="leader election")
     holding.add_done_callback(lambda _: lost.set())
+    acting = asyncio.create_task(run_kopf(settings, registry, readiness, stop=lost), name="kopf")
     try:
-        await run_kopf(settings, registry, readiness, stop=lost)
-    finally:
-        if holding.done():
-            holding.result()  # re-raises what ended the renewals, if anything did
-        else:
+        await asyncio.wait({holding, acting}, return_when=asyncio.FIRST_COMPLETED)
+        if not holding.done():  # kopf stopped by itself (SIGTERM): hand the Lease over
             holding.cancel()
             await leadership.release()
-    return LOST_LEADERSHIP if lost.is_set() else 0
+            acting.result()
+            return 0
+        holding.result()  # re-raises what ended the renewals, if anything did
+        done, _ = await asyncio.wait({acting}, timeout=STOP_AFTER_LOSS_SECONDS)
+        if not done:
+            log.error("kopf did not stop within %g s of losing the Lease", STOP_AFTER_LOSS_SECONDS)
+        return LOST_LEADERSHIP
+    finally:
+        holding.cancel()
+        acting.cancel()
 
 
 async def run_kopf(
