@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from ws2kafka.bridge.ratelog import RateLimitedLog
+
 from . import kube
 from .election import Election, Timings, Wait, Write, lease_from_api
 from .settings import OperatorSettings
@@ -71,12 +73,21 @@ class Leadership:
         where = f"{self.namespace}/{self.name}"
         log.info("leader election: %s stands by for Lease %s", self.identity, where)
         holder = ""
+        # the first failure is logged, then one line a minute while they go on
+        failures = RateLimitedLog(log, f"failed looks at Lease {where}", interval=60.0)
+        failing = False
         while True:
             try:
                 verdict = await self._attempt(self.timings.renew_deadline)
             except Exception as exc:  # the API's answer, a timeout, a refused connection
-                log.warning("leader election: cannot look at Lease %s: %s", where, _why(exc))
+                if not failing:
+                    log.warning("leader election: cannot look at Lease %s: %s", where, _why(exc))
+                else:
+                    failures.add(_why(exc))
+                    failures.flush()
+                failing = True
             else:
+                failing = False
                 standing_by.set()
                 if verdict is None:
                     break
