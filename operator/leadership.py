@@ -77,6 +77,7 @@ class Leadership:
         failures = RateLimitedLog(log, f"failed looks at Lease {where}", interval=60.0)
         failing = False
         while True:
+            delay = self.timings.retry_period
             try:
                 verdict = await self._attempt(self.timings.renew_deadline)
             except Exception as exc:  # the API's answer, a timeout, a refused connection
@@ -97,7 +98,9 @@ class Leadership:
                         "leader election: %s leads; Lease %s expires in %.1f s unless renewed",
                         holder, where, verdict.expires_in,
                     )  # fmt: skip
-            await asyncio.sleep(self.timings.retry_period)
+                # look again as the Lease expires rather than up to a retry period later
+                delay = min(delay, verdict.expires_in + 0.01)
+            await asyncio.sleep(delay)
         log.info("leader election: %s acquired Lease %s: acting now", self.identity, where)
         self._show(leading=True)
         await self._event("LeaderElection", f"{self.identity} became leader")
