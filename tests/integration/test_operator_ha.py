@@ -19,10 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
+from ws2kafka.devstack.feeds import SequenceFeed
+from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kube import ControlPlane
 from ws2kafka.devstack.processes import ManagedProcess
-from ws2kafka.devstack.toxiproxy import Toxiproxy
-from ws2kafka.devstack.waiting import wait_until
+from ws2kafka.devstack.toxiproxy import Proxy, Toxiproxy
+from ws2kafka.devstack.waiting import until, wait_until
 from ws2kafka.operator import constants as c
 from ws2kafka.operator.__main__ import LOST_LEADERSHIP
 
@@ -56,12 +58,12 @@ def condition(source: dict[str, Any], kind: str) -> dict[str, Any]:
 
 def start_replica(
     kube: ControlPlane, workdir: Path, identity: str, watched: str, lease_ns: str,
-    kubeconfig: Path | None = None,
+    kubeconfig: Path | None = None, mode: str = "pod",
 ) -> ManagedProcess:  # fmt: skip
-    """An operator replica in pod mode with leader election, watching one namespace."""
+    """An operator replica with leader election, watching one namespace."""
     return ManagedProcess(
         identity,
-        [command("ws2kafka-operator"), "run", "--mode", "pod", "--namespace", watched,
+        [command("ws2kafka-operator"), "run", "--mode", mode, "--namespace", watched,
          "--leader-election", "--metrics-port", "-1"],
         workdir / f"{identity}.log",
         env={
@@ -202,12 +204,8 @@ def test_a_leader_cut_off_from_the_api_server_stops_and_the_standby_takes_over(
     kube: ControlPlane, crd: None, toxiproxy: Toxiproxy, tmp_path: Path
 ) -> None:
     lease_ns, ns = new_namespace(kube, "ha-ops"), new_namespace(kube, "ha-src")
-    upstream = kube.server.removeprefix("https://")
-    proxy = toxiproxy.create_proxy(f"apiserver-{uuid.uuid4().hex[:6]}", upstream)
-    config = yaml.safe_load(kube.kubeconfig.read_text())
-    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
     proxied = tmp_path / "through-proxy.kubeconfig"
-    proxied.write_text(yaml.safe_dump(config))
+    proxy = proxied_kubeconfig(kube, toxiproxy, proxied)
     try:
         with start_replica(kube, tmp_path, "op-cut", ns, lease_ns, proxied) as cut:
             wait_until(lambda: holder(kube, lease_ns) == "op-cut", 30, "op-cut leads")
@@ -215,8 +213,7 @@ def test_a_leader_cut_off_from_the_api_server_stops_and_the_standby_takes_over(
             wait_until(lambda: all_reconciled(kube, ns, 3), 60, "the sources reconciled")
             with start_replica(kube, tmp_path, "op-other", ns, lease_ns) as other:
                 wait_until(lambda: "stands by" in log_of(other), 30, "op-other stands by")
-                for stream in ("upstream", "downstream"):
-                    proxy.add_toxic("timeout", stream=stream, timeout=0)  # a black hole
+                partition(proxy)
                 partitioned = time.monotonic()
                 wait_until(lambda: "lost Lease" in log_of(cut), 30, "op-cut gives up")
                 stopped = time.monotonic() - partitioned
@@ -238,5 +235,72 @@ def test_a_leader_cut_off_from_the_api_server_stops_and_the_standby_takes_over(
                     "op-other applies a spec change",
                 )
                 assert "acquired Lease" in log_of(other)
+    finally:
+        proxy.delete()
+
+
+def proxied_kubeconfig(kube: ControlPlane, toxiproxy: Toxiproxy, path: Path) -> Proxy:
+    """A proxy to the API server, and a kubeconfig at ``path`` that goes through it."""
+    upstream = kube.server.removeprefix("https://")
+    proxy = toxiproxy.create_proxy(f"apiserver-{uuid.uuid4().hex[:6]}", upstream)
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+    path.write_text(yaml.safe_dump(config))
+    return proxy
+
+
+def partition(proxy: Proxy) -> None:
+    """Nothing gets through any more, and nothing is closed: calls hang until their timeout."""
+    for stream in ("upstream", "downstream"):
+        proxy.add_toxic("timeout", stream=stream, timeout=0)
+
+
+async def test_an_inline_leader_cut_off_stops_streaming_before_the_standby_starts(
+    kube: ControlPlane, crd: None, kafka: KafkaBroker, toxiproxy: Toxiproxy, tmp_path: Path
+) -> None:
+    lease_ns, ns = new_namespace(kube, "ha-ops"), new_namespace(kube, "ha-inline")
+    topic = f"ha-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)
+    proxy = proxied_kubeconfig(kube, toxiproxy, tmp_path / "through-proxy.kubeconfig")
+    source: dict[str, Any] = {
+        "apiVersion": "ws2kafka.dev/v1alpha1",
+        "kind": "WebSocketSource",
+        "metadata": {"name": "feed"},
+        "spec": {
+            "kafka": {"bootstrapServers": kafka.bootstrap_servers, "topic": topic},
+            "reconnect": {"initialDelaySeconds": 0.2, "maxDelaySeconds": 1},
+        },
+    }
+    try:
+        async with SequenceFeed(rate=200) as feed:
+            source["spec"]["url"] = feed.url
+            with start_replica(
+                kube, tmp_path, "in-cut", ns, lease_ns, tmp_path / "through-proxy.kubeconfig",
+                mode="inline",
+            ) as cut:  # fmt: skip
+                await until(lambda: holder(kube, lease_ns) == "in-cut", 30, "in-cut leads")
+                kube.kubectl("-n", ns, "apply", "-f", "-", input=yaml.safe_dump(source))
+                await until(lambda: feed.sent >= 200, 60, "in-cut's bridge streams")
+                with start_replica(
+                    kube, tmp_path, "in-other", ns, lease_ns, mode="inline"
+                ) as other:
+                    await until(lambda: "stands by" in log_of(other), 30, "in-other stands by")
+                    partition(proxy)
+                    partitioned = time.monotonic()
+
+                    def both_open() -> bool:
+                        open_now = [conn for conn in feed.connections if conn.close_code is None]
+                        assert len(open_now) <= 1, "two replicas stream the same source"
+                        return len(feed.connections) >= 2 and bool(open_now)
+
+                    # nothing blocking here: the feed runs on this loop and is watched closely
+                    await until(both_open, 40, "the standby's bridge connects", interval=0.02)
+                    took = time.monotonic() - partitioned
+                    assert feed.connections[0].close_code == 1001  # the cut-off bridge's goodbye
+                    assert holder(kube, lease_ns) == "in-other"
+                    print(f"\ninline: partitioned leader's bridge replaced after {took:.1f} s")
+                    assert "lost Lease" in log_of(cut)
+                    before = feed.connections[1].sent
+                    await until(lambda: feed.connections[1].sent > before + 100, 30, "streaming")
     finally:
         proxy.delete()
