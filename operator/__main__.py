@@ -21,7 +21,7 @@ from ws2kafka.bridge.service import ExitCode
 
 from .inline import InlineBridges
 from .leadership import Leadership
-from .main import INLINE_STOP_SECONDS, build_registry
+from .main import build_registry
 from .readiness import Readiness
 from .reporter import KubeStatusReporter
 from .settings import Mode, OperatorSettings
@@ -95,9 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
 #: The exit status of an operator that lost the Lease: it stopped acting, and its pod's
 #: restart makes it a standby again (as client-go's controllers exit).
 LOST_LEADERSHIP = 4
-#: How long kopf gets to stop after the Lease is lost: inline bridges drain meanwhile (they
-#: stop reading at once).
-STOP_AFTER_LOSS_SECONDS = INLINE_STOP_SECONDS + 30.0
+#: How long kopf gets to stop after the Lease is lost, beyond the longest drain of its inline
+#: bridges (they stop reading at once, then drain into Kafka).
+STOP_AFTER_LOSS_SECONDS = 30.0
 
 
 async def run_operator(settings: OperatorSettings, metrics_port: int) -> int:
@@ -122,7 +122,7 @@ async def run_operator(settings: OperatorSettings, metrics_port: int) -> int:
             await run_kopf(settings, registry, readiness, stop=None)
             return 0
         leadership = Leadership(settings, metrics=metrics)
-        code = await run_elected(settings, registry, readiness, leadership)
+        code = await run_elected(settings, registry, readiness, leadership, bridges)
     finally:
         checking.cancel()
         if health is not None:
@@ -140,6 +140,7 @@ async def run_elected(
     registry: kopf.OperatorRegistry,
     readiness: Readiness,
     leadership: Leadership,
+    bridges: InlineBridges,
 ) -> int:
     """Stand by until this replica holds the Lease, then act while it renews it. When it
     cannot, kopf is stopped: its watches and handlers end, and inline bridges drain (their
@@ -158,9 +159,11 @@ async def run_elected(
             acting.result()
             return 0
         holding.result()  # re-raises what ended the renewals, if anything did
-        done, _ = await asyncio.wait({acting}, timeout=STOP_AFTER_LOSS_SECONDS)
-        if not done:
-            log.error("kopf did not stop within %g s of losing the Lease", STOP_AFTER_LOSS_SECONDS)
+        drains = [bridge.spec.drain_timeout_seconds for bridge in bridges.running.values()]
+        limit = max(drains, default=0.0) + STOP_AFTER_LOSS_SECONDS
+        done, _ = await asyncio.wait({acting}, timeout=limit)
+        if not done:  # e.g. a bridge's last status report, hung on the unreachable API server
+            log.error("kopf did not stop within %g s of losing the Lease: exiting", limit)
         return LOST_LEADERSHIP
     finally:
         holding.cancel()
