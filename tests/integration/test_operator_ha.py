@@ -129,6 +129,19 @@ def conditions_of(source: dict[str, Any]) -> dict[str, tuple[str, str, str]]:
     }
 
 
+def settled_conditions(kube: ControlPlane, namespace: str) -> dict[str, Any]:
+    """Every source's conditions, once they stayed the same for a few seconds."""
+    last: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = {name: conditions_of(found) for name, found in sources(kube, namespace).items()}
+        if now == last:
+            return now
+        last = now
+        time.sleep(3)
+    raise AssertionError(f"the conditions in {namespace} did not settle: {last}")
+
+
 def change_topic(kube: ControlPlane, namespace: str, name: str) -> None:
     patch = json.dumps({"spec": {"kafka": {"topic": f"{name}-moved"}}})
     kube.kubectl("-n", namespace, "patch", "wss", name, "--type=merge", "-p", patch)
@@ -159,8 +172,7 @@ def test_a_standby_takes_over_from_a_killed_leader(
         wait_until(lambda: all_reconciled(kube, ns, SOURCES), 90, "every source reconciled")
         assert "stands by" in log_of(standby)
         assert "acquired Lease" not in log_of(standby)
-        time.sleep(3)  # the conditions settle (Progressing etc.) before they are compared
-        before = {name: conditions_of(s) for name, s in sources(kube, ns).items()}
+        before = settled_conditions(kube, ns)
         hashes = deployments(kube, ns)
 
         leader.kill()  # a crash: the Lease is not released
