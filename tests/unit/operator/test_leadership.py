@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Coroutine
 from typing import Any
 
+import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry
 
+from ws2kafka.operator import __main__ as operator_main
 from ws2kafka.operator import kube
+from ws2kafka.operator.inline import InlineBridges
 from ws2kafka.operator.leadership import Leadership
+from ws2kafka.operator.readiness import Readiness
 from ws2kafka.operator.settings import OperatorSettings
 
 
@@ -148,3 +153,65 @@ async def test_a_standby_that_cannot_read_the_lease_keeps_trying(
     leases.cut.clear()
     await asyncio.wait_for(taking, 2.0)
     assert leases.holder == "a"
+
+
+class FakeKopf:
+    """``kopf.operator`` as ``run_elected`` uses it: runs until its stop flag is set, or
+    until ``finish`` (a signal)."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.finish = asyncio.Event()
+        self.stopped_by_flag = False
+
+    async def operator(self, *, stop_flag: asyncio.Event | None, **_: Any) -> None:
+        assert stop_flag is not None
+        self.started.set()
+        flag = asyncio.create_task(stop_flag.wait())
+        finish = asyncio.create_task(self.finish.wait())
+        await asyncio.wait({flag, finish}, return_when=asyncio.FIRST_COMPLETED)
+        self.stopped_by_flag = stop_flag.is_set()
+        flag.cancel()
+        finish.cancel()
+
+
+@pytest.fixture
+def fake_kopf(monkeypatch: pytest.MonkeyPatch) -> FakeKopf:
+    fake = FakeKopf()
+    monkeypatch.setattr(kopf, "operator", fake.operator)
+    return fake
+
+
+def elected(leadership: Leadership) -> Coroutine[Any, Any, int]:
+    settings = OperatorSettings(leader_election=True)
+    registry = kopf.OperatorRegistry()
+    readiness = Readiness([])
+    return operator_main.run_elected(settings, registry, readiness, leadership, InlineBridges())
+
+
+async def test_kopf_runs_only_once_the_lease_is_held_and_stops_when_it_is_lost(
+    leases: FakeLeases, fake_kopf: FakeKopf
+) -> None:
+    leases.lease = {
+        "metadata": {"resourceVersion": "0"},
+        "spec": {"holderIdentity": "other", "leaseDurationSeconds": 1},
+    }
+    running = asyncio.create_task(elected(replica("a")))
+    await asyncio.sleep(0.5)
+    assert not fake_kopf.started.is_set(), "a standby does not act"
+    await asyncio.wait_for(fake_kopf.started.wait(), 2.0)  # "other" never renewed
+    assert leases.holder == "a"
+    leases.cut.set()
+    assert await asyncio.wait_for(running, 2.0) == operator_main.LOST_LEADERSHIP
+    assert fake_kopf.stopped_by_flag
+
+
+async def test_an_operator_stopped_by_a_signal_hands_the_lease_over(
+    leases: FakeLeases, fake_kopf: FakeKopf
+) -> None:
+    running = asyncio.create_task(elected(replica("a")))
+    await asyncio.wait_for(fake_kopf.started.wait(), 1.0)
+    fake_kopf.finish.set()
+    assert await asyncio.wait_for(running, 2.0) == 0
+    assert not fake_kopf.stopped_by_flag
+    assert leases.holder is None
