@@ -109,7 +109,9 @@ class Leadership:
         """Renew the Lease every retry period; return when leadership is lost: no renewal
         within the renew deadline, or another replica took the Lease."""
         while True:
-            await asyncio.sleep(self.timings.retry_period)
+            # a renewal that failed fast must not let the deadline pass unnoticed in the sleep
+            until_deadline = self.election.deadline() - self._clock()
+            await asyncio.sleep(max(0.0, min(self.timings.retry_period, until_deadline)))
             remaining = self.election.deadline() - self._clock()
             if remaining > 0:
                 try:
@@ -132,9 +134,8 @@ class Leadership:
         timeout = self.timings.retry_period
         try:
             found = await asyncio.to_thread(kube.read_lease, self.namespace, self.name, timeout)
-            if found is None:
-                return
-            write = self.election.release(datetime.now(UTC), lease_from_api(found))
+            lease = lease_from_api(found) if found is not None else None
+            write = self.election.release(datetime.now(UTC), lease) if lease else None
             if write is not None:
                 await self._write(write, timeout)
                 log.info("leader election: %s released the Lease", self.identity)

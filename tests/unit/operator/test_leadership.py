@@ -31,6 +31,7 @@ class FakeLeases:
         self.version = 0
         self.events: list[str] = []
         self.cut = threading.Event()
+        self.refused = False
 
     def read(self, namespace: str, name: str, timeout: float) -> dict[str, Any] | None:
         self._partition(timeout)
@@ -50,6 +51,8 @@ class FakeLeases:
         self.events.append(f"{reason}: {message}")
 
     def _partition(self, timeout: float) -> None:
+        if self.refused:
+            raise ConnectionRefusedError("connection refused")
         if self.cut.is_set() and threading.current_thread().name.startswith("asyncio"):
             time.sleep(timeout)
             raise TimeoutError("read timed out")
@@ -127,6 +130,22 @@ async def test_a_leader_cut_off_from_the_api_server_stops_within_the_renew_deadl
     await asyncio.wait_for(holding, 1.0)
     assert time.monotonic() - cut <= 0.4 + 0.15  # the deadline, from the last renewal
     assert leader_gauge(metrics, "a") == 0
+
+
+async def test_renewals_refused_at_once_end_the_leadership_at_the_deadline(
+    leases: FakeLeases,
+) -> None:
+    settings = OperatorSettings(
+        leader_election=True, lease_identity="a", lease_duration_seconds=1.5,
+        renew_deadline_seconds=1.0, retry_period_seconds=0.9,
+    )  # fmt: skip
+    leader = Leadership(settings)
+    await leader.acquire(asyncio.Event())
+    leases.refused = True
+    refused = time.monotonic()
+    await asyncio.wait_for(leader.hold(), 2.0)
+    # not a retry period late: the last sleep ends at the deadline
+    assert time.monotonic() - refused < 1.0 + 0.4
 
 
 async def test_a_clean_stop_releases_the_lease_for_an_immediate_takeover(
