@@ -74,6 +74,11 @@ class ManagedProcess:
     def running(self) -> bool:
         return self._popen.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status once the process has ended (negative: the signal), else None."""
+        return self._popen.poll()
+
     def wait_until(
         self, ready: Callable[[], bool], *, timeout: float, what: str, interval: float = 0.2
     ) -> None:

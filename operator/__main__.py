@@ -25,6 +25,7 @@ from ws2kafka.bridge.metrics import BridgeCollector
 from ws2kafka.bridge.service import ExitCode
 
 from .inline import InlineBridges
+from .leadership import Leadership
 from .main import RoutineSuccesses, build_registry
 from .readiness import Readiness
 from .reporter import KubeStatusReporter
@@ -41,7 +42,8 @@ The ws2kafka operator: turns WebSocketSource resources into running bridges.
                               bridge pod runs)
 
 Settings come from flags, or from WS2KAFKA_OPERATOR_<NAME> environment variables
-(MODE, NAMESPACES, BRIDGE_IMAGE, HEARTBEAT_TIMEOUT_SECONDS, ...). The Kubernetes API is
+(MODE, NAMESPACES, BRIDGE_IMAGE, HEARTBEAT_TIMEOUT_SECONDS, LEADER_ELECTION,
+LEASE_NAMESPACE, LEASE_DURATION_SECONDS, ...). The Kubernetes API is
 reached through $KUBECONFIG / ~/.kube/config, else the pod's service account.
 """
 
@@ -68,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--heartbeat-timeout", type=float, help="seconds without a bridge report before not Ready"
     )
     run.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="act only while holding the operator's Lease (several replicas; see the "
+        "WS2KAFKA_OPERATOR_LEASE_* settings)",
+    )
+    run.add_argument(
         "--metrics-port",
         type=int,
         default=9401,
@@ -90,15 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def run_operator(settings: OperatorSettings, metrics_port: int) -> None:
+#: The exit status of an operator that lost the Lease: it stopped acting, and its pod's
+#: restart makes it a standby again (as client-go's controllers exit).
+LOST_LEADERSHIP = 4
+#: How long kopf gets to stop after the Lease is lost, beyond the longest drain of its inline
+#: bridges (they stop reading at once, then drain into Kafka).
+STOP_AFTER_LOSS_SECONDS = 30.0
+
+
+async def run_operator(settings: OperatorSettings, metrics_port: int) -> int:
+    """Run until stopped (0), or until this replica loses the Lease (:data:`LOST_LEADERSHIP`)."""
     bridges = InlineBridges()
     registry = build_registry(settings, bridges)
     logging.getLogger("kopf.objects").addFilter(RoutineSuccesses())
     readiness = Readiness(settings.namespaces)
     checking = asyncio.create_task(readiness.run(), name="readiness")
     health: HealthServer | None = None
+    metrics = CollectorRegistry()
     if metrics_port >= 0:
-        metrics = CollectorRegistry()
         metrics.register(BridgeCollector(bridges.stats))
         health = HealthServer(metrics, lambda: readiness.ready, "0.0.0.0", metrics_port)
         await health.start()
@@ -108,17 +125,72 @@ async def run_operator(settings: OperatorSettings, metrics_port: int) -> None:
         ",".join(settings.namespaces) or "(all)",
     )
     try:
-        await kopf.operator(
-            registry=registry,
-            standalone=True,
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces,
-            ready_flag=readiness.started,
-        )
+        if not settings.leader_election:
+            await run_kopf(settings, registry, readiness, stop=None)
+            return 0
+        leadership = Leadership(settings, metrics=metrics)
+        code = await run_elected(settings, registry, readiness, leadership, bridges)
     finally:
         checking.cancel()
         if health is not None:
             await health.close()
+    if code == LOST_LEADERSHIP:
+        # calls blocked on an unreachable API server hold threads that asyncio.run would
+        # wait for without end; there is nothing left to finish: exit now
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+async def run_elected(
+    settings: OperatorSettings,
+    registry: kopf.OperatorRegistry,
+    readiness: Readiness,
+    leadership: Leadership,
+    bridges: InlineBridges,
+) -> int:
+    """Stand by until this replica holds the Lease, then act while it renews it. When it
+    cannot, kopf is stopped: its watches and handlers end, and inline bridges drain (their
+    sockets close first), before another replica can take the Lease."""
+    # a standby is ready: it does its job, and a PodDisruptionBudget counts it
+    await leadership.acquire(standing_by=readiness.started)
+    lost = asyncio.Event()
+    holding = asyncio.create_task(leadership.hold(), name="leader election")
+    holding.add_done_callback(lambda _: lost.set())
+    acting = asyncio.create_task(run_kopf(settings, registry, readiness, stop=lost), name="kopf")
+    try:
+        await asyncio.wait({holding, acting}, return_when=asyncio.FIRST_COMPLETED)
+        if not holding.done():  # kopf stopped by itself (SIGTERM): hand the Lease over
+            holding.cancel()
+            await leadership.release()
+            acting.result()
+            return 0
+        holding.result()  # re-raises what ended the renewals, if anything did
+        drains = [bridge.spec.drain_timeout_seconds for bridge in bridges.running.values()]
+        limit = max(drains, default=0.0) + STOP_AFTER_LOSS_SECONDS
+        done, _ = await asyncio.wait({acting}, timeout=limit)
+        if not done:  # e.g. a bridge's last status report, hung on the unreachable API server
+            log.error("kopf did not stop within %g s of losing the Lease: exiting", limit)
+        return LOST_LEADERSHIP
+    finally:
+        holding.cancel()
+        acting.cancel()
+
+
+async def run_kopf(
+    settings: OperatorSettings,
+    registry: kopf.OperatorRegistry,
+    readiness: Readiness,
+    stop: asyncio.Event | None,
+) -> None:
+    await kopf.operator(
+        registry=registry,
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        ready_flag=readiness.started,
+        stop_flag=stop,
+    )
 
 
 def run_bridge(args: argparse.Namespace) -> int:
@@ -151,14 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         "namespaces": args.namespaces,
         "bridge_image": args.bridge_image,
         "heartbeat_timeout_seconds": args.heartbeat_timeout,
+        "leader_election": args.leader_election or None,
     }
     try:
         settings = OperatorSettings.from_env(**overrides)
     except ValueError as exc:  # pydantic's ValidationError too: it names the setting
         print(f"ws2kafka-operator: invalid settings: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(run_operator(settings, args.metrics_port))
-    return 0
+    return asyncio.run(run_operator(settings, args.metrics_port))
 
 
 if __name__ == "__main__":

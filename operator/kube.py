@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
@@ -127,3 +128,59 @@ def restart_deployment(namespace: str, name: str, at: str) -> bool:
             return False
         raise
     return True
+
+
+def read_lease(namespace: str, name: str, timeout: float) -> dict[str, Any] | None:
+    """A Lease as the API serves it (camelCase keys), None when there is none."""
+    coordination = kubernetes.client.CoordinationV1Api(api_client())
+    try:
+        lease = coordination.read_namespaced_lease(name, namespace, _request_timeout=timeout)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    found: dict[str, Any] = api_client().sanitize_for_serialization(lease)
+    return found
+
+
+def write_lease(
+    namespace: str, name: str, spec: dict[str, Any], version: str | None, timeout: float
+) -> None:
+    """Create the Lease (``version`` None) or replace it if it is still at ``version``: a
+    replica that read it before another wrote it gets a 409 (ApiException), not the Lease."""
+    coordination = kubernetes.client.CoordinationV1Api(api_client())
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if version is not None:
+        metadata["resourceVersion"] = version
+    # a plain dict, as the client accepts: its models would turn the MicroTimes into datetimes
+    body: Any = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata}
+    body["spec"] = spec
+    if version is None:
+        coordination.create_namespaced_lease(namespace, body, _request_timeout=timeout)
+    else:
+        coordination.replace_namespaced_lease(name, namespace, body, _request_timeout=timeout)
+
+
+def post_lease_event(
+    namespace: str, lease: str, reason: str, message: str, source: str, timeout: float
+) -> None:
+    """A Normal Event about the Lease (client-go's ``LeaderElection`` Events)."""
+    core = kubernetes.client.CoreV1Api(api_client())
+    now = datetime.now(UTC)
+    event: Any = {
+        "metadata": {"generateName": f"{lease}.", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "name": lease,
+            "namespace": namespace,
+        },
+        "reason": reason,
+        "message": message,
+        "type": "Normal",
+        "source": {"component": source},
+        "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "count": 1,
+    }
+    core.create_namespaced_event(namespace, event, _request_timeout=timeout)

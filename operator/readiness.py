@@ -2,7 +2,8 @@
 
 A process that serves ``/healthz`` is alive, but not yet doing its job: kopf may still be
 starting, the credentials may be refused, the CRD may be missing. ``/readyz`` answers 200
-only once kopf has run its startup and a list of WebSocketSources succeeds with the
+only once kopf has run its startup (with leader election: once the replica stands by, having
+read the Lease; a standby is doing its job) and a list of WebSocketSources succeeds with the
 operator's own credentials (in each watched namespace, or cluster-wide), and it is re-checked
 every few seconds, so a revoked RBAC or an unreachable API server shows as not ready.
 """
@@ -44,7 +45,8 @@ class Readiness:
         interval: float = CHECK_SECONDS,
     ) -> None:
         self.started = asyncio.Event()
-        """Set by kopf once its startup handlers ran (``kopf.operator(ready_flag=...)``)."""
+        """Set by kopf once its startup handlers ran (``kopf.operator(ready_flag=...)``), or by
+        the leader election once a standby has read the Lease."""
         self._scope = list_scope(namespaces)
         self._check = check
         self._interval = interval

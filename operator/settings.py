@@ -7,10 +7,12 @@ import os
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from ws2kafka.bridge.podtemplate import BridgeTemplate
+
+from .election import Timings
 
 
 class Mode(StrEnum):
@@ -69,6 +71,31 @@ class OperatorSettings(BaseModel):
     bridge_template: BridgeTemplate = Field(default_factory=BridgeTemplate)
     """Defaults of every bridge pod's ``spec.template`` (the chart's ``bridge.template``), as
     JSON in ``WS2KAFKA_OPERATOR_BRIDGE_TEMPLATE``; a source's own template is merged over it."""
+    leader_election: bool = False
+    """Act only while holding the Lease ``lease_namespace/lease_name`` (several replicas);
+    off: the one replica acts from the start, as without a Lease."""
+    lease_name: str = "ws2kafka-operator"
+    lease_namespace: str = "default"
+    """The operator's own namespace (the chart sets it)."""
+    lease_identity: str = ""
+    """This replica's name in the Lease (the chart sets the pod's name); empty: host name,
+    process id and a random suffix."""
+    lease_duration_seconds: float = Field(default=10.0, gt=0)
+    """How long a standby waits after the Lease last changed before taking it over."""
+    renew_deadline_seconds: float = Field(default=7.0, gt=0)
+    """How long the leader goes on acting without renewing the Lease (API server unreachable)."""
+    retry_period_seconds: float = Field(default=2.0, gt=0)
+    """How often the leader renews the Lease and a standby looks at it."""
+
+    @model_validator(mode="after")
+    def _election_timings(self) -> OperatorSettings:
+        self.election_timings()  # raises ValueError if they do not nest
+        return self
+
+    def election_timings(self) -> Timings:
+        return Timings(
+            self.lease_duration_seconds, self.renew_deadline_seconds, self.retry_period_seconds
+        )
 
     @classmethod
     def from_env(cls, **overrides: object) -> OperatorSettings:

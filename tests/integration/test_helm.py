@@ -36,6 +36,7 @@ from ws2kafka.bridge.podtemplate import BridgeTemplate
 from ws2kafka.devstack.kube import K8S_VERSION, ControlPlane
 from ws2kafka.devstack.processes import ManagedProcess, free_port
 from ws2kafka.operator.__main__ import build_parser
+from ws2kafka.operator.election import Timings
 from ws2kafka.operator.resources import (
     build_role,
     build_role_binding,
@@ -88,6 +89,7 @@ VARIANTS: dict[str, tuple[dict[str, Any], set[str]]] = {
     "grafana-dashboard": ({"grafanaDashboard": {"enabled": True}}, {"ConfigMap"}),
     "network-policy": ({"networkPolicy": NETWORK_POLICY}, {"NetworkPolicy"}),
     "pod-disruption-budget": ({"podDisruptionBudget": {"enabled": True}}, {"PodDisruptionBudget"}),
+    "replicas": ({"replicaCount": 2}, {"PodDisruptionBudget", "Role", "RoleBinding"}),
     "namespaced-inline": ({"rbac": {"scope": "namespaced"}, "operator": {"mode": "inline"}}, set()),
     "everything": (
         EVERYTHING,
@@ -471,6 +473,59 @@ def test_operator_pod_is_hardened_and_runs_a_valid_command(
     }
     assert {field: getattr(settings, field) for field in expected} == expected
     assert len(container["env"]) == len(expected), "every variable is an operator setting"
+
+
+@pytest.mark.k8s
+def test_several_replicas_elect_a_leader_with_a_lease_role_and_a_disruption_budget(
+    kube: ControlPlane, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = {"replicaCount": 3, "leaderElection": {"leaseDurationSeconds": 12}}
+    docs = [doc for doc in yaml.safe_load_all(render(kube, tmp_path, "ops", values)) if doc]
+    [deployment] = [doc for doc in docs if doc["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    pod_fields = {"metadata.namespace": "ops", "metadata.name": "y-ws2kafka-5d8f9-x2x7q"}
+    for variable in container["env"]:
+        if "valueFrom" in variable:  # what the kubelet fills in
+            value = pod_fields[variable["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            value = variable["value"]
+        monkeypatch.setenv(variable["name"], value)
+    settings = OperatorSettings.from_env()
+    assert settings.leader_election
+    assert (settings.lease_namespace, settings.lease_name) == ("ops", "y-ws2kafka")
+    assert settings.lease_identity == "y-ws2kafka-5d8f9-x2x7q"
+    assert settings.election_timings() == Timings(12, 7, 2)
+
+    [role] = [doc for doc in docs if doc["kind"] == "Role"]
+    assert role["metadata"] == {**role["metadata"], "name": "y-ws2kafka-leader-election"}
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+    ]  # fmt: skip
+    [budget] = [doc for doc in docs if doc["kind"] == "PodDisruptionBudget"]
+    assert budget["spec"]["minAvailable"] == 1
+
+    single = [doc for doc in yaml.safe_load_all(render(kube, tmp_path, "ops", {})) if doc]
+    [deployment] = [doc for doc in single if doc["kind"] == "Deployment"]
+    names = {
+        variable["name"]
+        for variable in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert "WS2KAFKA_OPERATOR_LEADER_ELECTION" not in names
+
+    wrong = {"replicaCount": 2, "leaderElection": {"renewDeadlineSeconds": 10}}
+    failed = kube.helm(
+        "template", "y", str(CHART), "-f", str(write_values(tmp_path, wrong)), check=False
+    )
+    assert failed.returncode != 0
+    assert "leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds" in failed.stderr
 
 
 @pytest.mark.k8s

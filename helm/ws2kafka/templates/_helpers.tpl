@@ -89,6 +89,18 @@ Validates the combination of values that the schema cannot express, and fails wi
 {{- end }}
 {{- end }}
 {{- end }}
+{{- with .Values.leaderElection }}
+{{- if not (and (gt (float64 .leaseDurationSeconds) (float64 .renewDeadlineSeconds)) (gt (float64 .renewDeadlineSeconds) (float64 .retryPeriodSeconds))) }}
+{{- fail "leaderElection: leaseDurationSeconds > renewDeadlineSeconds > retryPeriodSeconds is needed" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Several replicas elect a leader on a Lease (WS2KAFKA_OPERATOR_LEADER_ELECTION); one acts.
+*/}}
+{{- define "ws2kafka.elected" -}}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ end }}
 {{- end }}
 
 {{/*
