@@ -155,9 +155,10 @@ class Endpoint:
         return replace(failure, message=self.scrub(failure.message))
 
 
-def build_endpoint(spec: WebSocketSourceSpec) -> Endpoint:
+def build_endpoint(spec: WebSocketSourceSpec, tokens: Collection[str] = ()) -> Endpoint:
     """The URL to connect to, its secret query values resolved now (a ConfigError names a
-    missing source); called at startup and again when secrets are re-read."""
+    missing source); called at startup and again when secrets are re-read. ``tokens``: the
+    fetched tokens placed in it (in any form), shown as ``***`` wherever they are."""
     pairs: list[tuple[str, str]] = []
     names: set[str] = set()
     secrets: set[str] = set()
@@ -172,8 +173,11 @@ def build_endpoint(spec: WebSocketSourceSpec) -> Endpoint:
             secrets.update((value, quote(value, safe=""), quote_plus(value)))
     url = _with_query(spec.url, pairs)
     # longest first: a secret that contains another one is scrubbed whole
-    ordered = tuple(sorted(secrets, key=len, reverse=True))
-    return Endpoint(url, redact_url(url, names), ordered)
+    ordered = tuple(sorted(secrets | set(tokens), key=len, reverse=True))
+    shown = redact_url(url, names)
+    for token in ordered:
+        shown = shown.replace(token, REDACTED)
+    return Endpoint(url, shown, ordered)
 
 
 def shown_url(spec: WebSocketSourceSpec) -> str:
@@ -367,6 +371,9 @@ class Failure:
     authentication: bool = False
     give_up: bool = False
     """The spec says this failure ends the bridge (``subscription.onFailure: giveUp``)."""
+    token_expired: bool = False
+    """The server refused a token or said it expired (``spec.tokens``): a new one is
+    fetched before the next connect, after the ordinary backoff."""
 
 
 class ConnectFailed(Exception):

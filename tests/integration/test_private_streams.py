@@ -170,7 +170,8 @@ async def test_a_wrong_secret_is_login_rejected_in_the_exchanges_words_and_never
     assert bridge.stats.logins == {LoginState.REJECTED: 2}
     assert bridge.stats.auth_failures == 2
     rejected = {"state": "LoginRejected", "message": private.rejection}
-    assert {**rejected, "lastFailure": rejected} in [s["authentication"] for s in reporter.statuses]
+    reported = {**rejected, "lastFailure": rejected, "nextRefreshTime": None}
+    assert reported in [s["authentication"] for s in reporter.statuses]
     assert any(s["state"] == ConnectionState.AUTH_FAILED for s in reporter.statuses)
     assert bridge.stats.last_error is not None
     assert private.rejection in bridge.stats.last_error
