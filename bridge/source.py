@@ -174,6 +174,7 @@ def build_endpoint(spec: WebSocketSourceSpec, tokens: Collection[str] = ()) -> E
     url = _with_query(spec.url, pairs)
     # longest first: a secret that contains another one is scrubbed whole
     ordered = tuple(sorted(secrets | set(tokens), key=len, reverse=True))
+    PATH_SECRETS.add(tokens)
     shown = redact_url(url, names)
     for token in ordered:
         shown = shown.replace(token, REDACTED)
@@ -207,6 +208,32 @@ _VISIBLE_HEADERS = frozenset(
 )
 
 
+class PathSecrets:
+    """Fetched tokens placed in a URL's path (Binance's ``/ws/<listenKey>``): the clients'
+    DEBUG request line hides them too, though it cannot know which part of a path is one.
+    The last few are kept (a token lives for hours; a bridge uses one at a time)."""
+
+    def __init__(self, keep: int = 64) -> None:
+        self._keep = keep
+        self._values: dict[str, None] = {}
+
+    def add(self, values: Collection[str]) -> None:
+        for value in values:
+            self._values.pop(value, None)
+            self._values[value] = None
+        while len(self._values) > self._keep:
+            del self._values[next(iter(self._values))]
+
+    def scrub(self, text: str) -> str:
+        for value in sorted(self._values, key=len, reverse=True):
+            text = text.replace(value, REDACTED)
+        return text
+
+
+#: The tokens the clients' DEBUG request line hides (:func:`build_endpoint` adds them).
+PATH_SECRETS = PathSecrets()
+
+
 #: Frames whose content websockets' DEBUG log shows: the ones the bridge sends may be a login.
 _DATA_OPCODES = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
 
@@ -223,7 +250,7 @@ class RedactHeaderValues(logging.Filter):
         args = record.args
         if record.msg == "> GET %s HTTP/1.1" and isinstance(args, tuple) and len(args) == 1:
             # the request line: the query may carry secrets (spec.query)
-            record.args = (redact_url(str(args[0])),)
+            record.args = (PATH_SECRETS.scrub(redact_url(str(args[0]))),)
         elif record.msg == "> %s" and isinstance(args, tuple) and isinstance(args[0], Frame):
             # a sent frame: the login carries secrets (spec.login); control frames stay
             frame = args[0]

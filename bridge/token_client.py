@@ -83,9 +83,10 @@ class TokenKeeper:
     def expired(self, name: str | None, value: str | None = None) -> None:
         """The server refused a token (``name``; None: every one of them), or said it
         expired: fetch anew before the next connect."""
+        expiries = self._stats.token_expiries
         for book in self.books:
-            if name is None or book.name == name:
-                book.expired(value)
+            if (name is None or book.name == name) and book.expired(value):
+                expiries[book.name] = expiries.get(book.name, 0) + 1
         self._changed.set()
         self._show_next_refresh()
 
@@ -96,8 +97,9 @@ class TokenKeeper:
             token = read_token(book.spec, request, status, body, now=self._clock())
         except TokenRefused as refused:
             self._count(book.name, FETCH, "failed")
-            self._show_failure(LoginState.TOKEN_FETCH_FAILED, f"token {book.name}: {refused}")
-            raise
+            message = f"token {book.name}: {refused}"
+            self._show_failure(LoginState.TOKEN_FETCH_FAILED, message)
+            raise TokenRefused(message, status=refused.status) from None
         book.fetched(token)
         self._count(book.name, FETCH, "ok")
         stats = self._stats
