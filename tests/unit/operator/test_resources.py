@@ -173,3 +173,31 @@ def test_secret_query_values_become_env_refs_too() -> None:
     assert [e["valueFrom"]["secretKeyRef"] for e in rendered.env] == [
         {"name": "feed", "key": "token"}
     ]
+
+
+def test_token_request_secrets_become_env_refs_and_stay_out_of_the_config_map() -> None:
+    key = {"secretKeyRef": {"name": "binance-api", "key": "apiKey"}}
+    request = {
+        "url": "https://api.example/userDataStream",
+        "headers": [{"name": "K", "valueFrom": key}],
+    }
+    spec = {
+        "url": "wss://feed.example/ws/{listenKey.token}",
+        "tokens": [
+            {
+                "name": "listenKey",
+                "request": {**request, "body": '{"s":"{secret}"}', "values": {"secret": key}},
+                "token": "/listenKey",
+                "keepAlive": {"request": {**request, "method": "PUT"}},
+            }
+        ],
+        "kafka": {"bootstrapServers": "k:9092", "topic": "t"},
+    }
+    rendered = render_source(spec)
+    config = yaml.safe_load(rendered.config_yaml)
+    [token] = config["tokens"]
+    assert token["request"]["headers"][0]["valueFrom"] == {"env": "WS2KAFKA_SECRET_0"}
+    assert token["request"]["values"] == {"secret": {"env": "WS2KAFKA_SECRET_1"}}
+    assert token["keepAlive"]["request"]["headers"][0]["valueFrom"] == {"env": "WS2KAFKA_SECRET_2"}
+    assert [e["valueFrom"]["secretKeyRef"] for e in rendered.env] == [key["secretKeyRef"]] * 3
+    assert "secretKeyRef" not in rendered.config_yaml
