@@ -358,7 +358,9 @@ class BinanceUserDataFeed(TokenFeed):
             text = self.next_frame(
                 {
                     "e": "executionReport",
-                    "E": _stamp(number),
+                    # the event time is now: the example takes it as the record's timestamp,
+                    # and the broker's retention deletes records stamped a week ago
+                    "E": int(time.time() * 1000),
                     "s": "BTCUSDT",
                     "i": number,
                     "S": "BUY" if number % 2 else "SELL",

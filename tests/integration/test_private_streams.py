@@ -308,7 +308,10 @@ async def test_a_listen_key_kept_alive_carries_the_data_across_refreshes_with_no
     assert feed.keep_alives >= 2
     assert feed.expired_keep_alives == 0
     assert token_requests(bridge, "fetch", "ok", "listenKey") == 1
-    assert token_requests(bridge, "keepAlive", "ok", "listenKey") == feed.keep_alives
+    # the stop may cut the last keep-alive's answer short: the feed counted it, not the bridge
+    kept_alive = token_requests(bridge, "keepAlive", "ok", "listenKey")
+    assert feed.keep_alives - 1 <= kept_alive <= feed.keep_alives
+    assert kept_alive >= 2
     assert bridge.stats.authentication == LoginState.AUTHENTICATED
     statuses = [s["authentication"] for s in reporter.statuses if s["authentication"]]
     assert statuses[-1]["nextRefreshTime"] is not None

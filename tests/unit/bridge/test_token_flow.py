@@ -84,7 +84,8 @@ async def test_keep_alives_keep_one_connection_and_nothing_secret_shows(
     assert len(feed.connections) == 1
     assert feed.keep_alives >= 2
     assert delivered(sink) == [frame.encode() for frame in feed.data_frames]
-    assert bridge.stats.token_requests[("listenKey", "keepAlive", "ok")] == feed.keep_alives
+    kept_alive = bridge.stats.token_requests[("listenKey", "keepAlive", "ok")]
+    assert feed.keep_alives - 1 <= kept_alive <= feed.keep_alives  # the stop may cut one short
     text = shown_anywhere(caplog, bridge, reporter)
     assert "token listenKey fetched" in text
     assert [secret for secret in [API_KEY, *feed.tokens] if secret in text] == []
