@@ -226,13 +226,6 @@ INVALID = {
         "spec.tokens[1]",
         "Duplicate value",
     ),
-    "a rule expiring no token": (
-        with_changes(
-            "messages.rules", [{"name": "exp", "match": [{"pointer": "/e"}], "expiresToken": "k"}]
-        ),
-        "spec.messages.rules",
-        "a rule's expiresToken names no token of tokens",
-    ),
     "a token request that is no HTTP URL": (
         with_changes("tokens", [{**TOKEN, "request": {"url": "ftp://api.example/"}}]),
         "spec.tokens[0].request.url",
