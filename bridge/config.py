@@ -47,6 +47,13 @@ JsonPointer = Annotated[
 ]
 
 
+#: A token placeholder: ``{name.token}`` or ``{name.endpoint}``, a value a token provider
+#: fetched (``spec.tokens``), filled in at every connect.
+TOKEN_PLACEHOLDER: Final = r"\{([a-z][A-Za-z0-9]{0,62})\.(token|endpoint)\}"
+#: A token provider's name.
+TOKEN_NAME_PATTERN: Final = r"^[a-z][A-Za-z0-9]{0,62}$"
+
+
 #: librdkafka properties that ``kafka.properties`` must not set: the bridge sets them itself,
 #: or its accounting depends on them (with ``delivery.report.only.error`` successful
 #: deliveries are never reported, so records would never settle and ``block`` would stall).
@@ -649,6 +656,10 @@ class MessageRule(Model):
     route: MessageRoute | None = None
     """``drop``, ``control`` or ``data``; the default is ``data`` for kind ``data`` and
     ``drop`` for every other kind."""
+    expires_token: str | None = Field(default=None, pattern=TOKEN_NAME_PATTERN)
+    """The frame says this token (``spec.tokens``) expired, e.g. Binance's
+    ``listenKeyExpired``: the connection ends (``TokenExpired``) and the next one connects
+    with a token fetched anew."""
 
     @property
     def destination(self) -> MessageRoute:
@@ -833,6 +844,116 @@ class LoginSpec(Model):
         return self
 
 
+class HttpMethod(StrEnum):
+    """The method of a token request."""
+
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    DELETE = "DELETE"
+
+
+class TokenRequestSpec(Model):
+    """One HTTP request of a token provider: the fetch, or its keep-alive.
+
+    It goes out with the same TLS settings (``spec.tls``: CA, client certificate) and the same
+    proxy (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY`` in the environment) as the WebSocket.
+    ``{name.token}`` in ``url``, a query or header value, or ``body`` is the provider's current
+    token (a keep-alive's ``?listenKey=``); ``{key}`` in ``body`` is a value of ``values``.
+    """
+
+    method: HttpMethod = HttpMethod.POST
+    """``GET``, ``POST``, ``PUT`` or ``DELETE``."""
+    url: str = Field(min_length=8, max_length=2048, pattern=r"^https?://")
+    """``http://`` or ``https://``, e.g. ``https://api.binance.com/api/v3/userDataStream``."""
+    query: list[QueryParameter] = Field(default_factory=list, max_length=64)
+    """Query parameters appended to ``url``; secret ones never show where the URL does."""
+    headers: list[Header] = Field(default_factory=list, max_length=64)
+    """Request headers, e.g. Binance's ``X-MBX-APIKEY`` from a Secret."""
+    body: str | None = Field(default=None, max_length=65536)
+    """The request body; ``{key}`` is a value of ``values``, JSON-escaped when
+    ``contentType`` is JSON, percent-encoded when it is a form (none: no body)."""
+    content_type: str = Field(default="application/json", min_length=1, max_length=256)
+    """The body's ``Content-Type``."""
+    values: dict[str, SecretValue] = Field(default_factory=dict, max_length=16)
+    """Secret values of ``body`` by placeholder name, e.g. ``clientSecret``."""
+    timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    """No answer within this time: the request failed."""
+
+    @model_validator(mode="after")
+    def _value_names(self) -> Self:
+        for name in self.values:
+            if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name) is None:
+                raise ValueError(f"value name {name!r}: letters, digits and _, a letter first")
+        return self
+
+    @model_validator(mode="after")
+    def _body_placeholders(self) -> Self:
+        for name in re.findall(LOGIN_PLACEHOLDER, self.body or ""):
+            if name not in self.values:
+                raise ValueError(f"body: {{{name}}} is not a value of values")
+        return self
+
+
+class TokenKeepAliveSpec(Model):
+    """A request that keeps the token valid, on a timer (Binance: ``PUT`` the listenKey every
+    30 minutes, or it expires after 60). A failed keep-alive is retried at the next tick; a
+    token that expires meanwhile is fetched anew (see ``messages.rules[].expiresToken``)."""
+
+    request: TokenRequestSpec
+    """The keep-alive request; ``{name.token}`` is the token it keeps."""
+    interval_seconds: float = Field(default=1800.0, gt=0, le=30 * 86400)
+    """Seconds between two keep-alives (the first one this long after the fetch)."""
+
+
+class DurationUnit(StrEnum):
+    """The unit of a duration in a token's answer."""
+
+    SECONDS = "s"
+    MILLISECONDS = "ms"
+
+
+class TokenSpec(Model):
+    """A token fetched over HTTP before connecting, placed by ``{name.token}`` into the URL,
+    the query, the headers, the subscribe or the login message.
+
+    The answer is JSON; pointers name the token and, optionally, the endpoint to connect to
+    (KuCoin's bullet names it), its expiry and the ping interval to use. A token is fetched
+    before the first connect and again before a connect when it expired (``lifetimeSeconds``
+    or ``expiresIn``), when the server refused it (HTTP 401/403, close 1008, a rule with
+    ``expiresToken``), or after a failed fetch. The token is a secret: it never shows in
+    logs, status, events or metrics.
+    """
+
+    name: str = Field(pattern=TOKEN_NAME_PATTERN)
+    """Names the token in placeholders (``{listenKey.token}``) and metrics."""
+    request: TokenRequestSpec
+    """The request that fetches (or creates) the token."""
+    token: JsonPointer
+    """The token in the answer, e.g. ``/listenKey`` or ``/data/token``."""
+    endpoint: JsonPointer | None = None
+    """The WebSocket URL in the answer (``{name.endpoint}``), e.g.
+    ``/data/instanceServers/0/endpoint``; it must be ``ws://`` or ``wss://``."""
+    expires_in: JsonPointer | None = None
+    """The token's remaining life in the answer, e.g. Kraken's ``/result/expires``."""
+    expires_in_unit: DurationUnit = DurationUnit.SECONDS
+    """The unit of ``expiresIn``: ``s`` or ``ms``."""
+    lifetime_seconds: float | None = Field(default=None, gt=0, le=30 * 86400)
+    """The token's life when the answer does not say it (none: until the server refuses it)."""
+    ping_interval: JsonPointer | None = None
+    """The ping interval in the answer, e.g. KuCoin's ``/data/instanceServers/0/pingInterval``:
+    it replaces ``connection.heartbeat.intervalSeconds`` (or, without a heartbeat,
+    ``connection.pingIntervalSeconds``)."""
+    ping_interval_unit: DurationUnit = DurationUnit.MILLISECONDS
+    """The unit of ``pingInterval``: ``s`` or ``ms`` (KuCoin)."""
+    message_pointer: JsonPointer | None = None
+    """The server's own words in a refusal, e.g. ``/msg`` (null: the whole answer)."""
+    keep_alive: TokenKeepAliveSpec | None = None
+    """A request that keeps the token valid on a timer (none: fetched anew when it expires)."""
+    refresh_margin_seconds: float = Field(default=30.0, ge=0, le=86400)
+    """A token that expires within this margin is fetched anew before a connect."""
+
+
 class TopicRoutingSpec(Model):
     """Records go to a topic named by the frame: ``trades.{/s}``; bounded and filtered."""
 
@@ -949,6 +1070,13 @@ class WebSocketSourceSpec(Model):
     At most 256 KiB each (the rendered config must fit a ConfigMap)."""
     login: LoginSpec | None = None
     """A signed login message sent after every connect, before ``subscribe`` (off: none)."""
+    tokens: list[TokenSpec] = Field(
+        default_factory=list,
+        max_length=8,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Tokens fetched over HTTP before connecting (Binance's listenKey, KuCoin's bullet),
+    placed with ``{name.token}`` and ``{name.endpoint}`` (off: none)."""
     subscription: SubscriptionSpec | None = None
     """How the server acknowledges ``subscribe`` (off: nothing is checked)."""
     messages: MessagesSpec = Field(default_factory=MessagesSpec)
@@ -993,9 +1121,55 @@ class WebSocketSourceSpec(Model):
     @field_validator("url")
     @classmethod
     def _websocket_scheme(cls, url: str) -> str:
-        if not url.startswith(("ws://", "wss://")):
+        if not url.startswith(("ws://", "wss://")) and re.match(_ENDPOINT_FIRST, url) is None:
             raise ValueError("must start with ws:// or wss://")
         return url
+
+    @model_validator(mode="after")
+    def _tokens_placed(self) -> Self:
+        providers = {token.name: token for token in self.tokens}
+        if len(providers) != len(self.tokens):
+            raise ValueError("token names must be unique")
+        for where, text in self._templates():
+            for name, part in re.findall(TOKEN_PLACEHOLDER, text):
+                provider = providers.get(name)
+                if provider is None:
+                    raise ValueError(f"{where}: {{{name}.{part}}} names no token of tokens")
+                if part == "endpoint" and provider.endpoint is None:
+                    raise ValueError(f"{where}: token {name} has no endpoint pointer")
+        for token in self.tokens:
+            keep_alive = token.keep_alive
+            requests = [("request", token.request)]
+            requests += [("keepAlive.request", keep_alive.request)] if keep_alive else []
+            for where, request in requests:
+                for name, part in re.findall(TOKEN_PLACEHOLDER, _request_text(request)):
+                    if (name, part) != (token.name, "token") or where == "request":
+                        raise ValueError(
+                            f"tokens {token.name}.{where}: only a keep-alive may hold a token, "
+                            f"its own: {{{token.name}.token}}"
+                        )
+        return self
+
+    @model_validator(mode="after")
+    def _expiring_tokens_named(self) -> Self:
+        names = {token.name for token in self.tokens}
+        for rule in self.messages.rules:
+            if rule.expires_token is not None and rule.expires_token not in names:
+                raise ValueError(f"rule {rule.name}: expiresToken names no token of tokens")
+        return self
+
+    def _templates(self) -> list[tuple[str, str]]:
+        """Every text a token may be placed in, and where it is."""
+        texts = [("url", self.url)]
+        texts += [(f"query {p.name}", p.value) for p in self.query if p.value is not None]
+        texts += [(f"header {h.name}", h.value) for h in self.headers if h.value is not None]
+        texts += [("subscribe", message) for message in self.subscribe]
+        if self.login is not None:
+            texts.append(("login.message", self.login.message))
+        if self.streams is not None:
+            for template in (self.streams.subscribe_template, self.streams.url_template):
+                texts += [("streams", template)] if template is not None else []
+        return texts
 
     @model_validator(mode="after")
     def _subscription_needs_messages(self) -> Self:
@@ -1003,6 +1177,18 @@ class WebSocketSourceSpec(Model):
         if self.subscription is not None and not subscribes:
             raise ValueError("subscription describes the answer to subscribe: give subscribe")
         return self
+
+
+#: A URL that is a fetched endpoint (KuCoin's bullet), perhaps with a path or query after it.
+_ENDPOINT_FIRST: Final = r"\{[a-z][A-Za-z0-9]{0,62}\.endpoint\}"
+
+
+def _request_text(request: TokenRequestSpec) -> str:
+    """Every text of a token request a placeholder may be in."""
+    parts = [request.url, request.body or ""]
+    parts += [p.value for p in request.query if p.value is not None]
+    parts += [h.value for h in request.headers if h.value is not None]
+    return "\n".join(parts)
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

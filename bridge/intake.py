@@ -47,6 +47,8 @@ class Control:
     """For the control topic (route ``control``)."""
     answer: Answer | None
     """The subscription's answer, when the frame is one."""
+    expires_token: str | None = None
+    """The token (``spec.tokens``) the frame says expired."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +123,13 @@ class Intake:
                         payload, received_us, matched.name, matched.kind.value
                     )
                 control = Control(
-                    matched.name, matched.kind, matched.route, matched.reply, record, None
+                    matched.name,
+                    matched.kind,
+                    matched.route,
+                    matched.reply,
+                    record,
+                    None,
+                    matched.expires_token,
                 )
                 if matched.route is not MessageRoute.DATA:
                     self._stats.control_frames += 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from websockets.typing import Data
 
-from .config import Inflate
+from .config import Inflate, LoginSpec
 from .connect_gate import ConnectGate
 from .errors import GaveUp
 from .framing import inflate, parse_json
@@ -36,9 +36,11 @@ from .login import (
     render_login,
     resolve_credentials,
 )
+from .policy import POLICY_VIOLATION
 from .sequence import FrameChecks
 from .session import Ended, Session, SessionContext, Successor, new_connection_id
 from .source import (
+    REDACTED,
     ConnectFailed,
     Failure,
     Opener,
@@ -52,6 +54,8 @@ from .stats import BridgeStats, ConnectionState
 from .streams import Share
 from .supervisor import GiveUp, Retry, Supervisor
 from .timeouts import wait_event
+from .token_client import TokenKeeper
+from .tokens import Placed, Token, TokenRefused, place
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,8 @@ class LinkHooks:
     """The link's state changed (with the error that changed it)."""
     on_gap: Callable[[Gap], None]
     on_give_up: Callable[[GaveUp], None]
+    tokens: TokenKeeper | None = None
+    """The bridge's token providers (``spec.tokens``), shared by its links."""
 
 
 class Link:
@@ -106,6 +112,11 @@ class Link:
         self._endpoint = build_endpoint(self.spec)
         self._credentials = self._resolve_credentials()
         self._reauthenticate = False
+        self._session_context = self._context
+        self._used: dict[str, Token] = {}
+        """The tokens the current connection was opened with."""
+        self._fresh = False
+        """Some of them were fetched for this connection (a refusal is then no expiry)."""
 
     def _read_secrets(self) -> None:
         """Build the handshake and the login from the secrets as they are now."""
@@ -147,11 +158,12 @@ class Link:
     async def open_raw(self) -> SourceConnection | None:
         """A new connection with the current share, subscribed (a rotation's successor), when
         the connect gate gives its turn; None if the link ends first."""
-        share, context = self.share, self._context
+        share = self.share
         if not await self._hooks.gate.acquire(self._ending):
             return None
         ws = await self._connect()
-        for message in context.spec.subscribe:
+        # the spec it was opened with: the share's, its tokens placed
+        for message in self._session_context.spec.subscribe:
             await ws.send(message)
         self._successor_share = share
         return ws
@@ -159,24 +171,82 @@ class Link:
     async def _connect(self) -> SourceConnection:
         """Open a connection to the endpoint; a failure is raised as :class:`ConnectFailed`,
         classified and without the URL's secrets (a client may quote the URL)."""
-        endpoint = self._endpoint
+        placed = await self._place()
+        spec = placed.spec
+        endpoint, kwargs = self._endpoint, self._connect_kwargs
+        if self._hooks.tokens is not None:  # the URL and the headers may hold a token
+            endpoint, kwargs = build_endpoint(spec, placed.secrets), build_connect_kwargs(spec)
         try:
-            ws = await self._hooks.opener(
-                self.spec.model_copy(update={"url": endpoint.url}), self._connect_kwargs
-            )
+            ws = await self._hooks.opener(spec.model_copy(update={"url": endpoint.url}), kwargs)
         except Exception as exc:  # classified here, where the secrets to scrub are known
-            raise ConnectFailed(endpoint.scrub_failure(describe_failure(exc))) from None
+            failure = endpoint.scrub_failure(describe_failure(exc))
+            if failure.authentication:
+                failure = self._token_refused(failure)
+            raise ConnectFailed(failure) from None
         if self._credentials is not None:
-            await self._log_in(ws, self._credentials)
+            assert spec.login is not None
+            await self._log_in(ws, spec.login, self._credentials, placed.secrets)
+        self._session_context = replace(
+            self._context, spec=spec, shown_url=endpoint.shown, expire_token=self._expire_token
+        )
         return ws
 
-    async def _log_in(self, ws: SourceConnection, credentials: Credentials) -> None:
+    async def _place(self) -> Placed:
+        """The spec of the next connection: the tokens (fetched now when due) filled in; a
+        failed fetch is a :class:`ConnectFailed` (``TokenFetchFailed``)."""
+        keeper = self._hooks.tokens
+        if keeper is None:
+            return Placed(self.spec, ())
+        try:
+            self._used, self._fresh = await keeper.tokens()
+        except TokenRefused as refused:
+            failure = Failure(
+                "TokenFetchFailed", str(refused), authentication=refused.authentication
+            )
+            raise ConnectFailed(failure) from None
+        return place(self.spec, self._used)
+
+    def _token_refused(self, failure: Failure) -> Failure:
+        """A 401/403 handshake or a 1008 close with tokens: every token is fetched anew. One
+        that was not fetched for this connection had expired (the ordinary backoff); a fresh
+        one refused is an authentication failure (the long backoff)."""
+        keeper = self._hooks.tokens
+        if keeper is None:
+            return failure
+        for name, token in self._used.items():
+            keeper.expired(name, token.value)
+        if self._fresh and failure.authentication:
+            keeper.show_expired(f"a new token was refused: {failure.message}")
+            return failure
+        message = f"{failure.message}: the token is fetched anew"
+        keeper.show_expired(message)
+        return replace(
+            failure,
+            reason="TokenExpired",
+            message=message,
+            authentication=False,
+            token_expired=True,
+        )
+
+    def _expire_token(self, name: str) -> None:
+        """A rule of the current connection said the token ``name`` expired."""
+        keeper = self._hooks.tokens
+        token = self._used.get(name)
+        if keeper is not None:
+            keeper.expired(name, token.value if token is not None else None)
+            keeper.show_expired(f"the server says token {name} expired")
+
+    async def _log_in(
+        self,
+        ws: SourceConnection,
+        spec: LoginSpec,
+        credentials: Credentials,
+        tokens: tuple[str, ...],
+    ) -> None:
         """Send the login (rendered now: a fresh timestamp and signature) and wait for the
         answer; a refusal or no answer in time closes the connection and is raised as
         :class:`ConnectFailed`, like a refused handshake. Frames before the answer are
         control frames (the data only flows after ``subscribe``)."""
-        spec = self.spec.login
-        assert spec is not None
         message = render_login(spec, credentials, now=time.time(), nonce=secrets.token_hex(8))
         watch = LoginWatch(spec)
         self._hooks.stats.authentication = LoginState.PENDING
@@ -192,7 +262,10 @@ class Link:
             if isinstance(exc, Exception):
                 raise ConnectFailed(describe_failure(exc)) from None
             raise
-        answer = LoginAnswer(answer.state, message.scrub(answer.message))
+        scrubbed = message.scrub(answer.message)
+        for token in tokens:
+            scrubbed = scrubbed.replace(token, REDACTED)
+        answer = LoginAnswer(answer.state, scrubbed)
         self._show_login(answer)
         if answer.state is not LoginState.AUTHENTICATED:
             ws.transport.abort()
@@ -273,10 +346,13 @@ class Link:
             successor = None
             if stopping.is_set():
                 return
-            self._count_failure(outcome.failure, connect=False)
+            failure = outcome.failure
+            if failure.close_code == POLICY_VIOLATION:
+                failure = self._token_refused(failure)
+            self._count_failure(failure, connect=False)
             lived = time.monotonic() - opened_at
             decision = supervisor.ended(
-                connection_id, outcome.failure, frames=outcome.frames, at=time.time(), lived=lived
+                connection_id, failure, frames=outcome.frames, at=time.time(), lived=lived
             )
             if not await self._follow(decision):
                 return
@@ -288,14 +364,14 @@ class Link:
         first: Data | None,
         opened_for: Share,
     ) -> Ended | Successor:
-        """One connection, as the current session (what stop, rotate and ready act on).
+        """One connection, as the current session (what stop, rotate and ready act on), with
+        the spec it was opened with (its tokens placed: :meth:`_connect`).
 
         ``opened_for``: the share the connection was opened for; if the link's share changed
         meanwhile (during the handshake), the connection is replaced at once.
         """
         current = opened_for is self.share
-        context = self._context if current else replace(self._context, spec=opened_for.spec)
-        session = Session(context, ws, connection_id)
+        session = Session(self._session_context, ws, connection_id)
         self.session = session
         self.connection_id = connection_id
         if not current:

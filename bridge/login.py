@@ -42,6 +42,14 @@ class LoginState(StrEnum):
     AUTHENTICATED = "Authenticated"
     REJECTED = "LoginRejected"
     TIMEOUT = "LoginTimeout"
+    TOKEN_FETCH_FAILED = "TokenFetchFailed"
+    """A token provider's request failed (``spec.tokens``)."""
+    TOKEN_EXPIRED = "TokenExpired"
+    """The server refused a token or said it expired: a new one is fetched."""
+
+
+#: The outcomes of a login (``ws2kafka_logins_total{outcome}``).
+LOGIN_OUTCOMES = (LoginState.AUTHENTICATED, LoginState.REJECTED, LoginState.TIMEOUT)
 
 
 @dataclass(frozen=True)

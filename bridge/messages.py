@@ -127,6 +127,8 @@ class Matched:
     route: MessageRoute
     reply: str | None
     """The rendered reply to send back, if the rule has one."""
+    expires_token: str | None = None
+    """The token (``spec.tokens``) the frame says expired."""
 
 
 class _Rule:
@@ -136,6 +138,7 @@ class _Rule:
         self.route = spec.destination
         self.conditions = Conditions(spec.match)
         self.reply = Template(spec.reply) if spec.reply is not None else None
+        self.expires_token = spec.expires_token
 
 
 class MessageRules:
@@ -158,5 +161,5 @@ class MessageRules:
         for rule in self._rules:
             if rule.conditions.hold(payload, document):
                 reply = rule.reply.render(document) if rule.reply is not None else None
-                return Matched(rule.name, rule.kind, rule.route, reply)
+                return Matched(rule.name, rule.kind, rule.route, reply, rule.expires_token)
         return None

@@ -18,7 +18,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .login import LoginState
+from .login import LOGIN_OUTCOMES, LoginState
 from .stats import LATENCY_BUCKETS, BridgeStats, ConnectionState, close_code_label
 from .subscription import SubscriptionState
 
@@ -216,8 +216,18 @@ def _message_families(sources: Iterable[tuple[str, BridgeStats]]) -> Iterator[Me
     )
     authenticated = GaugeMetricFamily(
         "ws2kafka_authentication_state",
-        "1 for the last login's state (spec.login).",
+        "1 for the authentication's state (spec.login, spec.tokens).",
         labels=["source", "state"],
+    )
+    token_requests = CounterMetricFamily(
+        "ws2kafka_token_requests",
+        "Token requests (spec.tokens) by token, request (fetch, keepAlive) and outcome.",
+        labels=["source", "token", "request", "outcome"],
+    )
+    token_expiries = CounterMetricFamily(
+        "ws2kafka_token_expiries",
+        "Tokens the server refused or said expired (a new one is fetched), by token.",
+        labels=["source", "token"],
     )
     for name, stats in sources:
         for (rule, kind), count in sorted(stats.rule_matches.items()):
@@ -235,16 +245,21 @@ def _message_families(sources: Iterable[tuple[str, BridgeStats]]) -> Iterator[Me
                 )
         if stats.authentication is not None:
             _add_logins(name, stats, logins, authenticated)
+        for (token, request, outcome), count in sorted(stats.token_requests.items()):
+            token_requests.add_metric([name, token, request, outcome], count)
+        for token, count in sorted(stats.token_expiries.items()):
+            token_expiries.add_metric([name, token], count)
     yield from (matched, control, fallbacks, topics, subscribed, logins, authenticated)
+    yield from (token_requests, token_expiries)
 
 
 def _add_logins(
     name: str, stats: BridgeStats, logins: CounterMetricFamily, state: GaugeMetricFamily
 ) -> None:
     """Every outcome and state, zero or not: a fixed set of label values."""
+    for outcome in LOGIN_OUTCOMES:
+        logins.add_metric([name, outcome.value], stats.logins.get(outcome, 0))
     for candidate in LoginState:
-        if candidate is not LoginState.PENDING:
-            logins.add_metric([name, candidate.value], stats.logins.get(candidate, 0))
         state.add_metric([name, candidate.value], float(candidate == stats.authentication))
 
 

@@ -10,6 +10,7 @@ handshake with ``Retry-After`` (429,   at least ``Retry-After``         no
 503...)
 close 1008 (policy violation)          backoff                          yes
 close 1013 (try again later)           at least the initial delay       no
+token expired (``spec.tokens``)        backoff                          yes, new token
 close 1011 and everything else         backoff                          no
 =====================================  ===============================  ================
 
@@ -65,9 +66,8 @@ def decide_retry(
         delay = full_jitter(attempt, initial, cap, rand)
     if failure.retry_after is not None:
         delay = max(delay, failure.retry_after)
-    return RetryDecision(
-        min(delay, cap), ConnectionState.BACKOFF, failure.close_code == POLICY_VIOLATION
-    )
+    reauthenticate = failure.close_code == POLICY_VIOLATION or failure.token_expired
+    return RetryDecision(min(delay, cap), ConnectionState.BACKOFF, reauthenticate)
 
 
 #: A connection that lived at least this long was healthy: the next reconnect starts the

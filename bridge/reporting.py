@@ -45,6 +45,8 @@ class StatusSnapshot:
     """``spec.login``'s state (None: no login)."""
     authentication_message: str = ""
     last_authentication_failure: tuple[str, str] | None = None
+    next_token_refresh: float | None = None
+    """When a token (``spec.tokens``) is next kept alive or fetched anew."""
     connections: dict[str, object] | None = None
     """The connections' summary (:func:`connections_summary`)."""
     topics: tuple[str, ...] = ()
@@ -85,6 +87,7 @@ class StatusSnapshot:
             authentication=stats.authentication,
             authentication_message=stats.authentication_message,
             last_authentication_failure=stats.last_authentication_failure,
+            next_token_refresh=stats.next_token_refresh,
             connections=connections,
             topics=topics,
             routed_topics=len(stats.routed_topics),
@@ -131,6 +134,7 @@ class StatusSnapshot:
             "state": self.authentication,
             "message": self.authentication_message,
             "lastFailure": {"state": failure[0], "message": failure[1]} if failure else None,
+            "nextRefreshTime": rfc3339(self.next_token_refresh),
         }
 
     def to_gap_status(self) -> dict[str, object]:

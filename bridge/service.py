@@ -52,6 +52,7 @@ from .stats import BridgeStats, ConnectionState
 from .streams import Share, changed_connections, live_change, reassign, shares
 from .supervisor import Supervisor
 from .timeouts import wait_event
+from .token_client import TokenKeeper
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,11 @@ class Bridge:
         self._closing: list[asyncio.Task[None]] = []
         self._sequence_gaps = RateLimitedLog(log, "sequence gaps", prefix=f"{name}: ")
         self._sequence_regressions = RateLimitedLog(log, "sequence regressions", prefix=f"{name}: ")
+        self.tokens = (
+            TokenKeeper(spec, self.stats, label=name, on_change=self._state_changed.set)
+            if spec.tokens
+            else None
+        )
         self._context = SessionContext(
             spec=spec,
             name=name,
@@ -209,6 +215,7 @@ class Bridge:
             on_state=self._link_state,
             on_gap=self._record_gap,
             on_give_up=self._give_up,
+            tokens=self.tokens,
         )
         self._link_tasks: set[asyncio.Task[None]] = set()
         self._links_changed = asyncio.Event()
@@ -359,6 +366,9 @@ class Bridge:
         if connection_secrets.watching or producer_secrets.watching:
             watching = self._watch_secrets_forever(connection_secrets, producer_secrets)
             background.append(asyncio.create_task(watching, name="secrets"))
+        if self.tokens is not None:
+            keep_alive = self.tokens.keep_alive(self._stopping)
+            background.append(asyncio.create_task(keep_alive, name="token-keep-alive"))
         try:
             try:
                 await self._run_links()
@@ -368,6 +378,8 @@ class Bridge:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if self.tokens is not None:
+                await self.tokens.close()
             await self._pipeline.close()
         await self._report_now()
         if self._run_state is not None:  # drained and accounted for: not a crash

@@ -24,6 +24,7 @@ from websockets.typing import Data
 from .config import MessageRoute, SubscriptionFailurePolicy, WebSocketSourceSpec
 from .framing import FrameRejected, Record, RecordBuilder
 from .intake import Control, Intake
+from .login import LoginState
 from .messages import MessageRules
 from .pipeline import Pipeline
 from .ratelog import RateLimitedLog
@@ -88,6 +89,10 @@ class SessionContext:
     """Sends a frame a rule routed to ``control`` to the control topic."""
     report_now: Callable[[], None]
     """Reports the status at once (the subscription's answer)."""
+    shown_url: str | None = None
+    """The URL as the connect log line shows it (None: ``spec``'s, its secrets ``***``)."""
+    expire_token: Callable[[str], None] = lambda name: None
+    """A rule said the token ``name`` (``spec.tokens``) expired: fetch it anew."""
 
 
 class Session:
@@ -192,7 +197,7 @@ class Session:
         log.info(
             "%s: connected to %s (connection %s, subprotocol %s)",
             name,
-            shown_url(spec),
+            self._context.shown_url or shown_url(spec),
             self.connection_id,
             self.ws.subprotocol or "none",
         )
@@ -318,6 +323,8 @@ class Session:
             self._replies.put_nowait(control.reply)
         if control.record is not None:
             context.produce_control(control.record)
+        if control.expires_token is not None:
+            self._token_expired(control.rule, control.expires_token)
         if control.answer is not None and self._watch is not None:
             if control.answer.state is SubscriptionState.REJECTED:
                 self._subscription_failed()
@@ -354,6 +361,18 @@ class Session:
             "giving up (subscription.onFailure: giveUp)" if give_up else "reconnecting",
         )
         self._end = Failure(watch.state.value, watch.message, give_up=give_up)
+        self.ws.transport.abort()
+
+    def _token_expired(self, rule: str, token: str) -> None:
+        """The server said a token expired: this connection ends, the next one connects
+        with a new token (the frames before this one are in the pipeline already)."""
+        context = self._context
+        message = f"the server says token {token} expired (rule {rule})"
+        log.warning(
+            "%s: %s on connection %s; reconnecting", context.name, message, self.connection_id
+        )
+        context.expire_token(token)
+        self._end = Failure(LoginState.TOKEN_EXPIRED.value, message, token_expired=True)
         self.ws.transport.abort()
 
     async def _await_subscription(self) -> None:

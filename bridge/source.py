@@ -155,9 +155,10 @@ class Endpoint:
         return replace(failure, message=self.scrub(failure.message))
 
 
-def build_endpoint(spec: WebSocketSourceSpec) -> Endpoint:
+def build_endpoint(spec: WebSocketSourceSpec, tokens: Collection[str] = ()) -> Endpoint:
     """The URL to connect to, its secret query values resolved now (a ConfigError names a
-    missing source); called at startup and again when secrets are re-read."""
+    missing source); called at startup and again when secrets are re-read. ``tokens``: the
+    fetched tokens placed in it (in any form), shown as ``***`` wherever they are."""
     pairs: list[tuple[str, str]] = []
     names: set[str] = set()
     secrets: set[str] = set()
@@ -172,8 +173,12 @@ def build_endpoint(spec: WebSocketSourceSpec) -> Endpoint:
             secrets.update((value, quote(value, safe=""), quote_plus(value)))
     url = _with_query(spec.url, pairs)
     # longest first: a secret that contains another one is scrubbed whole
-    ordered = tuple(sorted(secrets, key=len, reverse=True))
-    return Endpoint(url, redact_url(url, names), ordered)
+    ordered = tuple(sorted(secrets | set(tokens), key=len, reverse=True))
+    PATH_SECRETS.add(tokens)
+    shown = redact_url(url, names)
+    for token in ordered:
+        shown = shown.replace(token, REDACTED)
+    return Endpoint(url, shown, ordered)
 
 
 def shown_url(spec: WebSocketSourceSpec) -> str:
@@ -203,6 +208,32 @@ _VISIBLE_HEADERS = frozenset(
 )
 
 
+class PathSecrets:
+    """Fetched tokens placed in a URL's path (Binance's ``/ws/<listenKey>``): the clients'
+    DEBUG request line hides them too, though it cannot know which part of a path is one.
+    The last few are kept (a token lives for hours; a bridge uses one at a time)."""
+
+    def __init__(self, keep: int = 64) -> None:
+        self._keep = keep
+        self._values: dict[str, None] = {}
+
+    def add(self, values: Collection[str]) -> None:
+        for value in values:
+            self._values.pop(value, None)
+            self._values[value] = None
+        while len(self._values) > self._keep:
+            del self._values[next(iter(self._values))]
+
+    def scrub(self, text: str) -> str:
+        for value in sorted(self._values, key=len, reverse=True):
+            text = text.replace(value, REDACTED)
+        return text
+
+
+#: The tokens the clients' DEBUG request line hides (:func:`build_endpoint` adds them).
+PATH_SECRETS = PathSecrets()
+
+
 #: Frames whose content websockets' DEBUG log shows: the ones the bridge sends may be a login.
 _DATA_OPCODES = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
 
@@ -219,7 +250,7 @@ class RedactHeaderValues(logging.Filter):
         args = record.args
         if record.msg == "> GET %s HTTP/1.1" and isinstance(args, tuple) and len(args) == 1:
             # the request line: the query may carry secrets (spec.query)
-            record.args = (redact_url(str(args[0])),)
+            record.args = (PATH_SECRETS.scrub(redact_url(str(args[0]))),)
         elif record.msg == "> %s" and isinstance(args, tuple) and isinstance(args[0], Frame):
             # a sent frame: the login carries secrets (spec.login); control frames stay
             frame = args[0]
@@ -367,6 +398,9 @@ class Failure:
     authentication: bool = False
     give_up: bool = False
     """The spec says this failure ends the bridge (``subscription.onFailure: giveUp``)."""
+    token_expired: bool = False
+    """The server refused a token or said it expired (``spec.tokens``): a new one is
+    fetched before the next connect, after the ordinary backoff."""
 
 
 class ConnectFailed(Exception):

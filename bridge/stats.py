@@ -198,6 +198,13 @@ class BridgeStats:
     """The last refused or unanswered login: visible until a login succeeds again."""
     logins: dict[str, int] = field(default_factory=dict)
     """Logins by outcome (Authenticated, LoginRejected, LoginTimeout)."""
+    token_requests: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """Token requests (``spec.tokens``) by token, request (fetch, keepAlive) and outcome
+    (ok, failed)."""
+    token_expiries: dict[str, int] = field(default_factory=dict)
+    """Tokens the server refused or said expired, by token."""
+    next_token_refresh: float | None = None
+    """When a token is next kept alive or fetched anew (epoch seconds)."""
 
     @property
     def dropped(self) -> int:

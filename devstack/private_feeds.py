@@ -1,4 +1,5 @@
-"""Local feeds that speak the private-stream logins of OKX and Bybit.
+"""Local feeds that speak the private-stream logins of OKX and Bybit, and the token flows of
+Binance (listenKey) and KuCoin (bullet).
 
 Like the public feeds of :mod:`.exchange_feeds` (whose machinery they share: keepalive,
 forced disconnects, the record of every data frame), but a client must log in before it may
@@ -7,16 +8,26 @@ account's secret and refuses a wrong one, a wrong key or passphrase, and a times
 expiry) outside its window (30 s by default, as OKX's), with the exchange's own error. Every
 login's timestamp is kept (:attr:`ExchangeConnection.logins`), so a test can check that a
 reconnect logged in anew.
+
+The token feeds (:class:`TokenFeed`) serve a REST API and the WebSocket that takes its tokens
+on one port: Binance's listenKey (created, kept alive, expiring after a short ``lifetime``
+with the ``listenKeyExpired`` event) and KuCoin's bullet (a token that also names the
+endpoint and the ping interval, refused once older than its ``lifetime``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
+import json
+import secrets
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from aiohttp import WSMsgType, web
 
 from .exchange_feeds import BybitFeed, ExchangeConnection, Frame, OkxFeed, _parse, _stamp
 
@@ -174,3 +185,320 @@ class BybitPrivateFeed(BybitFeed):
             "creationTime": _stamp(number),
             "data": [order],
         }
+
+
+@dataclass
+class TokenConnection:
+    """What a token feed saw of one WebSocket connection."""
+
+    token: str
+    """The token it connected with."""
+    messages: list[str] = field(default_factory=list)
+    """Every message the client sent, as text."""
+    data_sent: int = 0
+    expired_sent: bool = False
+    """The feed told the client its token expired (Binance's ``listenKeyExpired``)."""
+    missed: str | None = None
+    """Why the feed closed the connection for a ping that did not come."""
+
+
+class TokenFeed:
+    """A REST API that hands out tokens and the WebSocket that takes them, on one local port
+    (aiohttp), the way an exchange documents them; the subclasses are the exchanges.
+
+    Every data frame sent is kept (:attr:`data_frames`, in order), so a test can check that
+    each reached Kafka; every token handed out too (:attr:`tokens`), so a test can check that
+    none shows anywhere. The first ``failing_fetches`` token requests fail with 503.
+    """
+
+    def __init__(self, *, frames: int, frame_interval: float = 0.05) -> None:
+        self.frames = frames
+        """Data frames to send in all, over every connection; then the feed idles."""
+        self.frame_interval = frame_interval
+        self.data_frames: list[str] = []
+        self.tokens: list[str] = []
+        """Every token handed out, in order."""
+        self.fetches = 0
+        """Token requests answered (successful or not)."""
+        self.connections: list[TokenConnection] = []
+        self.refused_handshakes = 0
+        self.failing_fetches = 0
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+
+    @property
+    def base(self) -> str:
+        """``http://127.0.0.1:port``: the REST API."""
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def ws_base(self) -> str:
+        return f"ws://127.0.0.1:{self._port}"
+
+    def routes(self) -> list[web.RouteDef]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        app = web.Application()
+        app.add_routes(self.routes())
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self._port = int(self._runner.addresses[0][1])
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    def new_token(self, prefix: str) -> str:
+        token = f"{prefix}{secrets.token_urlsafe(24)}"
+        self.tokens.append(token)
+        return token
+
+    def failing(self) -> web.Response | None:
+        """The answer of a token endpoint told to fail (503), counted down."""
+        if self.failing_fetches <= 0:
+            return None
+        self.failing_fetches -= 1
+        return web.json_response({"code": -1001, "msg": "Internal error"}, status=503)
+
+    def next_frame(self, frame: Frame) -> str | None:
+        """The text of the next data frame, or None when every frame was sent."""
+        if len(self.data_frames) >= self.frames:
+            return None
+        text = json.dumps(frame, separators=(",", ":"))
+        self.data_frames.append(text)
+        return text
+
+
+class BinanceUserDataFeed(TokenFeed):
+    """Binance's user data stream: ``POST /api/v3/userDataStream`` with ``X-MBX-APIKEY``
+    creates a listenKey (``{"listenKey": ...}``; an active one is handed out again),
+    ``PUT`` with ``?listenKey=`` keeps it alive for another ``lifetime`` seconds, an unknown
+    or expired one is ``-1125 This listenKey does not exist.``; ``/ws/<listenKey>`` streams
+    ``executionReport`` events, and when the key expires sends ``listenKeyExpired`` and
+    nothing more on that connection (a connect with an expired key is refused, 400)."""
+
+    def __init__(self, api_key: str, *, lifetime: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.api_key = api_key
+        self.lifetime = lifetime
+        self.keep_alives = 0
+        """Keep-alives accepted."""
+        self.expired_keep_alives = 0
+        self._expiry: dict[str, float] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/api/v3/userDataStream", self._create),
+            web.put("/api/v3/userDataStream", self._keep_alive),
+            web.get("/ws/{key}", self._stream),
+        ]
+
+    def _active(self, key: str) -> bool:
+        return time.monotonic() < self._expiry.get(key, 0.0)
+
+    def _refused(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("X-MBX-APIKEY") != self.api_key:
+            body = {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
+            return web.json_response(body, status=401)
+        return self.failing()
+
+    async def _create(self, request: web.Request) -> web.Response:
+        self.fetches += 1
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        active = [key for key in self._expiry if self._active(key)]
+        key = active[0] if active else self.new_token("lk")
+        self._expiry[key] = time.monotonic() + self.lifetime
+        return web.json_response({"listenKey": key})
+
+    async def _keep_alive(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
+        key = request.query.get("listenKey", "")
+        if not self._active(key):
+            self.expired_keep_alives += 1
+            body = {"code": -1125, "msg": "This listenKey does not exist."}
+            return web.json_response(body, status=400)
+        self.keep_alives += 1
+        self._expiry[key] = time.monotonic() + self.lifetime
+        return web.json_response({})
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        if not self._active(key):
+            self.refused_handshakes += 1
+            return web.json_response({"code": -1125, "msg": "Invalid listenKey"}, status=400)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        conn = TokenConnection(key)
+        self.connections.append(conn)
+        sender = asyncio.create_task(self._send(ws, conn))
+        try:
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    conn.messages.append(message.data)
+        finally:
+            sender.cancel()
+        return ws
+
+    async def _send(self, ws: web.WebSocketResponse, conn: TokenConnection) -> None:
+        while True:
+            await asyncio.sleep(self.frame_interval)
+            if not self._active(conn.token):
+                event = {"e": "listenKeyExpired", "E": int(time.time() * 1000)}
+                await ws.send_str(json.dumps({**event, "listenKey": conn.token}))
+                conn.expired_sent = True
+                return
+            number = len(self.data_frames) + 1
+            text = self.next_frame(
+                {
+                    "e": "executionReport",
+                    # the event time is now: the example takes it as the record's timestamp,
+                    # and the broker's retention deletes records stamped a week ago
+                    "E": int(time.time() * 1000),
+                    "s": "BTCUSDT",
+                    "i": number,
+                    "S": "BUY" if number % 2 else "SELL",
+                    "X": "FILLED",
+                    "p": f"97{number % 1000:03d}.10",
+                    "q": "0.01000000",
+                }
+            )
+            if text is not None:
+                await ws.send_str(text)
+                conn.data_sent += 1
+
+
+class KucoinBulletFeed(TokenFeed):
+    """KuCoin's bullet: ``POST /api/v1/bullet-public`` answers ``{"code":"200000","data":
+    {"token", "instanceServers":[{"endpoint", "pingInterval", "pingTimeout", ...}]}}``; the
+    endpoint takes ``?token=...&connectId=...`` (a token older than ``lifetime`` is refused,
+    401), greets with ``welcome``, acknowledges a ``subscribe`` with ``ack``, answers
+    ``ping`` with ``pong`` and closes a connection whose client sent no ping within
+    ``pingInterval + pingTimeout``; it closes each of the first ``disconnects`` connections
+    after ``frames_per_connection`` data frames, as KuCoin restarts its servers."""
+
+    def __init__(
+        self,
+        *,
+        lifetime: float,
+        ping_interval_ms: int,
+        ping_timeout_ms: int,
+        frames_per_connection: int,
+        disconnects: int,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.lifetime = lifetime
+        self.ping_interval_ms = ping_interval_ms
+        self.ping_timeout_ms = ping_timeout_ms
+        self.frames_per_connection = frames_per_connection
+        self.disconnects = disconnects
+        self._issued: dict[str, float] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/api/v1/bullet-public", self._bullet), web.get("/endpoint", self._stream)]
+
+    async def _bullet(self, request: web.Request) -> web.Response:
+        self.fetches += 1
+        failing = self.failing()
+        if failing is not None:
+            return failing
+        token = self.new_token("bt")
+        self._issued[token] = time.monotonic()
+        server = {
+            "endpoint": f"{self.ws_base}/endpoint",
+            "encrypt": False,
+            "protocol": "websocket",
+            "pingInterval": self.ping_interval_ms,
+            "pingTimeout": self.ping_timeout_ms,
+        }
+        return web.json_response(
+            {"code": "200000", "data": {"token": token, "instanceServers": [server]}}
+        )
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        token = request.query.get("token", "")
+        issued = self._issued.get(token)
+        if issued is None or time.monotonic() - issued > self.lifetime:
+            self.refused_handshakes += 1
+            return web.json_response({"code": "401", "msg": "token is invalid"}, status=401)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        conn = TokenConnection(token)
+        self.connections.append(conn)
+        connect_id = request.query.get("connectId", "")
+        await ws.send_str(json.dumps({"id": connect_id, "type": "welcome"}))
+        subscribed = asyncio.Event()
+        pinged = asyncio.Event()
+        tasks = [
+            asyncio.create_task(self._send(ws, conn, subscribed)),
+            asyncio.create_task(self._watch_pings(ws, conn, pinged)),
+        ]
+        try:
+            async for message in ws:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                conn.messages.append(message.data)
+                request_ = _parse(message.data)
+                kind = request_.get("type") if isinstance(request_, dict) else None
+                if kind == "ping":
+                    pinged.set()
+                    await ws.send_str(json.dumps({"id": request_["id"], "type": "pong"}))
+                elif kind == "subscribe" and request_.get("topic") == "/market/match:BTC-USDT":
+                    await ws.send_str(json.dumps({"id": request_["id"], "type": "ack"}))
+                    subscribed.set()
+                else:
+                    error = {"id": "", "type": "error", "code": 404, "data": "topic is invalid"}
+                    await ws.send_str(json.dumps(error))
+        finally:
+            for task in tasks:
+                task.cancel()
+        return ws
+
+    async def _watch_pings(
+        self, ws: web.WebSocketResponse, conn: TokenConnection, pinged: asyncio.Event
+    ) -> None:
+        deadline = (self.ping_interval_ms + self.ping_timeout_ms) / 1000
+        while True:
+            try:
+                await asyncio.wait_for(pinged.wait(), deadline)
+            except TimeoutError:
+                conn.missed = f"no ping within {deadline:g} s"
+                await ws.close(code=4000, message=b"ping timeout")
+                return
+            pinged.clear()
+
+    async def _send(
+        self, ws: web.WebSocketResponse, conn: TokenConnection, subscribed: asyncio.Event
+    ) -> None:
+        await subscribed.wait()
+        forced = len(self.connections) <= self.disconnects
+        while not forced or conn.data_sent < self.frames_per_connection:
+            await asyncio.sleep(self.frame_interval)
+            number = len(self.data_frames) + 1
+            trade = {
+                "sequence": str(number),
+                "symbol": "BTC-USDT",
+                "side": "buy" if number % 2 else "sell",
+                "price": f"97{number % 1000:03d}.1",
+                "size": "0.01",
+                "tradeId": str(number),
+                "time": str(_stamp(number) * 1_000_000),
+            }
+            frame = {
+                "type": "message",
+                "topic": "/market/match:BTC-USDT",
+                "subject": "trade.l3match",
+                "data": trade,
+            }
+            text = self.next_frame(frame)
+            if text is not None:
+                await ws.send_str(text)
+                conn.data_sent += 1
+        await ws.close(code=1001, message=b"server restart")

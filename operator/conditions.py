@@ -186,7 +186,8 @@ class Facts:
     paused: str | None = None
     """While reconciliation is paused: the condition's message (how to resume)."""
     authentication_checked: bool = False
-    """``spec.login`` is set: the server's answer to it is followed (``Authenticated``)."""
+    """``spec.login`` or ``spec.tokens`` is set: the server's answer to the login, and the
+    token fetches, are followed (``Authenticated``)."""
     auto_restart: Mapping[str, Any] | None = None
     """While ``spec.autoRestart.enabled``: ``status.autoRestart`` (None otherwise: a bridge
     that gave up is then not the operator's to restart)."""

@@ -44,6 +44,7 @@ from ws2kafka.bridge.config import (
     StreamsSpec,
     TimestampSpec,
     TlsSpec,
+    TokenRequestSpec,
     TopicRoutingSpec,
     WebSocketSourceSpec,
 )
@@ -135,7 +136,8 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
     WebSocketSourceSpec: {
         "_websocket_scheme": (
             Rule(
-                "self.startsWith('ws://') || self.startsWith('wss://')",
+                "self.startsWith('ws://') || self.startsWith('wss://') "
+                "|| self.matches('^\\\\{[a-z][A-Za-z0-9]{0,62}\\\\.endpoint\\\\}')",
                 "must start with ws:// or wss://",
             ),
         ),
@@ -234,6 +236,15 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
             ),
         ),
     },
+    TokenRequestSpec: {
+        "_value_names": (
+            Rule(
+                "self.values.all(k, k.matches('^[A-Za-z][A-Za-z0-9_]{0,62}$'))",
+                "value names: letters, digits and _, a letter first",
+                field_path=".values",
+            ),
+        ),
+    },
     QueryParameter: {
         "_one_value": (
             Rule(
@@ -310,6 +321,11 @@ CHECKED_BY_THE_OPERATOR: Final[Mapping[tuple[type[BaseModel], str], str]] = {
     "cannot read a field without a type",
     (LoginSpec, "_placeholders"): "finding every {name} of a template takes a regular "
     "expression's findAll, which the API server's CEL may not offer",
+    (TokenRequestSpec, "_body_placeholders"): "the same findAll over the body's {name}",
+    (WebSocketSourceSpec, "_expiring_tokens_named"): "comparing every rule with every token "
+    "exceeds the API server's CEL cost budget 16 times",
+    (WebSocketSourceSpec, "_tokens_placed"): "the same findAll over every {name.token} of "
+    "every template (unique token names: the list is a map keyed by name)",
 }
 
 PRINTER_COLUMNS: Final = (
@@ -745,15 +761,22 @@ def _connection_fields() -> Schema:
                 "state": _string(f"One of {', '.join(LoginState)}."),
                 "message": _string("The server's own words (never a secret), or why none came."),
                 "lastFailure": {
-                    "description": "The last refused or unanswered login, until a login "
-                    "succeeds again.",
+                    "description": "The last refused or unanswered login, or failed token, "
+                    "until the authentication succeeds again.",
                     "type": "object",
                     "nullable": True,
                     "properties": {
-                        "state": _string("LoginRejected or LoginTimeout."),
+                        "state": _string(
+                            "LoginRejected, LoginTimeout, TokenFetchFailed or TokenExpired."
+                        ),
                         "message": _string("The server's words, or the timeout."),
                     },
                 },
+                "nextRefreshTime": _string(
+                    "When a token (spec.tokens) is next kept alive or fetched anew.",
+                    nullable=True,
+                    date_time=True,
+                ),
             },
         },
         "connections": {

@@ -189,7 +189,7 @@ def gather_facts(
         last_gap=status.get("lastGap"),
         subscription_checked=spec.get("subscription") is not None,
         paused=paused_message(str(meta.get("name") or "NAME")) if is_paused(meta) else None,
-        authentication_checked=spec.get("login") is not None,
+        authentication_checked=spec.get("login") is not None or bool(spec.get("tokens")),
         auto_restart=(status.get("autoRestart") or {}) if auto.get("enabled") else None,
         max_restarts=int(auto.get("maxRestarts") or 0),
     )

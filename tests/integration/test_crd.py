@@ -90,6 +90,9 @@ def with_changes(path: str, value: Any) -> dict[str, Any]:
     return spec
 
 
+#: A token provider the invalid cases below change.
+TOKEN = {"name": "listenKey", "request": {"url": "https://api.example/k"}, "token": "/k"}
+
 INVALID = {
     "url scheme": (
         with_changes("url", "https://feed.example/ws"),
@@ -217,6 +220,21 @@ INVALID = {
         with_changes("kafka.routing", {"template": "trades"}),
         "spec.kafka.routing.template",
         "template names no field",
+    ),
+    "two tokens of one name": (
+        with_changes("tokens", [TOKEN] * 2),
+        "spec.tokens[1]",
+        "Duplicate value",
+    ),
+    "a token request that is no HTTP URL": (
+        with_changes("tokens", [{**TOKEN, "request": {"url": "ftp://api.example/"}}]),
+        "spec.tokens[0].request.url",
+        "should match",
+    ),
+    "a URL that is neither ws nor a fetched endpoint": (
+        with_changes("url", "{listenKey.token}/x"),
+        "spec.url",
+        "must start with ws:// or wss://",
     ),
 }
 

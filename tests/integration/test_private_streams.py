@@ -1,4 +1,4 @@
-"""Private streams: the login examples (``examples/okx-orders.yaml``,
+"""Private streams: the login and token examples (``examples/okx-orders.yaml``,
 ``examples/bybit-orders.yaml``) run, unchanged but for their URL, broker, topic, secrets and
 scaled-down timings, against local feeds that check the exchange's exact signature and its
 timestamp window (``devstack/private_feeds.py``), into the real broker.
@@ -6,6 +6,12 @@ timestamp window (``devstack/private_feeds.py``), into the real broker.
 Data flows after the login with both clients, and every reconnect logs in anew (a feed whose
 window is shorter than a connection's life refuses a reused timestamp); a wrong secret shows
 as ``LoginRejected`` in the exchange's words, and no secret shows anywhere, at any log level.
+
+Tokens fetched over HTTP (``examples/binance-user-data.yaml``, ``examples/kucoin-trades.yaml``)
+run against local REST + WebSocket feeds of Binance's listenKey and KuCoin's bullet: the data
+flows across keep-alives and refreshes with nothing lost, an expired key is fetched anew on
+the stream's word, a failing token endpoint is ``TokenFetchFailed``, and no token or API key
+shows anywhere.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
@@ -33,7 +40,13 @@ from ws2kafka.devstack.harness import (
     value_of,
 )
 from ws2kafka.devstack.kafka import KafkaBroker
-from ws2kafka.devstack.private_feeds import Account, BybitPrivateFeed, OkxPrivateFeed
+from ws2kafka.devstack.private_feeds import (
+    Account,
+    BinanceUserDataFeed,
+    BybitPrivateFeed,
+    KucoinBulletFeed,
+    OkxPrivateFeed,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -170,7 +183,8 @@ async def test_a_wrong_secret_is_login_rejected_in_the_exchanges_words_and_never
     assert bridge.stats.logins == {LoginState.REJECTED: 2}
     assert bridge.stats.auth_failures == 2
     rejected = {"state": "LoginRejected", "message": private.rejection}
-    assert {**rejected, "lastFailure": rejected} in [s["authentication"] for s in reporter.statuses]
+    reported = {**rejected, "lastFailure": rejected, "nextRefreshTime": None}
+    assert reported in [s["authentication"] for s in reporter.statuses]
     assert any(s["state"] == ConnectionState.AUTH_FAILED for s in reporter.statuses)
     assert bridge.stats.last_error is not None
     assert private.rejection in bridge.stats.last_error
@@ -180,3 +194,263 @@ async def test_a_wrong_secret_is_login_rejected_in_the_exchanges_words_and_never
     shown = [*lines, json.dumps(reporter.statuses), repr(bridge.stats), repr(spec)]
     assert [text for text in shown if any(secret in text for secret in SECRETS)] == []
     assert record_count(kafka, topic) == 0
+
+
+# -- tokens fetched over HTTP (spec.tokens) ------------------------------------------------
+
+LISTEN_KEY_LIFETIME = 1.0
+"""The feed's listenKey life, scaled down from Binance's 60 minutes."""
+
+
+def example_spec(name: str) -> dict[str, Any]:
+    documents = list(yaml.safe_load_all((EXAMPLES / name).read_text()))
+    [source] = [doc for doc in documents if doc.get("kind") == "WebSocketSource"]
+    spec: dict[str, Any] = source["spec"]
+    return spec
+
+
+def with_base(url: str, base: str) -> str:
+    """``url`` (an exchange's) on the local feed: its path kept, its origin ``base``'s."""
+    parts = urlsplit(url)
+    return urlunsplit(urlsplit(base)[:2] + parts[2:])
+
+
+def binance_spec(
+    feed: BinanceUserDataFeed,
+    kafka: KafkaBroker,
+    topic: str,
+    *,
+    client: str,
+    api_key: str,
+    keep_alive_seconds: float | None,
+) -> WebSocketSourceSpec:
+    """examples/binance-user-data.yaml on the local feed, its timings scaled down (a
+    keep-alive every ``keep_alive_seconds``; None: none, so the key expires)."""
+    spec = example_spec("binance-user-data.yaml")
+    [token] = spec["tokens"]
+    for request in [token["request"], token["keepAlive"]["request"]]:
+        request["url"] = with_base(request["url"], feed.base)
+        assert [header["name"] for header in request["headers"]] == ["X-MBX-APIKEY"]
+        request["headers"][0]["valueFrom"] = {"value": api_key}
+    token["lifetimeSeconds"] = LISTEN_KEY_LIFETIME
+    token["refreshMarginSeconds"] = 0
+    if keep_alive_seconds is None:
+        del token["keepAlive"]
+    else:
+        token["keepAlive"]["intervalSeconds"] = keep_alive_seconds
+    spec["url"] = with_base(spec["url"], feed.ws_base)
+    assert spec["url"].endswith("/ws/{listenKey.token}")
+    spec["kafka"].update(bootstrapServers=kafka.bootstrap_servers, topic=topic)
+    spec.update(
+        connection={"client": client},
+        reconnect={"initialDelaySeconds": 0.05, "maxDelaySeconds": 0.2},
+        drainTimeoutSeconds=20,
+    )
+    return parse_spec(spec)
+
+
+def kucoin_spec(
+    feed: KucoinBulletFeed, kafka: KafkaBroker, topic: str, *, client: str, lifetime: float
+) -> WebSocketSourceSpec:
+    """examples/kucoin-trades.yaml on the local feed; the token's life scaled down."""
+    spec = example_spec("kucoin-trades.yaml")
+    [token] = spec["tokens"]
+    token["request"]["url"] = with_base(token["request"]["url"], feed.base)
+    token.update(lifetimeSeconds=lifetime, refreshMarginSeconds=0)
+    assert spec["connection"]["heartbeat"]["intervalSeconds"] == 18  # the fetched one wins
+    spec["connection"]["client"] = client
+    spec["kafka"].update(bootstrapServers=kafka.bootstrap_servers, topic=topic)
+    spec.update(reconnect={"initialDelaySeconds": 0.05, "maxDelaySeconds": 0.2})
+    return parse_spec(spec)
+
+
+def leaks(
+    caplog: pytest.LogCaptureFixture, reporter: RecordingReporter, bridge: Bridge, *secret: str
+) -> list[str]:
+    """Every text the bridge showed (its log records at every level, its statuses, its
+    stats, its spec) that holds one of ``secret`` (the feed's own log is its business)."""
+    feeds = ("aiohttp.access", "aiohttp.server", "aiohttp.web")
+    lines = [r.getMessage() for r in caplog.records if not r.name.startswith(feeds)]
+    shown = [*lines, json.dumps(reporter.statuses), repr(bridge.stats), repr(bridge.spec)]
+    return [text for text in shown if any(value in text for value in secret)]
+
+
+def token_requests(bridge: Bridge, request: str, outcome: str, token: str) -> int:
+    return bridge.stats.token_requests.get((token, request, outcome), 0)
+
+
+def records_of(frames: list[str]) -> list[bytes]:
+    return [frame.encode() for frame in frames]
+
+
+async def test_a_listen_key_kept_alive_carries_the_data_across_refreshes_with_nothing_lost(
+    kafka: KafkaBroker, client: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(1)
+    topic = new_topic(kafka)
+    # 3 s of data, a key that lives 1 s, kept alive every 0.3 s: it never expires
+    async with BinanceUserDataFeed(
+        ACCOUNT.api_key, lifetime=LISTEN_KEY_LIFETIME, frames=60
+    ) as feed:
+        spec = binance_spec(
+            feed, kafka, topic, client=client, api_key=ACCOUNT.api_key, keep_alive_seconds=0.3
+        )
+        reporter = RecordingReporter()
+        bridge = Bridge(spec, name="binance-user-data", reporter=reporter)
+
+        def streamed() -> bool:
+            return len(feed.data_frames) == feed.frames and bridge.stats.delivered == feed.frames
+
+        summary = await run_until(bridge, streamed, "every order delivered", timeout=40)
+    assert (summary.exit_code, summary.reconnects) == (ExitCode.OK, 0)
+    [conn] = feed.connections
+    assert not conn.expired_sent
+    assert feed.keep_alives >= 2
+    assert feed.expired_keep_alives == 0
+    assert token_requests(bridge, "fetch", "ok", "listenKey") == 1
+    # the stop may cut the last keep-alive's answer short: the feed counted it, not the bridge
+    kept_alive = token_requests(bridge, "keepAlive", "ok", "listenKey")
+    assert feed.keep_alives - 1 <= kept_alive <= feed.keep_alives
+    assert kept_alive >= 2
+    assert bridge.stats.authentication == LoginState.AUTHENTICATED
+    statuses = [s["authentication"] for s in reporter.statuses if s["authentication"]]
+    assert statuses[-1]["nextRefreshTime"] is not None
+    assert len({s["nextRefreshTime"] for s in statuses}) >= 3  # moved on by each keep-alive
+    expected = records_of(feed.data_frames)
+    assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
+    assert record_count(kafka, topic) == len(expected)
+    assert leaks(caplog, reporter, bridge, ACCOUNT.api_key, *feed.tokens) == []
+
+
+async def test_an_expired_listen_key_is_fetched_anew_and_the_stream_goes_on(
+    kafka: KafkaBroker, client: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(1)
+    topic = new_topic(kafka)
+    # no keep-alive: the key expires after 1 s, the stream says so, the bridge fetches anew
+    async with BinanceUserDataFeed(
+        ACCOUNT.api_key, lifetime=LISTEN_KEY_LIFETIME, frames=50
+    ) as feed:
+        spec = binance_spec(
+            feed, kafka, topic, client=client, api_key=ACCOUNT.api_key, keep_alive_seconds=None
+        )
+        reporter = RecordingReporter()
+        bridge = Bridge(spec, name="binance-user-data", reporter=reporter)
+
+        def streamed() -> bool:
+            return len(feed.data_frames) == feed.frames and bridge.stats.delivered == feed.frames
+
+        summary = await run_until(bridge, streamed, "every order delivered", timeout=40)
+    assert summary.exit_code == ExitCode.OK
+    assert len(feed.connections) >= 2
+    assert all(conn.expired_sent for conn in feed.connections[:-1])
+    assert len({conn.token for conn in feed.connections}) == len(feed.connections)  # new keys
+    assert summary.reconnects == len(feed.connections) - 1
+    assert bridge.stats.token_expiries == {"listenKey": len(feed.connections) - 1}
+    assert token_requests(bridge, "fetch", "ok", "listenKey") == len(feed.connections)
+    assert feed.refused_handshakes == 0  # never connected with the expired key
+    states = [s["authentication"]["state"] for s in reporter.statuses if s["authentication"]]
+    assert "TokenExpired" in states
+    assert states[-1] == "Authenticated"
+    assert bridge.stats.errors.get("TokenExpired") == len(feed.connections) - 1
+    expected = records_of(feed.data_frames)
+    assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
+    assert record_count(kafka, topic) == len(expected)
+    assert leaks(caplog, reporter, bridge, ACCOUNT.api_key, *feed.tokens) == []
+
+
+async def test_a_failing_token_endpoint_shows_token_fetch_failed_and_no_secret(
+    kafka: KafkaBroker, client: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(1)
+    topic = new_topic(kafka)
+    async with BinanceUserDataFeed(ACCOUNT.api_key, lifetime=60, frames=10) as feed:
+        spec = binance_spec(
+            feed, kafka, topic, client=client, api_key=WRONG_SECRET, keep_alive_seconds=30
+        )
+        spec = spec.model_copy(
+            update={"reconnect": spec.reconnect.model_copy(update={"max_attempts": 2})}
+        )
+        reporter = RecordingReporter()
+        bridge = Bridge(spec, name="binance-user-data", reporter=reporter)
+        summary = await run_to_end(bridge, timeout=30)
+    assert summary.exit_code == ExitCode.GAVE_UP
+    assert (feed.fetches, feed.connections) == (2, [])
+    assert token_requests(bridge, "fetch", "failed", "listenKey") == 2
+    message = "token listenKey: HTTP 401: Invalid API-key, IP, or permissions for action."
+    failed = {"state": "TokenFetchFailed", "message": message}
+    assert {**failed, "lastFailure": failed, "nextRefreshTime": None} in [
+        s["authentication"] for s in reporter.statuses
+    ]
+    assert any(s["state"] == ConnectionState.AUTH_FAILED for s in reporter.statuses)
+    assert bridge.stats.errors == {"TokenFetchFailed": 2}
+    assert leaks(caplog, reporter, bridge, WRONG_SECRET, ACCOUNT.api_key) == []
+    assert record_count(kafka, topic) == 0
+
+
+async def test_a_failing_token_endpoint_is_retried_until_it_answers(
+    kafka: KafkaBroker, client: str
+) -> None:
+    topic = new_topic(kafka)
+    async with KucoinBulletFeed(
+        lifetime=60,
+        ping_interval_ms=300,
+        ping_timeout_ms=1000,
+        frames_per_connection=10,
+        disconnects=0,
+        frames=10,
+    ) as feed:
+        feed.failing_fetches = 2
+        spec = kucoin_spec(feed, kafka, topic, client=client, lifetime=60)
+        reporter = RecordingReporter()
+        bridge = Bridge(spec, name="kucoin-trades", reporter=reporter)
+
+        def delivered() -> bool:
+            return bridge.stats.delivered == feed.frames
+
+        await run_until(bridge, delivered, "every trade delivered", timeout=30)
+    states = [s["authentication"]["state"] for s in reporter.statuses if s["authentication"]]
+    assert states[0] == "TokenFetchFailed"
+    assert states[-1] == "Authenticated"
+    assert token_requests(bridge, "fetch", "failed", "bullet") == 2
+    assert token_requests(bridge, "fetch", "ok", "bullet") == 1
+    assert bridge.stats.errors == {"TokenFetchFailed": 2}
+
+
+async def test_a_bullet_token_names_the_endpoint_and_ping_interval_and_is_fetched_anew(
+    kafka: KafkaBroker, client: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(1)
+    topic = new_topic(kafka)
+    # tokens that live 0.8 s (the bridge is told 0.5 s), connections of 20 frames (~1 s):
+    # each reconnect fetches a new token, or the feed refuses it; pings every 0.2 s (from
+    # the answer, not the example's 18 s), or the feed closes the connection
+    async with KucoinBulletFeed(
+        lifetime=0.8,
+        ping_interval_ms=200,
+        ping_timeout_ms=400,
+        frames_per_connection=20,
+        disconnects=2,
+        frames=60,
+    ) as feed:
+        spec = kucoin_spec(feed, kafka, topic, client=client, lifetime=0.5)
+        reporter = RecordingReporter()
+        bridge = Bridge(spec, name="kucoin-trades", reporter=reporter)
+
+        def streamed() -> bool:
+            return len(feed.data_frames) == feed.frames and bridge.stats.delivered == feed.frames
+
+        summary = await run_until(bridge, streamed, "every trade delivered", timeout=40)
+    assert (summary.exit_code, summary.reconnects) == (ExitCode.OK, 2)
+    assert [conn.missed for conn in feed.connections] == [None, None, None]
+    assert [conn.data_sent for conn in feed.connections] == [20, 20, 20]
+    assert [conn.token for conn in feed.connections] == feed.tokens  # one per connection
+    assert feed.refused_handshakes == 0
+    assert token_requests(bridge, "fetch", "ok", "bullet") == 3
+    for conn in feed.connections:
+        pings = [m for m in conn.messages if json.loads(m).get("type") == "ping"]
+        assert len(pings) >= 3
+    expected = records_of(feed.data_frames)
+    assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
+    assert record_count(kafka, topic) == len(expected)
+    assert leaks(caplog, reporter, bridge, *feed.tokens) == []

@@ -270,6 +270,7 @@ async def test_a_refused_login_is_retried_with_a_fresh_signature_before_subscrib
         "state": "Authenticated",
         "message": "the server accepted the login",
         "lastFailure": None,
+        "nextRefreshTime": None,
     }
     registry = CollectorRegistry()
     registry.register(BridgeCollector(lambda: [("ns/private", bridge.stats)]))

@@ -432,6 +432,8 @@ def logged_in(authentication: dict[str, object] | None, **connection: object) ->
 
 
 REJECTED = {"state": "LoginRejected", "message": "Login failed."}
+FETCH_FAILED = {"state": "TokenFetchFailed", "message": "token listenKey: HTTP 503: busy"}
+EXPIRED = {"state": "TokenExpired", "message": "the server says token listenKey expired"}
 
 
 @pytest.mark.parametrize(
@@ -454,6 +456,25 @@ REJECTED = {"state": "LoginRejected", "message": "Login failed."}
         ),
         (logged_in(None), "Unknown", "NotConnected", None),
         (facts(suspended=True, authentication_checked=True), "False", "Suspended", None),
+        # spec.tokens: a failed fetch, and a token the server said expired
+        (
+            logged_in({**FETCH_FAILED, "lastFailure": FETCH_FAILED}, state="Backoff"),
+            "False",
+            "TokenFetchFailed",
+            "token listenKey: HTTP 503: busy",
+        ),
+        (
+            logged_in({**EXPIRED, "lastFailure": EXPIRED}, state="Backoff"),
+            "False",
+            "TokenExpired",
+            "the server says token listenKey expired",
+        ),
+        (
+            logged_in({"state": "Authenticated", "message": "token listenKey fetched"}),
+            "True",
+            "Authenticated",
+            "token listenKey fetched",
+        ),
     ],
 )
 def test_a_login_is_its_own_condition_authenticated(

@@ -213,6 +213,12 @@ def test_secret_values_can_only_refer_to_a_secret(spec: Schema) -> None:
         "spec.headers[].valueFrom",
         "spec.query[].valueFrom",
         "spec.login.values{}",
+        "spec.tokens[].request.query[].valueFrom",
+        "spec.tokens[].request.headers[].valueFrom",
+        "spec.tokens[].request.values{}",
+        "spec.tokens[].keepAlive.request.query[].valueFrom",
+        "spec.tokens[].keepAlive.request.headers[].valueFrom",
+        "spec.tokens[].keepAlive.request.values{}",
         "spec.kafka.secretProperties{}",
     }
     pem_sources = {"spec.tls.ca", "spec.tls.clientCert", "spec.tls.clientKey"}
@@ -239,7 +245,8 @@ def rules(node: Schema) -> list[dict[str, str]]:
 def test_url_scheme_is_a_cel_rule(spec: Schema) -> None:
     assert rules(at(spec, "url")) == [
         {
-            "rule": "self.startsWith('ws://') || self.startsWith('wss://')",
+            "rule": "self.startsWith('ws://') || self.startsWith('wss://') "
+            "|| self.matches('^\\\\{[a-z][A-Za-z0-9]{0,62}\\\\.endpoint\\\\}')",
             "message": "must start with ws:// or wss://",
         }
     ]

@@ -166,3 +166,20 @@ def test_auto_restart_facts_only_when_enabled(
     settings = OperatorSettings(mode=mode)
     found = gather_facts(spec, status, meta, settings, datetime.now(UTC), None, None)
     assert found.auto_restart == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "checked"),
+    [
+        ({}, False),
+        ({"tokens": []}, False),
+        ({"tokens": [{"name": "listenKey"}]}, True),
+        ({"login": {"message": "m"}}, True),
+    ],
+)
+def test_a_login_or_a_token_makes_authentication_a_fact(
+    spec: dict[str, Any], checked: bool
+) -> None:
+    meta = {"name": "s", "generation": 1}
+    found = gather_facts(spec, {}, meta, OperatorSettings(), datetime.now(UTC), None, None)
+    assert found.authentication_checked is checked

@@ -233,3 +233,31 @@ def test_secret_query_values_become_files_too() -> None:
         {"name": "depth", "value": "10"},
     ]
     assert referenced(rendered) == [{"name": "feed", "key": "token"}]
+
+
+def test_token_request_secrets_become_files_and_stay_out_of_the_config_map() -> None:
+    key = {"secretKeyRef": {"name": "binance-api", "key": "apiKey"}}
+    request = {
+        "url": "https://api.example/userDataStream",
+        "headers": [{"name": "K", "valueFrom": key}],
+    }
+    spec = {
+        "url": "wss://feed.example/ws/{listenKey.token}",
+        "tokens": [
+            {
+                "name": "listenKey",
+                "request": {**request, "body": '{"s":"{secret}"}', "values": {"secret": key}},
+                "token": "/listenKey",
+                "keepAlive": {"request": {**request, "method": "PUT"}},
+            }
+        ],
+        "kafka": {"bootstrapServers": "k:9092", "topic": "t"},
+    }
+    rendered = render_source(spec)
+    config = yaml.safe_load(rendered.config_yaml)
+    [token] = config["tokens"]
+    assert token["request"]["headers"][0]["valueFrom"] == secret_file(0)
+    assert token["request"]["values"] == {"secret": secret_file(1)}
+    assert token["keepAlive"]["request"]["headers"][0]["valueFrom"] == secret_file(2)
+    assert referenced(rendered) == [key["secretKeyRef"]] * 3
+    assert "secretKeyRef" not in rendered.config_yaml
