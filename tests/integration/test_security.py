@@ -38,6 +38,7 @@ from ws2kafka.devstack.harness import bridge_spec, new_topic, record_count, run_
 from ws2kafka.devstack.kafka import KafkaBroker
 from ws2kafka.devstack.kube import ControlPlane
 from ws2kafka.devstack.operator_probe import wait_until_watching
+from ws2kafka.devstack.private_feeds import BinanceUserDataFeed
 from ws2kafka.devstack.processes import ManagedProcess, free_port
 from ws2kafka.devstack.waiting import until, wait_until
 from ws2kafka.operator.constants import SECRETS_DIR
@@ -48,7 +49,9 @@ TOKEN = "sec-tok-7d1e52a0c4b94f6e"
 API_KEY = "sec-key-2b8f3c91e07d4a55"
 #: A secret of the URL's query (spec.query).
 QUERY_TOKEN = "sec-query-5c2e9a17d3f04b68"
-SECRETS = (TOKEN, API_KEY, QUERY_TOKEN)
+#: The API key of a token request (spec.tokens): the fetched tokens are secrets too.
+TOKEN_API_KEY = "sec-token-api-9e4d7b21a8c6f30e"
+SECRETS = (TOKEN, API_KEY, QUERY_TOKEN, TOKEN_API_KEY)
 
 
 def command(name: str) -> str:
@@ -56,10 +59,12 @@ def command(name: str) -> str:
     return str(path) if path.exists() else shutil.which(name) or name
 
 
-def leaks(text: str) -> list[str]:
-    """The secret values found in ``text``, plain or base64-encoded."""
-    forms = [(s, s) for s in SECRETS] + [
-        (s, base64.b64encode(s.encode()).decode()) for s in SECRETS
+def leaks(text: str, *fetched: str) -> list[str]:
+    """The secret values (and the ``fetched`` tokens) found in ``text``, plain or
+    base64-encoded."""
+    secrets = (*SECRETS, *fetched)
+    forms = [(s, s) for s in secrets] + [
+        (s, base64.b64encode(s.encode()).decode()) for s in secrets
     ]
     return sorted({secret for secret, form in forms if form in text})
 
@@ -163,6 +168,7 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
         f"--from-literal=token={TOKEN}",
         f"--from-literal=apikey={API_KEY}",
         f"--from-literal=query={QUERY_TOKEN}",
+        f"--from-literal=tokenapi={TOKEN_API_KEY}",
     )
     refused: list[str] = []
 
@@ -173,7 +179,14 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
             return Response(401, "Unauthorized", Headers(), b"bad token\n")
         return None
 
-    async with SequenceFeed(rate=50, process_request=refuse_first) as feed:
+    token_server = BinanceUserDataFeed(TOKEN_API_KEY, lifetime=600, frames=0)
+    async with token_server, SequenceFeed(rate=50, process_request=refuse_first) as feed:
+        api_key = {"secretKeyRef": {"name": "feed", "key": "tokenapi"}}
+        request = {
+            "method": "POST",
+            "url": f"{token_server.base}/api/v3/userDataStream",
+            "headers": [{"name": "X-MBX-APIKEY", "valueFrom": api_key}],
+        }
         spec = {
             "url": feed.url,
             "kafka": {"bootstrapServers": kafka.bootstrap_servers, "topic": topic},
@@ -183,11 +196,14 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
                 {
                     "name": "X-Api-Key",
                     "valueFrom": {"secretKeyRef": {"name": "feed", "key": "apikey"}},
-                }
+                },
+                # a fetched token, placed into a header of the handshake
+                {"name": "X-Listen-Key", "value": "{listenKey.token}"},
             ],
             "query": [
                 {"name": "token", "valueFrom": {"secretKeyRef": {"name": "feed", "key": "query"}}}
             ],
+            "tokens": [{"name": "listenKey", "request": request, "token": "/listenKey"}],
         }
         kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest("guarded", spec))
         await until(
@@ -202,8 +218,10 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
         )
         # the pod's mounts, where this test can write them
         mounted = tmp_path / "secrets"
-        secrets = {"token": TOKEN, "apikey": API_KEY, "query": QUERY_TOKEN}
-        assert kubelet_secret_files(kube, ns, "guarded-bridge", secrets, mounted) == 3
+        secrets = {
+            "token": TOKEN, "apikey": API_KEY, "query": QUERY_TOKEN, "tokenapi": TOKEN_API_KEY,
+        }  # fmt: skip
+        assert kubelet_secret_files(kube, ns, "guarded-bridge", secrets, mounted) == 4
         rendered = kube.get_json(ns, "configmap", "guarded-bridge")["data"]["source.yaml"]
         config = tmp_path / "source.yaml"
         config.write_text(rendered.replace(SECRETS_DIR, str(mounted)))
@@ -244,6 +262,8 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
     assert feed.connections[0].headers["Authorization"] == f"Bearer {TOKEN}"
     assert feed.connections[0].headers["X-Api-Key"] == API_KEY
     assert feed.connections[0].path.endswith(f"?token={QUERY_TOKEN}")
+    assert token_server.tokens, "a listenKey was fetched with the API key"
+    assert feed.connections[0].headers["X-Listen-Key"] == token_server.tokens[-1]
     bridge_log = bridge.log_path.read_text()
     assert "final summary" in bridge_log
     assert "AuthenticationFailed" in bridge_log  # the refusal was logged, without the token
@@ -261,8 +281,9 @@ async def test_a_known_token_appears_in_no_log_event_status_configmap_or_descrip
             "-n", ns, "describe", "deployments,pods,configmaps"
         ).stdout,
     }
-    found = {place: leaks(text) for place, text in places.items() if leaks(text)}
-    assert found == {}
+    fetched = token_server.tokens
+    found = {place: leaks(text, *fetched) for place, text in places.items()}
+    assert {place: found for place, found in found.items() if found} == {}
 
 
 @pytest.mark.k8s
