@@ -34,6 +34,7 @@ from typing import Any
 
 from ws2kafka.devstack.loadfeed import (
     accept_handshake,
+    answer_close,
     frame_batch,
     frames_per_batch,
     number_batch,
@@ -88,34 +89,7 @@ def _send(
         number_batch(template, slot, SIZE, sent + 1, batch, time.time_ns())
         sent += batch
         sock.sendall(view[: batch * slot])
-    _answer_close(sock)
-
-
-def _answer_close(sock: socket.socket) -> None:
-    """Read the client's frames until its close frame (answered) or EOF, at most 120 s."""
-    sock.settimeout(120)
-    data = b""
-    try:
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-            while len(data) >= 2:
-                opcode, length = data[0] & 0x0F, data[1] & 0x7F
-                start = 2 + {126: 2, 127: 8}.get(length, 0) + 4
-                if length >= 126:
-                    length = int.from_bytes(data[2 : start - 4], "big")
-                if len(data) < start + length:
-                    break
-                if opcode == 0x8:
-                    sock.sendall(b"\x88\x02\x03\xe8")
-                    return
-                data = data[start + length :]
-    except OSError:
-        return
-    finally:
-        sock.close()
+    answer_close(sock, timeout=120)
 
 
 # -- the bridge (a fresh process) ---------------------------------------------------------------

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ws2kafka.devstack.loadfeed import (
     accept_handshake,
+    answer_close,
     frame_batch,
     frame_payload,
     frames_per_batch,
@@ -91,35 +92,8 @@ def serve_feed(pipe: Connection, size: int, count: int, rate: int | None) -> Non
         sock.sendall(view[: batch * slot])
     last = time.time()
     cpu = cpu_seconds() - cpu_before
-    _await_close(sock)
+    answer_close(sock, timeout=60)
     pipe.send({"first_send": first, "last_send": last, "cpu_seconds": cpu})
-
-
-def _await_close(sock: socket.socket) -> None:
-    """Read client frames until its close frame (answered) or EOF, at most 60 s."""
-    sock.settimeout(60)
-    data = b""
-    try:
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-            while len(data) >= 2:
-                opcode, length = data[0] & 0x0F, data[1] & 0x7F
-                start = 2 + {126: 2, 127: 8}.get(length, 0) + 4
-                if length >= 126:
-                    length = int.from_bytes(data[2 : start - 4], "big")
-                if len(data) < start + length:
-                    break
-                if opcode == 0x8:
-                    sock.sendall(b"\x88\x02\x03\xe8")
-                    return
-                data = data[start + length :]
-    except OSError:
-        return
-    finally:
-        sock.close()
 
 
 # -- measurements (each in a fresh process) ----------------------------------------------------

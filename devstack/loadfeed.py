@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from types import TracebackType
+from typing import Final
 
 #: ``{"seq":"<12 digits>","ts":"<19 digits>","pad":"<random>"}``: valid JSON, fixed offsets.
 _PREFIX = b'{"seq":"'
@@ -198,14 +199,19 @@ class PacedFeed:
         reader.join(5)
 
 
-def _answer_close(sock: socket.socket, closed: threading.Event, sending: threading.Lock) -> None:
-    """Read the client's frames (masked, RFC 6455) until its close frame, then answer it."""
+#: The server's answer to a client's close frame: close, code 1000.
+CLOSE_ANSWER: Final = b"\x88\x02\x03\xe8"
+
+
+def wait_for_client_close(sock: socket.socket) -> bool:
+    """Read the client's frames (masked, RFC 6455) until its close frame: True then, False
+    at EOF or a socket error (a timeout the caller set included)."""
     data = b""
     try:
         while True:
             chunk = sock.recv(65536)
             if not chunk:
-                return
+                return False
             data += chunk
             while len(data) >= 2:
                 opcode, length = data[0] & 0x0F, data[1] & 0x7F
@@ -215,12 +221,31 @@ def _answer_close(sock: socket.socket, closed: threading.Event, sending: threadi
                 if len(data) < start + length:
                     break
                 if opcode == 0x8:
-                    with sending:
-                        closed.set()
-                        sock.sendall(b"\x88\x02\x03\xe8")
-                    return
+                    return True
                 data = data[start + length :]
     except OSError:
-        return
+        return False
+
+
+def answer_close(sock: socket.socket, timeout: float) -> None:
+    """Wait up to ``timeout`` s for the client's close frame, answer it, close the socket."""
+    sock.settimeout(timeout)
+    try:
+        if wait_for_client_close(sock):
+            with contextlib.suppress(OSError):
+                sock.sendall(CLOSE_ANSWER)
+    finally:
+        sock.close()
+
+
+def _answer_close(sock: socket.socket, closed: threading.Event, sending: threading.Lock) -> None:
+    """The reader beside a sender: on the client's close frame, stop the sender (``closed``)
+    and answer it, between two of the sender's writes."""
+    try:
+        if wait_for_client_close(sock):
+            with sending:
+                closed.set()
+                with contextlib.suppress(OSError):
+                    sock.sendall(CLOSE_ANSWER)
     finally:
         closed.set()
