@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -95,22 +95,21 @@ def render_request(spec: TokenRequestSpec, name: str, token: str | None) -> Http
     def filled(text: str, escape: Any = str) -> str:
         return re.sub(TOKEN_PLACEHOLDER, lambda match: escape(tokens[match[1]]), text)
 
-    pairs: list[tuple[str, str]] = []
-    for parameter in spec.query:
-        if parameter.value_from is not None:
-            value = parameter.value_from.resolve()
-            secrets.append(value)
-        else:
-            value = filled(parameter.value or "")
-        pairs.append((parameter.name, value))
-    headers: list[tuple[str, str]] = []
-    for header in spec.headers:
-        if header.value_from is not None:
-            value = header.value_from.resolve()
-            secrets.append(value)
-        else:
-            value = filled(header.value or "")
-        headers.append((header.name, value))
+    def named_values(items: Sequence[Header | QueryParameter]) -> list[tuple[str, str]]:
+        """Each item's name and value: a secret resolved (and kept to scrub), a plain value
+        with the token filled in."""
+        found = []
+        for item in items:
+            if item.value_from is not None:
+                value = item.value_from.resolve()
+                secrets.append(value)
+            else:
+                value = filled(item.value or "")
+            found.append((item.name, value))
+        return found
+
+    pairs = named_values(spec.query)
+    headers = named_values(spec.headers)
     url = filled(spec.url, lambda value: quote(value, safe=""))
     if pairs:
         added = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
