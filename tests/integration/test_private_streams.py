@@ -279,8 +279,11 @@ def token_requests(bridge: Bridge, request: str, outcome: str, token: str) -> in
     return bridge.stats.token_requests.get((token, request, outcome), 0)
 
 
-def records_of(frames: list[str]) -> list[bytes]:
-    return [frame.encode() for frame in frames]
+def assert_every_frame_once(kafka: KafkaBroker, topic: str, frames: list[str]) -> None:
+    """Every data frame the feed sent is in ``topic`` once, in order, and nothing else."""
+    expected = [frame.encode() for frame in frames]
+    assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
+    assert record_count(kafka, topic) == len(expected)
 
 
 async def test_a_listen_key_kept_alive_carries_the_data_across_refreshes_with_nothing_lost(
@@ -316,9 +319,7 @@ async def test_a_listen_key_kept_alive_carries_the_data_across_refreshes_with_no
     statuses = [s["authentication"] for s in reporter.statuses if s["authentication"]]
     assert statuses[-1]["nextRefreshTime"] is not None
     assert len({s["nextRefreshTime"] for s in statuses}) >= 3  # moved on by each keep-alive
-    expected = records_of(feed.data_frames)
-    assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
-    assert record_count(kafka, topic) == len(expected)
+    assert_every_frame_once(kafka, topic, feed.data_frames)
     assert leaks(caplog, reporter, bridge, ACCOUNT.api_key, *feed.tokens) == []
 
 
@@ -353,9 +354,7 @@ async def test_an_expired_listen_key_is_fetched_anew_and_the_stream_goes_on(
     assert "TokenExpired" in states
     assert states[-1] == "Authenticated"
     assert bridge.stats.errors.get("TokenExpired") == len(feed.connections) - 1
-    expected = records_of(feed.data_frames)
-    assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
-    assert record_count(kafka, topic) == len(expected)
+    assert_every_frame_once(kafka, topic, feed.data_frames)
     assert leaks(caplog, reporter, bridge, ACCOUNT.api_key, *feed.tokens) == []
 
 
@@ -450,7 +449,5 @@ async def test_a_bullet_token_names_the_endpoint_and_ping_interval_and_is_fetche
     for conn in feed.connections:
         pings = [m for m in conn.messages if json.loads(m).get("type") == "ping"]
         assert len(pings) >= 3
-    expected = records_of(feed.data_frames)
-    assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
-    assert record_count(kafka, topic) == len(expected)
+    assert_every_frame_once(kafka, topic, feed.data_frames)
     assert leaks(caplog, reporter, bridge, *feed.tokens) == []
