@@ -760,21 +760,27 @@ LOGIN_PLACEHOLDER: Final = r"\{([A-Za-z][A-Za-z0-9_]{0,62})\}"
 COMPUTED_LOGIN_VALUES: Final = ("timestamp", "expires", "nonce", "signature")
 
 
-class LoginSignature(Model):
-    """``{signature}``: an HMAC of ``payload`` keyed with one of the login's secret values."""
+class Signature(Model):
+    """An HMAC of ``payload`` keyed with one of the secret ``values``: a login's
+    ``{signature}``, or a token request's named signature (``{sign}``)."""
 
     algorithm: SignatureAlgorithm = SignatureAlgorithm.HMAC_SHA256
-    """``hmacSha256`` or ``hmacSha512``."""
+    """``hmacSha256`` or ``hmacSha512`` (Kraken)."""
     encoding: SignatureEncoding = SignatureEncoding.HEX
-    """``hex`` (Bybit, Deribit) or ``base64`` (OKX)."""
+    """``hex`` (Bybit, Deribit) or ``base64`` (OKX, KuCoin, Kraken)."""
     key: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
-    """The value of ``login.values`` that keys the HMAC, e.g. ``secret``; it may not appear
-    in the message itself."""
+    """The value of ``values`` that keys the HMAC, e.g. ``secret``; it may not be sent
+    itself."""
     key_encoding: KeyEncoding = KeyEncoding.TEXT
-    """How that key is written: ``text`` (its UTF-8 bytes), ``base64`` (Coinbase) or ``hex``."""
+    """How that key is written: ``text`` (its UTF-8 bytes), ``base64`` (Coinbase, Kraken) or
+    ``hex``."""
     payload: str = Field(min_length=1, max_length=4096)
-    """What is signed, with placeholders written as they are (not JSON-escaped), e.g.
+    """What is signed, with placeholders written as they are (not escaped), e.g.
     ``{timestamp}GET/users/self/verify`` (OKX) or ``GET/realtime{expires}`` (Bybit)."""
+    sha256_of: str | None = Field(default=None, min_length=1, max_length=65536)
+    """Signs ``payload`` followed by the raw SHA-256 digest of this template: Kraken's
+    ``API-Sign`` is ``/0/private/GetWebSocketsToken`` + SHA-256(``{nonce}nonce={nonce}``)
+    (none: the payload alone)."""
 
 
 class LoginSpec(Model):
@@ -798,7 +804,7 @@ class LoginSpec(Model):
     """How ``{timestamp}`` is written: ``seconds``, ``milliseconds`` or ``iso8601``."""
     expires_after_ms: int = Field(default=10_000, ge=1, le=3_600_000)
     """``{expires}`` is the connect's time plus this, in epoch milliseconds (Bybit)."""
-    signature: LoginSignature | None = None
+    signature: Signature | None = None
     """How ``{signature}`` is computed (none: the message has no signature)."""
     success: list[FrameCondition] = Field(min_length=1, max_length=8)
     """A frame that says the login succeeded (all conditions), e.g. ``/event`` equals
@@ -853,13 +859,20 @@ class HttpMethod(StrEnum):
     DELETE = "DELETE"
 
 
+#: The values a signed token request computes itself, for every request.
+COMPUTED_REQUEST_VALUES: Final = ("timestamp", "expires", "nonce")
+
+
 class TokenRequestSpec(Model):
     """One HTTP request of a token provider: the fetch, or its keep-alive.
 
     It goes out with the same TLS settings (``spec.tls``: CA, client certificate) and the same
     proxy (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY`` in the environment) as the WebSocket.
     ``{name.token}`` in ``url``, a query or header value, or ``body`` is the provider's current
-    token (a keep-alive's ``?listenKey=``); ``{key}`` in ``body`` is a value of ``values``.
+    token (a keep-alive's ``?listenKey=``). ``{key}`` in ``body`` or a query or header value
+    is a value of ``values``, a signature of ``signatures``, or computed for every request:
+    ``{timestamp}``, ``{expires}``, ``{nonce}`` (as in ``login``), so a signed request (KuCoin's
+    private bullet, Kraken's GetWebSocketsToken) is signed anew each time.
     """
 
     method: HttpMethod = HttpMethod.POST
@@ -869,14 +882,25 @@ class TokenRequestSpec(Model):
     query: list[QueryParameter] = Field(default_factory=list, max_length=64)
     """Query parameters appended to ``url``; secret ones never show where the URL does."""
     headers: list[Header] = Field(default_factory=list, max_length=64)
-    """Request headers, e.g. Binance's ``X-MBX-APIKEY`` from a Secret."""
+    """Request headers, e.g. Binance's ``X-MBX-APIKEY`` from a Secret, or KuCoin's
+    ``KC-API-SIGN`` with the value ``{sign}``."""
     body: str | None = Field(default=None, max_length=65536)
-    """The request body; ``{key}`` is a value of ``values``, JSON-escaped when
-    ``contentType`` is JSON, percent-encoded when it is a form (none: no body)."""
+    """The request body; a ``{key}`` is JSON-escaped when ``contentType`` is JSON,
+    percent-encoded when it is a form (none: no body)."""
     content_type: str = Field(default="application/json", min_length=1, max_length=256)
     """The body's ``Content-Type``."""
     values: dict[str, SecretValue] = Field(default_factory=dict, max_length=16)
-    """Secret values of ``body`` by placeholder name, e.g. ``clientSecret``."""
+    """Secret values by placeholder name, e.g. ``clientSecret``, or the ``secret`` that keys
+    a signature (which may not be sent itself)."""
+    timestamp: LoginTimestamp = LoginTimestamp.SECONDS
+    """How ``{timestamp}`` is written: ``seconds``, ``milliseconds`` (KuCoin, and Kraken's
+    increasing nonce) or ``iso8601``."""
+    expires_after_ms: int = Field(default=10_000, ge=1, le=3_600_000)
+    """``{expires}`` is the request's time plus this, in epoch milliseconds."""
+    signatures: dict[str, Signature] = Field(default_factory=dict, max_length=4)
+    """Signatures by placeholder name, computed for every request, e.g. KuCoin's ``sign``
+    (Base64 HMAC-SHA256 of ``{timestamp}POST/api/v1/bullet-private``) and its signed
+    ``passphrase``; a payload holds values and computed values, not other signatures."""
     timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     """No answer within this time: the request failed."""
 
@@ -885,13 +909,41 @@ class TokenRequestSpec(Model):
         for name in self.values:
             if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name) is None:
                 raise ValueError(f"value name {name!r}: letters, digits and _, a letter first")
+            if name in COMPUTED_REQUEST_VALUES:
+                raise ValueError(f"{name} is computed by the bridge: name the value otherwise")
         return self
 
     @model_validator(mode="after")
-    def _body_placeholders(self) -> Self:
-        for name in re.findall(LOGIN_PLACEHOLDER, self.body or ""):
-            if name not in self.values:
-                raise ValueError(f"body: {{{name}}} is not a value of values")
+    def _signatures(self) -> Self:
+        for name, signature in self.signatures.items():
+            if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name) is None:
+                raise ValueError(f"signature name {name!r}: letters, digits and _, a letter first")
+            if name in self.values or name in COMPUTED_REQUEST_VALUES:
+                raise ValueError(f"signature {name} is named like a value: name it otherwise")
+            if signature.key not in self.values:
+                raise ValueError(f"signature {name}: key must name one of values")
+        return self
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> Self:
+        known = set(self.values) | set(COMPUTED_REQUEST_VALUES)
+        keys = {signature.key for signature in self.signatures.values()}
+        sent = [("body", self.body or "")]
+        sent += [(f"query {p.name}", p.value) for p in self.query if p.value is not None]
+        sent += [(f"header {h.name}", h.value) for h in self.headers if h.value is not None]
+        for where, text in sent:
+            for used in re.findall(LOGIN_PLACEHOLDER, text):
+                if used in keys:
+                    raise ValueError(f"{where}: the signing key {{{used}}} may not be sent")
+                if used not in known and used not in self.signatures:
+                    raise ValueError(f"{where}: {{{used}}} is neither a value nor computed here")
+        for name, signature in self.signatures.items():
+            signed = signature.payload + (signature.sha256_of or "")
+            for used in re.findall(LOGIN_PLACEHOLDER, signed):
+                if used not in known:
+                    raise ValueError(
+                        f"signature {name}: {{{used}}} is neither a value nor computed here"
+                    )
         return self
 
 

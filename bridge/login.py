@@ -10,27 +10,15 @@ The link sends the message and reads the answer (:mod:`.link`).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from .config import (
-    LOGIN_PLACEHOLDER,
-    KeyEncoding,
-    LoginSignature,
-    LoginSpec,
-    LoginTimestamp,
-    SignatureAlgorithm,
-    SignatureEncoding,
-)
+from .config import LoginSpec
 from .messages import Conditions
+from .signing import computed_values, fill, sign
 from .source import REDACTED
 from .subscription import server_message
 
@@ -85,56 +73,14 @@ def render_login(
     spec: LoginSpec, credentials: Credentials, *, now: float, nonce: str
 ) -> LoginMessage:
     """The login message for a connect at ``now`` (epoch seconds) with ``nonce``."""
-    values = {**credentials.values, **computed_values(spec, now, nonce)}
+    computed = computed_values(spec.timestamp, spec.expires_after_ms, now, nonce)
+    values = {**credentials.values, **computed}
     if spec.signature is not None:
-        values["signature"] = sign(spec.signature, credentials, values)
+        values["signature"] = sign(spec.signature, credentials.values, values)
     text = fill(spec.message, values, _json_escape)
     secrets = [*credentials.values.values(), values.get("signature", "")]
     ordered = sorted({secret for secret in secrets if secret}, key=len, reverse=True)
     return LoginMessage(text, values["timestamp"], tuple(ordered))
-
-
-def computed_values(spec: LoginSpec, now: float, nonce: str) -> dict[str, str]:
-    """``{timestamp}``, ``{expires}`` and ``{nonce}`` for a connect at ``now``."""
-    millis = round(now * 1000)
-    if spec.timestamp is LoginTimestamp.SECONDS:
-        timestamp = str(int(now))
-    elif spec.timestamp is LoginTimestamp.MILLISECONDS:
-        timestamp = str(millis)
-    else:
-        moment = datetime.fromtimestamp(millis / 1000, UTC)
-        timestamp = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {"timestamp": timestamp, "expires": str(millis + spec.expires_after_ms), "nonce": nonce}
-
-
-_DIGESTS: Mapping[SignatureAlgorithm, Callable[[], Any]] = {
-    SignatureAlgorithm.HMAC_SHA256: hashlib.sha256,
-    SignatureAlgorithm.HMAC_SHA512: hashlib.sha512,
-}
-
-
-def sign(spec: LoginSignature, credentials: Credentials, values: Mapping[str, str]) -> str:
-    """The signature: the HMAC of the filled-in payload, keyed with ``spec.key``'s value."""
-    key = _key_bytes(credentials.values[spec.key], spec.key_encoding)
-    payload = fill(spec.payload, values, str).encode()
-    digest = hmac.new(key, payload, _DIGESTS[spec.algorithm]).digest()
-    if spec.encoding is SignatureEncoding.HEX:
-        return digest.hex()
-    return base64.b64encode(digest).decode()
-
-
-def _key_bytes(key: str, encoding: KeyEncoding) -> bytes:
-    if encoding is KeyEncoding.BASE64:
-        return base64.b64decode(key)
-    if encoding is KeyEncoding.HEX:
-        return bytes.fromhex(key)
-    return key.encode()
-
-
-def fill(template: str, values: Mapping[str, str], escape: Callable[[str], str]) -> str:
-    """``template`` with every ``{name}`` replaced by its value, as ``escape`` writes it (the
-    config's validator made sure every name has one)."""
-    return re.sub(LOGIN_PLACEHOLDER, lambda match: escape(values[match[1]]), template)
 
 
 def _json_escape(value: str) -> str:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import ssl
 import time
 from collections.abc import Callable
 
 import aiohttp
 
-from .config import WebSocketSourceSpec
+from .config import TokenRequestSpec, WebSocketSourceSpec
 from .login import LoginState
 from .source import build_ssl_context
 from .stats import BridgeStats
@@ -91,7 +92,7 @@ class TokenKeeper:
         self._show_next_refresh()
 
     async def _fetch(self, book: TokenBook) -> None:
-        request = render_request(book.spec.request, book.name, None)
+        request = self._render(book.spec.request, book.name, None)
         try:
             status, body = await self._send(request)
             token = read_token(book.spec, request, status, body, now=self._clock())
@@ -108,6 +109,11 @@ class TokenKeeper:
             stats.authentication_message = f"token {book.name} fetched"
             stats.last_authentication_failure = None
         log.info("%s: token %s fetched from %s", self._label, book.name, request.shown)
+
+    def _render(self, spec: TokenRequestSpec, name: str, token: str | None) -> HttpRequest:
+        """The request as it goes out now: a signed one is signed with this moment's
+        timestamp and a fresh nonce."""
+        return render_request(spec, name, token, now=self._clock(), nonce=secrets.token_hex(8))
 
     async def _send(self, request: HttpRequest) -> tuple[int, bytes]:
         """One request; every client failure is a :class:`TokenRefused`, scrubbed."""
@@ -169,7 +175,7 @@ class TokenKeeper:
         token = book.token
         assert keep_alive is not None
         assert token is not None
-        request = render_request(keep_alive.request, book.name, token.value)
+        request = self._render(keep_alive.request, book.name, token.value)
         try:
             status, body = await self._send(request)
             read_keep_alive(book.spec, request, status, body)

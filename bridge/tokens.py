@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, quote_plus
 
 from pydantic import SecretStr
@@ -35,6 +35,7 @@ from .config import (
     WebSocketSourceSpec,
 )
 from .framing import MISSING, lookup, parse_json
+from .signing import computed_values, sign
 from .source import REDACTED, redact_url
 
 #: The longest answer kept for a message: a refusal is quoted, never a whole page.
@@ -86,18 +87,32 @@ def _secret_forms(values: list[str]) -> tuple[str, ...]:
     return tuple(sorted(forms, key=len, reverse=True))
 
 
-def render_request(spec: TokenRequestSpec, name: str, token: str | None) -> HttpRequest:
-    """The request with its secrets resolved now (a ConfigError names a missing source) and
-    ``{name.token}`` filled with ``token`` (a keep-alive's)."""
-    secrets: list[str] = [token] if token else []
+def render_request(
+    spec: TokenRequestSpec, name: str, token: str | None, *, now: float, nonce: str
+) -> HttpRequest:
+    """The request at ``now`` (epoch seconds) with ``nonce``: its secrets resolved now (a
+    ConfigError names a missing source), its signatures computed, and ``{name.token}``
+    filled with ``token`` (a keep-alive's)."""
+    values = {key: source.resolve() for key, source in spec.values.items()}
+    context = {**values, **computed_values(spec.timestamp, spec.expires_after_ms, now, nonce)}
+    signatures = {
+        key: sign(signature, values, context) for key, signature in spec.signatures.items()
+    }
+    context.update(signatures)
+    secrets = [token or "", *values.values(), *signatures.values()]
     tokens = {name: token or ""}
 
     def filled(text: str, escape: Any = str) -> str:
-        return re.sub(TOKEN_PLACEHOLDER, lambda match: escape(tokens[match[1]]), text)
+        """Both kinds of placeholder in one pass: a value that holds braces stays as it is."""
+
+        def value(match: re.Match[str]) -> str:
+            return str(escape(tokens[match[1]] if match[1] else context[match[3]]))
+
+        return re.sub(_REQUEST_PLACEHOLDER, value, text)
 
     def named_values(items: Sequence[Header | QueryParameter]) -> list[tuple[str, str]]:
         """Each item's name and value: a secret resolved (and kept to scrub), a plain value
-        with the token filled in."""
+        with its placeholders filled in."""
         found = []
         for item in items:
             if item.value_from is not None:
@@ -110,17 +125,13 @@ def render_request(spec: TokenRequestSpec, name: str, token: str | None) -> Http
 
     pairs = named_values(spec.query)
     headers = named_values(spec.headers)
-    url = filled(spec.url, lambda value: quote(value, safe=""))
+    url = re.sub(TOKEN_PLACEHOLDER, lambda match: quote(tokens[match[1]], safe=""), spec.url)
     if pairs:
         added = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in pairs)
         url = f"{url}{'&' if '?' in url else '?'}{added}"
     body = None
     if spec.body is not None:
-        values = {key: source.resolve() for key, source in spec.values.items()}
-        secrets.extend(values.values())
-        escape = _body_escape(spec.content_type)
-        text = re.sub(LOGIN_PLACEHOLDER, lambda match: escape(values[match[1]]), spec.body)
-        body = filled(text, escape).encode()
+        body = filled(spec.body, _body_escape(spec.content_type)).encode()
         headers.append(("Content-Type", spec.content_type))
     ordered = _secret_forms(secrets)
     shown = redact_url(url)
@@ -129,6 +140,10 @@ def render_request(spec: TokenRequestSpec, name: str, token: str | None) -> Http
     return HttpRequest(
         spec.method.value, url, shown, tuple(headers), body, spec.timeout_seconds, ordered
     )
+
+
+#: ``{name.token}`` (groups 1 and 2) or a value, computed value or signature (group 3).
+_REQUEST_PLACEHOLDER: Final = f"{TOKEN_PLACEHOLDER}|{LOGIN_PLACEHOLDER}"
 
 
 def _body_escape(content_type: str) -> Any:
@@ -169,14 +184,21 @@ def _seconds(value: Any, unit: DurationUnit) -> float | None:
 
 def _refusal(spec: TokenSpec, request: HttpRequest, status: int, body: bytes) -> str:
     """The server's own words in a refused request (scrubbed), or its status."""
-    document = parse_json(body)
-    words: Any = MISSING
-    if spec.message_pointer is not None:
-        words = lookup(document, spec.message_pointer)
-    if words is MISSING:
-        words = body.decode(errors="replace")
-    text = words if isinstance(words, str) else json.dumps(words)
-    return request.scrub(f"HTTP {status}: {text.strip()}")[:MAX_MESSAGE_CHARS]
+    words = _words(spec, parse_json(body)) or body.decode(errors="replace")
+    return request.scrub(f"HTTP {status}: {words.strip()}")[:MAX_MESSAGE_CHARS]
+
+
+def _words(spec: TokenSpec, document: Any) -> str | None:
+    """The server's own words at ``messagePointer`` (Kraken answers a refusal with HTTP 200
+    and ``{"error":["EAPI:Invalid key"]}``), or None."""
+    if spec.message_pointer is None:
+        return None
+    words = lookup(document, spec.message_pointer)
+    if words is MISSING or words in (None, "", []):
+        return None
+    if isinstance(words, list) and all(isinstance(word, str) for word in words):
+        return "; ".join(words)
+    return words if isinstance(words, str) else json.dumps(words)
 
 
 def read_token(
@@ -189,7 +211,9 @@ def read_token(
     document = parse_json(body)
     value = lookup(document, spec.token)
     if not isinstance(value, str) or not value:
-        raise TokenRefused(f"HTTP {status}: the answer has no token at {spec.token}")
+        words = _words(spec, document)
+        said = f": {request.scrub(words)[:MAX_MESSAGE_CHARS]}" if words else ""
+        raise TokenRefused(f"HTTP {status}: the answer has no token at {spec.token}{said}")
     endpoint = None
     if spec.endpoint is not None:
         endpoint = lookup(document, spec.endpoint)

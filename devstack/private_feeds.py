@@ -11,8 +11,10 @@ reconnect logged in anew.
 
 The token feeds (:class:`TokenFeed`) serve a REST API and the WebSocket that takes its tokens
 on one port: Binance's listenKey (created, kept alive, expiring after a short ``lifetime``
-with the ``listenKeyExpired`` event) and KuCoin's bullet (a token that also names the
-endpoint and the ping interval, refused once older than its ``lifetime``).
+with the ``listenKeyExpired`` event), KuCoin's bullet (a token that also names the
+endpoint and the ping interval, refused once older than its ``lifetime``; the private one
+signed, its timestamp checked), and Kraken's GetWebSocketsToken (signed with an ever larger
+nonce, its token used in the subscribe message).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -263,6 +266,27 @@ class TokenFeed:
         self.failing_fetches -= 1
         return web.json_response({"code": -1001, "msg": "Internal error"}, status=503)
 
+    async def send_data(
+        self,
+        ws: web.WebSocketResponse,
+        conn: TokenConnection,
+        data: Callable[[int], Frame],
+        *,
+        frames_per_connection: int,
+        disconnects: int,
+    ) -> None:
+        """Data frames (``data(number)``) until every one was sent; each of the first
+        ``disconnects`` connections is closed after ``frames_per_connection``, as an exchange
+        restarts its servers."""
+        forced = len(self.connections) <= disconnects
+        while not forced or conn.data_sent < frames_per_connection:
+            await asyncio.sleep(self.frame_interval)
+            text = self.next_frame(data(len(self.data_frames) + 1))
+            if text is not None:
+                await ws.send_str(text)
+                conn.data_sent += 1
+        await ws.close(code=1001, message=b"server restart")
+
     def next_frame(self, frame: Frame) -> str | None:
         """The text of the next data frame, or None when every frame was sent."""
         if len(self.data_frames) >= self.frames:
@@ -383,6 +407,9 @@ class KucoinBulletFeed(TokenFeed):
     ``pingInterval + pingTimeout``; it closes each of the first ``disconnects`` connections
     after ``frames_per_connection`` data frames, as KuCoin restarts its servers."""
 
+    bullet_path = "/api/v1/bullet-public"
+    topic = "/market/match:BTC-USDT"
+
     def __init__(
         self,
         *,
@@ -402,13 +429,17 @@ class KucoinBulletFeed(TokenFeed):
         self._issued: dict[str, float] = {}
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/api/v1/bullet-public", self._bullet), web.get("/endpoint", self._stream)]
+        return [web.post(self.bullet_path, self._bullet), web.get("/endpoint", self._stream)]
+
+    def refused(self, request: web.Request) -> web.Response | None:
+        """The answer to a bullet request the feed refuses (none: the public one is open)."""
+        return None
 
     async def _bullet(self, request: web.Request) -> web.Response:
         self.fetches += 1
-        failing = self.failing()
-        if failing is not None:
-            return failing
+        refused = self.refused(request) or self.failing()
+        if refused is not None:
+            return refused
         token = self.new_token("bt")
         self._issued[token] = time.monotonic()
         server = {
@@ -450,7 +481,7 @@ class KucoinBulletFeed(TokenFeed):
                 if kind == "ping":
                     pinged.set()
                     await ws.send_str(json.dumps({"id": request_["id"], "type": "pong"}))
-                elif kind == "subscribe" and request_.get("topic") == "/market/match:BTC-USDT":
+                elif kind == "subscribe" and request_.get("topic") == self.topic:
                     await ws.send_str(json.dumps({"id": request_["id"], "type": "ack"}))
                     subscribed.set()
                 else:
@@ -460,6 +491,18 @@ class KucoinBulletFeed(TokenFeed):
             for task in tasks:
                 task.cancel()
         return ws
+
+    async def _send(
+        self, ws: web.WebSocketResponse, conn: TokenConnection, subscribed: asyncio.Event
+    ) -> None:
+        await subscribed.wait()
+        await self.send_data(
+            ws,
+            conn,
+            self.data,
+            frames_per_connection=self.frames_per_connection,
+            disconnects=self.disconnects,
+        )
 
     async def _watch_pings(
         self, ws: web.WebSocketResponse, conn: TokenConnection, pinged: asyncio.Event
@@ -474,31 +517,196 @@ class KucoinBulletFeed(TokenFeed):
                 return
             pinged.clear()
 
-    async def _send(
-        self, ws: web.WebSocketResponse, conn: TokenConnection, subscribed: asyncio.Event
+    def data(self, number: int) -> Frame:
+        trade = {
+            "sequence": str(number),
+            "symbol": "BTC-USDT",
+            "side": "buy" if number % 2 else "sell",
+            "price": f"97{number % 1000:03d}.1",
+            "size": "0.01",
+            "tradeId": str(number),
+            "time": str(_stamp(number) * 1_000_000),
+        }
+        return {"type": "message", "topic": self.topic, "subject": "trade.l3match", "data": trade}
+
+
+class KucoinPrivateBulletFeed(KucoinBulletFeed):
+    """KuCoin's private bullet: ``POST /api/v1/bullet-private`` signed as KuCoin documents
+    for API keys of version 2: ``KC-API-KEY``, ``KC-API-TIMESTAMP`` (epoch ms, within
+    ``window`` seconds of the server's clock), ``KC-API-SIGN`` = Base64(HMAC-SHA256(timestamp
+    + "POST" + path + body, secret)), ``KC-API-PASSPHRASE`` = Base64(HMAC-SHA256(passphrase,
+    secret)) and ``KC-API-KEY-VERSION: 2``; a refusal is HTTP 401 with KuCoin's code and
+    words. The stream is the account's order changes (``/spotMarket/tradeOrders``)."""
+
+    bullet_path = "/api/v1/bullet-private"
+    topic = "/spotMarket/tradeOrders"
+
+    def __init__(self, account: Account, *, window: float = 5.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.account = account
+        self.window = window
+        self.timestamps: list[str] = []
+        """The ``KC-API-TIMESTAMP`` of every bullet request, in order."""
+
+    def refused(self, request: web.Request) -> web.Response | None:
+        headers, account = request.headers, self.account
+        stamp = headers.get("KC-API-TIMESTAMP", "")
+        self.timestamps.append(stamp)
+        moment = _number(stamp)
+        sign = base64.b64encode(_hmac(account.secret, f"{stamp}POST{self.bullet_path}")).decode()
+        passphrase = base64.b64encode(_hmac(account.secret, account.passphrase)).decode()
+        if headers.get("KC-API-KEY") != account.api_key:
+            return self._refusal("400003", "KC-API-KEY not exists")
+        if moment is None or abs(time.time() * 1000 - moment) > self.window * 1000:
+            return self._refusal(
+                "400002",
+                "KC-API-TIMESTAMP Invalid -- Time differs from server time by more than 5 seconds",
+            )
+        if headers.get("KC-API-SIGN") != sign or headers.get("KC-API-KEY-VERSION") != "2":
+            return self._refusal("400005", "Invalid KC-API-SIGN")
+        if headers.get("KC-API-PASSPHRASE") != passphrase:
+            return self._refusal("400004", "Invalid KC-API-PASSPHRASE")
+        return None
+
+    @staticmethod
+    def _refusal(code: str, message: str) -> web.Response:
+        return web.json_response({"code": code, "msg": message}, status=401)
+
+    def data(self, number: int) -> Frame:
+        order = {
+            "symbol": "BTC-USDT",
+            "orderType": "limit",
+            "side": "buy" if number % 2 else "sell",
+            "orderId": f"ord{number}",
+            "type": "filled",
+            "price": f"97{number % 1000:03d}.1",
+            "size": "0.01",
+            "ts": _stamp(number) * 1_000_000,
+        }
+        return {
+            "type": "message",
+            "topic": self.topic,
+            "subject": "orderChange",
+            "channelType": "private",
+            "data": order,
+        }
+
+
+class KrakenTokenFeed(TokenFeed):
+    """Kraken's authenticated WebSocket v2: ``POST /0/private/GetWebSocketsToken`` with
+    ``API-Key`` and ``API-Sign`` = Base64(HMAC-SHA512(path + SHA-256(nonce + body),
+    Base64-decoded secret)) and the body ``nonce=...`` (an integer larger than every nonce
+    before it) answers ``{"error":[],"result":{"token","expires"}}``, a refusal HTTP 200 with
+    ``{"error":["EAPI:Invalid key"]}`` (``Invalid signature``, ``Invalid nonce``).
+
+    ``/v2`` greets with a status message; ``subscribe`` to ``executions`` with a token issued
+    less than ``lifetime`` ago (Kraken: 15 minutes) is acknowledged, one older is refused
+    with ``EAPI:Invalid token``; the account's executions follow, and each of the first
+    ``disconnects`` connections is closed after ``frames_per_connection`` of them. The answer
+    tells the client ``expires`` seconds (less than ``lifetime``, to leave it a margin)."""
+
+    path = "/0/private/GetWebSocketsToken"
+
+    def __init__(
+        self,
+        account: Account,
+        *,
+        lifetime: float,
+        expires: float,
+        frames_per_connection: int,
+        disconnects: int,
+        **kwargs: Any,
     ) -> None:
-        await subscribed.wait()
-        forced = len(self.connections) <= self.disconnects
-        while not forced or conn.data_sent < self.frames_per_connection:
-            await asyncio.sleep(self.frame_interval)
-            number = len(self.data_frames) + 1
-            trade = {
-                "sequence": str(number),
-                "symbol": "BTC-USDT",
-                "side": "buy" if number % 2 else "sell",
-                "price": f"97{number % 1000:03d}.1",
-                "size": "0.01",
-                "tradeId": str(number),
-                "time": str(_stamp(number) * 1_000_000),
-            }
-            frame = {
-                "type": "message",
-                "topic": "/market/match:BTC-USDT",
-                "subject": "trade.l3match",
-                "data": trade,
-            }
-            text = self.next_frame(frame)
-            if text is not None:
-                await ws.send_str(text)
-                conn.data_sent += 1
-        await ws.close(code=1001, message=b"server restart")
+        super().__init__(**kwargs)
+        self.account = account
+        self.lifetime = lifetime
+        self.expires = expires
+        self.frames_per_connection = frames_per_connection
+        self.disconnects = disconnects
+        self.nonces: list[int] = []
+        """Every accepted nonce, in order."""
+        self.refused_subscriptions = 0
+        self._issued: dict[str, float] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(self.path, self._token), web.get("/v2", self._stream)]
+
+    async def _token(self, request: web.Request) -> web.Response:
+        self.fetches += 1
+        body = await request.read()
+        form = dict(pair.split("=", 1) for pair in body.decode().split("&") if "=" in pair)
+        nonce = form.get("nonce", "")
+        secret = base64.b64decode(self.account.secret)
+        digest = hashlib.sha256((nonce + body.decode()).encode()).digest()
+        mac = hmac.new(secret, self.path.encode() + digest, hashlib.sha512).digest()
+        error = None
+        if request.headers.get("API-Key") != self.account.api_key:
+            error = "EAPI:Invalid key"
+        elif request.headers.get("API-Sign") != base64.b64encode(mac).decode():
+            error = "EAPI:Invalid signature"
+        elif not nonce.isdigit() or (self.nonces and int(nonce) <= self.nonces[-1]):
+            error = "EAPI:Invalid nonce"
+        if error is not None:
+            return web.json_response({"error": [error]})
+        self.nonces.append(int(nonce))
+        failing = self.failing()
+        if failing is not None:
+            return failing
+        token = self.new_token("kt")
+        self._issued[token] = time.monotonic()
+        return web.json_response({"error": [], "result": {"token": token, "expires": self.expires}})
+
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        status = {"api_version": "v2", "connection_id": 1, "system": "online", "version": "2.0.9"}
+        await ws.send_str(json.dumps({"channel": "status", "type": "update", "data": [status]}))
+        sender: asyncio.Task[None] | None = None
+        conn: TokenConnection | None = None
+        try:
+            async for message in ws:
+                if message.type is not WSMsgType.TEXT:
+                    continue
+                request_ = _parse(message.data)
+                params = request_.get("params", {}) if isinstance(request_, dict) else {}
+                token = str(params.get("token", ""))
+                if conn is None:
+                    conn = TokenConnection(token)
+                    self.connections.append(conn)
+                conn.messages.append(message.data)
+                answer = {"method": "subscribe", "req_id": request_.get("req_id")}
+                issued = self._issued.get(token)
+                if params.get("channel") != "executions" or sender is not None:
+                    answer.update(success=False, error="EGeneral:Invalid arguments")
+                elif issued is None or time.monotonic() - issued > self.lifetime:
+                    self.refused_subscriptions += 1
+                    answer.update(success=False, error="EAPI:Invalid token")
+                else:
+                    answer.update(success=True, result={"channel": "executions"})
+                    sender = asyncio.create_task(
+                        self.send_data(
+                            ws,
+                            conn,
+                            self.data,
+                            frames_per_connection=self.frames_per_connection,
+                            disconnects=self.disconnects,
+                        )
+                    )
+                await ws.send_str(json.dumps(answer))
+        finally:
+            if sender is not None:
+                sender.cancel()
+        return ws
+
+    def data(self, number: int) -> Frame:
+        execution = {
+            "order_id": f"O{number:06d}",
+            "exec_id": f"E{number:06d}",
+            "exec_type": "trade",
+            "symbol": "BTC/USD",
+            "side": "buy" if number % 2 else "sell",
+            "last_qty": 0.01,
+            "last_price": 97000 + number % 1000,
+            "timestamp": f"2026-12-02T00:00:{number % 60:02d}.000000Z",
+        }
+        return {"channel": "executions", "type": "update", "data": [execution], "sequence": number}

@@ -239,9 +239,25 @@ CEL_RULES: Final[Mapping[type[BaseModel], Mapping[str, tuple[Rule, ...]]]] = {
     TokenRequestSpec: {
         "_value_names": (
             Rule(
-                "self.values.all(k, k.matches('^[A-Za-z][A-Za-z0-9_]{0,62}$'))",
-                "value names: letters, digits and _, a letter first",
+                "self.values.all(k, k.matches('^[A-Za-z][A-Za-z0-9_]{0,62}$') "
+                "&& !(k in ['timestamp', 'expires', 'nonce']))",
+                "value names: letters, digits and _, a letter first, and none of timestamp, "
+                "expires or nonce (computed by the bridge)",
                 field_path=".values",
+            ),
+        ),
+        "_signatures": (
+            Rule(
+                "self.signatures.all(k, k.matches('^[A-Za-z][A-Za-z0-9_]{0,62}$') "
+                "&& !(k in self.values) && !(k in ['timestamp', 'expires', 'nonce']))",
+                "signature names: letters, digits and _, a letter first, and neither a value's "
+                "name nor timestamp, expires or nonce",
+                field_path=".signatures",
+            ),
+            Rule(
+                "self.signatures.all(k, self.signatures[k].key in self.values)",
+                "a signature's key must name one of values",
+                field_path=".signatures",
             ),
         ),
     },
@@ -321,7 +337,8 @@ CHECKED_BY_THE_OPERATOR: Final[Mapping[tuple[type[BaseModel], str], str]] = {
     "cannot read a field without a type",
     (LoginSpec, "_placeholders"): "finding every {name} of a template takes a regular "
     "expression's findAll, which the API server's CEL may not offer",
-    (TokenRequestSpec, "_body_placeholders"): "the same findAll over the body's {name}",
+    (TokenRequestSpec, "_placeholders"): "the same findAll over the body's, the query's, "
+    "the headers' and the signatures' {name}",
     (WebSocketSourceSpec, "_expiring_tokens_named"): "comparing every rule with every token "
     "exceeds the API server's CEL cost budget 16 times",
     (WebSocketSourceSpec, "_tokens_placed"): "the same findAll over every {name.token} of "

@@ -11,11 +11,15 @@ Tokens fetched over HTTP (``examples/binance-user-data.yaml``, ``examples/kucoin
 run against local REST + WebSocket feeds of Binance's listenKey and KuCoin's bullet: the data
 flows across keep-alives and refreshes with nothing lost, an expired key is fetched anew on
 the stream's word, a failing token endpoint is ``TokenFetchFailed``, and no token or API key
-shows anywhere.
+shows anywhere. Signed token requests (``examples/kucoin-orders.yaml``,
+``examples/kraken-executions.yaml``) are checked by feeds that recompute KuCoin's and
+Kraken's signatures and refuse a stale timestamp or a nonce that does not grow: each fetch
+is signed anew, and a wrong secret is ``TokenFetchFailed`` in the exchange's words.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,8 +48,11 @@ from ws2kafka.devstack.private_feeds import (
     Account,
     BinanceUserDataFeed,
     BybitPrivateFeed,
+    KrakenTokenFeed,
     KucoinBulletFeed,
+    KucoinPrivateBulletFeed,
     OkxPrivateFeed,
+    TokenFeed,
 )
 
 pytestmark = pytest.mark.kafka
@@ -57,6 +64,9 @@ WRONG_SECRET = "prv-wrong-2c8d5e7f0a91"
 #: Every form of a credential that must never show (the API key and passphrase are secret
 #: too: they come from a Secret).
 SECRETS = (ACCOUNT.api_key, ACCOUNT.secret, ACCOUNT.passphrase, WRONG_SECRET)
+#: Kraken's secret is Base64 (of 64 bytes, as Kraken's).
+KRAKEN = Account("prv-kraken-key-8e3f1b", base64.b64encode(b"kraken-secret-\x01\xfe" * 3).decode())
+KRAKEN_WRONG = base64.b64encode(b"kraken-wrong-\x02\xfd" * 3).decode()
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,12 @@ def private_spec(
     return parse_spec(spec)
 
 
+def assert_once_in_order(kafka: KafkaBroker, topic: str, expected: list[bytes]) -> None:
+    """``topic`` holds ``expected``, each record once, in order, and nothing else."""
+    assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
+    assert record_count(kafka, topic) == len(expected)
+
+
 def expected_records(frames: list[str]) -> list[bytes]:
     """One record per order: each frame's ``data`` array, split."""
     return [
@@ -156,9 +172,7 @@ async def test_data_flows_after_the_login_and_every_reconnect_logs_in_anew(
     assert (summary.exit_code, summary.reconnects) == (ExitCode.OK, 1)
     assert bridge.stats.logins == {LoginState.AUTHENTICATED: 2}
     assert bridge.stats.authentication == LoginState.AUTHENTICATED
-    expected = expected_records(feed.data_frames)
-    assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
-    assert record_count(kafka, topic) == len(expected)
+    assert_once_in_order(kafka, topic, expected_records(feed.data_frames))
 
 
 @pytest.mark.parametrize("private", PRIVATE, ids=[private.name for private in PRIVATE])
@@ -250,15 +264,45 @@ def binance_spec(
 
 
 def kucoin_spec(
-    feed: KucoinBulletFeed, kafka: KafkaBroker, topic: str, *, client: str, lifetime: float
+    feed: KucoinBulletFeed,
+    kafka: KafkaBroker,
+    topic: str,
+    *,
+    client: str,
+    lifetime: float,
+    example: str = "kucoin-trades.yaml",
+    values: dict[str, str] | None = None,
 ) -> WebSocketSourceSpec:
-    """examples/kucoin-trades.yaml on the local feed; the token's life scaled down."""
-    spec = example_spec("kucoin-trades.yaml")
+    """``example`` (KuCoin's public or private bullet) on the local feed, the token's life
+    scaled down; a private one's Secret values given inline."""
+    spec = example_spec(example)
     [token] = spec["tokens"]
-    token["request"]["url"] = with_base(token["request"]["url"], feed.base)
+    request = token["request"]
+    request["url"] = with_base(request["url"], feed.base)
+    if values is not None:
+        assert set(request["values"]) == set(values)
+        request["values"] = {name: {"value": value} for name, value in values.items()}
     token.update(lifetimeSeconds=lifetime, refreshMarginSeconds=0)
     assert spec["connection"]["heartbeat"]["intervalSeconds"] == 18  # the fetched one wins
     spec["connection"]["client"] = client
+    spec["kafka"].update(bootstrapServers=kafka.bootstrap_servers, topic=topic)
+    spec.update(reconnect={"initialDelaySeconds": 0.05, "maxDelaySeconds": 0.2})
+    return parse_spec(spec)
+
+
+def kraken_spec(
+    feed: KrakenTokenFeed, kafka: KafkaBroker, topic: str, *, client: str, secret: str
+) -> WebSocketSourceSpec:
+    """examples/kraken-executions.yaml on the local feed, its Secret's values inline."""
+    spec = example_spec("kraken-executions.yaml")
+    [token] = spec["tokens"]
+    request = token["request"]
+    request["url"] = with_base(request["url"], feed.base)
+    assert set(request["values"]) == {"apiKey", "secret"}
+    request["values"] = {"apiKey": {"value": KRAKEN.api_key}, "secret": {"value": secret}}
+    spec["url"] = with_base(spec["url"], feed.ws_base)
+    spec["connection"] = {"client": client}
+    spec["messages"]["controlTopic"] = f"{topic}-status"
     spec["kafka"].update(bootstrapServers=kafka.bootstrap_servers, topic=topic)
     spec.update(reconnect={"initialDelaySeconds": 0.05, "maxDelaySeconds": 0.2})
     return parse_spec(spec)
@@ -281,9 +325,7 @@ def token_requests(bridge: Bridge, request: str, outcome: str, token: str) -> in
 
 def assert_every_frame_once(kafka: KafkaBroker, topic: str, frames: list[str]) -> None:
     """Every data frame the feed sent is in ``topic`` once, in order, and nothing else."""
-    expected = [frame.encode() for frame in frames]
-    assert [value_of(m) for m in kafka.consume_all(topic, expected=len(expected))] == expected
-    assert record_count(kafka, topic) == len(expected)
+    assert_once_in_order(kafka, topic, [frame.encode() for frame in frames])
 
 
 async def test_a_listen_key_kept_alive_carries_the_data_across_refreshes_with_nothing_lost(
@@ -416,25 +458,42 @@ async def test_a_failing_token_endpoint_is_retried_until_it_answers(
     assert bridge.stats.errors == {"TokenFetchFailed": 2}
 
 
+KUCOIN_VALUES = {
+    "apiKey": ACCOUNT.api_key,
+    "secret": ACCOUNT.secret,
+    "passphrase": ACCOUNT.passphrase,
+}
+
+
+@pytest.mark.parametrize("private", [False, True], ids=["bullet-public", "bullet-private"])
 async def test_a_bullet_token_names_the_endpoint_and_ping_interval_and_is_fetched_anew(
-    kafka: KafkaBroker, client: str, caplog: pytest.LogCaptureFixture
+    kafka: KafkaBroker, client: str, caplog: pytest.LogCaptureFixture, private: bool
 ) -> None:
     caplog.set_level(1)
     topic = new_topic(kafka)
     # tokens that live 0.8 s (the bridge is told 0.5 s), connections of 20 frames (~1 s):
     # each reconnect fetches a new token, or the feed refuses it; pings every 0.2 s (from
-    # the answer, not the example's 18 s), or the feed closes the connection
-    async with KucoinBulletFeed(
-        lifetime=0.8,
-        ping_interval_ms=200,
-        ping_timeout_ms=400,
-        frames_per_connection=20,
-        disconnects=2,
-        frames=60,
-    ) as feed:
-        spec = kucoin_spec(feed, kafka, topic, client=client, lifetime=0.5)
+    # the answer, not the example's 18 s), or the feed closes the connection. The private
+    # bullet is signed anew for each fetch, or the feed refuses the stale timestamp.
+    timings: dict[str, Any] = {
+        "lifetime": 0.8,
+        "ping_interval_ms": 200,
+        "ping_timeout_ms": 400,
+        "frames_per_connection": 20,
+        "disconnects": 2,
+        "frames": 60,
+    }
+    if private:
+        feed: KucoinBulletFeed = KucoinPrivateBulletFeed(ACCOUNT, window=0.5, **timings)
+        example, values = "kucoin-orders.yaml", KUCOIN_VALUES
+    else:
+        feed, example, values = KucoinBulletFeed(**timings), "kucoin-trades.yaml", None
+    async with feed:
+        spec = kucoin_spec(
+            feed, kafka, topic, client=client, lifetime=0.5, example=example, values=values
+        )
         reporter = RecordingReporter()
-        bridge = Bridge(spec, name="kucoin-trades", reporter=reporter)
+        bridge = Bridge(spec, name=example.removesuffix(".yaml"), reporter=reporter)
 
         def streamed() -> bool:
             return len(feed.data_frames) == feed.frames and bridge.stats.delivered == feed.frames
@@ -450,4 +509,95 @@ async def test_a_bullet_token_names_the_endpoint_and_ping_interval_and_is_fetche
         pings = [m for m in conn.messages if json.loads(m).get("type") == "ping"]
         assert len(pings) >= 3
     assert_every_frame_once(kafka, topic, feed.data_frames)
-    assert leaks(caplog, reporter, bridge, *feed.tokens) == []
+    assert leaks(caplog, reporter, bridge, *feed.tokens, *SECRETS) == []
+    if isinstance(feed, KucoinPrivateBulletFeed):
+        assert len(set(feed.timestamps)) == len(feed.timestamps) == 3
+
+
+async def test_a_kraken_token_is_signed_with_a_new_nonce_for_each_fetch_and_nothing_is_lost(
+    kafka: KafkaBroker, client: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(1)
+    topic = new_topic(kafka)
+    # tokens a subscription must use within 0.8 s (the answer says 0.5 s), connections of 20
+    # executions (~1 s): each reconnect fetches a new token, signed with a larger nonce
+    async with KrakenTokenFeed(
+        KRAKEN, lifetime=0.8, expires=0.5, frames_per_connection=20, disconnects=2, frames=60
+    ) as feed:
+        spec = kraken_spec(feed, kafka, topic, client=client, secret=KRAKEN.secret)
+        reporter = RecordingReporter()
+        bridge = Bridge(spec, name="kraken-executions", reporter=reporter)
+
+        def streamed() -> bool:
+            return len(feed.data_frames) == feed.frames and bridge.stats.delivered >= feed.frames
+
+        summary = await run_until(bridge, streamed, "every execution delivered", timeout=40)
+    assert (summary.exit_code, summary.reconnects) == (ExitCode.OK, 2)
+    assert [conn.data_sent for conn in feed.connections] == [20, 20, 20]
+    assert [conn.token for conn in feed.connections] == feed.tokens  # one per connection
+    assert feed.refused_subscriptions == 0
+    assert len(set(feed.nonces)) == 3
+    assert feed.nonces == sorted(feed.nonces)
+    assert token_requests(bridge, "fetch", "ok", "ws") == 3
+    assert bridge.stats.authentication == LoginState.AUTHENTICATED
+    assert_once_in_order(kafka, topic, expected_records(feed.data_frames))
+    assert leaks(caplog, reporter, bridge, KRAKEN.api_key, KRAKEN.secret, *feed.tokens) == []
+
+
+@pytest.mark.parametrize("exchange", ["kucoin", "kraken"])
+async def test_a_wrong_secret_in_a_signed_token_request_is_token_fetch_failed_in_its_words(
+    kafka: KafkaBroker, client: str, caplog: pytest.LogCaptureFixture, exchange: str
+) -> None:
+    caplog.set_level(1)
+    topic = new_topic(kafka)
+    feed: TokenFeed
+    if exchange == "kucoin":
+        feed = KucoinPrivateBulletFeed(
+            ACCOUNT,
+            lifetime=60,
+            ping_interval_ms=300,
+            ping_timeout_ms=1000,
+            frames_per_connection=10,
+            disconnects=0,
+            frames=10,
+        )
+        values = {**KUCOIN_VALUES, "secret": WRONG_SECRET}
+        words, wrong = "HTTP 401: Invalid KC-API-SIGN", WRONG_SECRET
+    else:
+        feed = KrakenTokenFeed(
+            KRAKEN, lifetime=60, expires=50, frames_per_connection=10, disconnects=0, frames=10
+        )
+        words = "HTTP 200: the answer has no token at /result/token: EAPI:Invalid signature"
+        wrong = KRAKEN_WRONG
+    async with feed:
+        if isinstance(feed, KucoinPrivateBulletFeed):
+            spec = kucoin_spec(
+                feed,
+                kafka,
+                topic,
+                client=client,
+                lifetime=60,
+                example="kucoin-orders.yaml",
+                values=values,
+            )
+        else:
+            assert isinstance(feed, KrakenTokenFeed)
+            spec = kraken_spec(feed, kafka, topic, client=client, secret=wrong)
+        spec = spec.model_copy(
+            update={"reconnect": spec.reconnect.model_copy(update={"max_attempts": 2})}
+        )
+        reporter = RecordingReporter()
+        bridge = Bridge(spec, name=f"{exchange}-private", reporter=reporter)
+        summary = await run_to_end(bridge, timeout=60)
+    assert summary.exit_code == ExitCode.GAVE_UP
+    assert (feed.fetches, feed.connections, feed.tokens) == (2, [], [])
+    [token] = spec.tokens
+    assert token_requests(bridge, "fetch", "failed", token.name) == 2
+    failed = {"state": "TokenFetchFailed", "message": f"token {token.name}: {words}"}
+    assert {**failed, "lastFailure": failed, "nextRefreshTime": None} in [
+        s["authentication"] for s in reporter.statuses
+    ]
+    assert bridge.stats.errors == {"TokenFetchFailed": 2}
+    secrets = (*SECRETS, KRAKEN.api_key, KRAKEN.secret, wrong)
+    assert leaks(caplog, reporter, bridge, *secrets) == []
+    assert record_count(kafka, topic) == 0

@@ -3,16 +3,22 @@ due, and where it goes (``bridge/tokens.py``); the spec's rules for them (``conf
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import re
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from ws2kafka.bridge.config import TokenSpec, WebSocketSourceSpec, parse_spec
+from ws2kafka.bridge.config import TokenRequestSpec, TokenSpec, WebSocketSourceSpec, parse_spec
 from ws2kafka.bridge.errors import ConfigError
 from ws2kafka.bridge.policy import decide_retry
 from ws2kafka.bridge.source import Failure, build_endpoint
 from ws2kafka.bridge.tokens import (
+    HttpRequest,
     Token,
     TokenBook,
     TokenRefused,
@@ -66,8 +72,16 @@ def token_spec(data: dict[str, Any]) -> TokenSpec:
     return TokenSpec.model_validate(data)
 
 
+#: 2024-01-10T08:55:47.123Z: the moment a request is rendered at.
+NOW = 1704876947.123
+
+
+def rendered(spec: TokenRequestSpec, name: str, token: str | None) -> HttpRequest:
+    return render_request(spec, name, token, now=NOW, nonce="5e1f0c")
+
+
 def test_a_fetch_request_resolves_its_secrets_and_shows_none() -> None:
-    request = render_request(token_spec(BINANCE).request, "listenKey", None)
+    request = rendered(token_spec(BINANCE).request, "listenKey", None)
     assert (request.method, request.url) == ("POST", "https://api.example/api/v3/userDataStream")
     assert request.headers == (("X-MBX-APIKEY", API_KEY),)
     assert request.body is None
@@ -78,7 +92,7 @@ def test_a_fetch_request_resolves_its_secrets_and_shows_none() -> None:
 def test_a_keep_alive_carries_the_token_percent_encoded_and_shows_it_as_stars() -> None:
     keep_alive = token_spec(BINANCE).keep_alive
     assert keep_alive is not None
-    request = render_request(keep_alive.request, "listenKey", LISTEN_KEY)
+    request = rendered(keep_alive.request, "listenKey", LISTEN_KEY)
     assert request.method == "PUT"
     assert request.url.endswith("?listenKey=lk%2FSecret%2B9f3a7b2c")
     assert request.shown == "https://api.example/api/v3/userDataStream?listenKey=***"
@@ -109,15 +123,155 @@ def test_a_body_takes_its_secret_values_as_its_content_type_writes_them(
             },
         }
     )
-    request = render_request(spec.request, "bullet", None)
+    request = rendered(spec.request, "bullet", None)
     assert request.body == body.encode()
     assert ("Content-Type", content_type) in request.headers
     assert request.scrub(request.body.decode()).count("***") == 1
 
 
+SECRET = "tok-secret-0b8e4a"
+PASSPHRASE = "tok-pass-7c2d"
+KRAKEN_SECRET = base64.b64encode(b"kraken-secret-\x00\xff-91c3").decode()
+
+KUCOIN_PRIVATE: dict[str, Any] = {
+    "url": "https://api.example/api/v1/bullet-private",
+    "values": {
+        "apiKey": {"value": API_KEY},
+        "secret": {"value": SECRET},
+        "passphrase": {"value": PASSPHRASE},
+    },
+    "timestamp": "milliseconds",
+    "signatures": {
+        "sign": {
+            "encoding": "base64",
+            "key": "secret",
+            "payload": "{timestamp}POST/api/v1/bullet-private",
+        },
+        "signedPassphrase": {"encoding": "base64", "key": "secret", "payload": "{passphrase}"},
+    },
+    "headers": [
+        {"name": "KC-API-KEY", "value": "{apiKey}"},
+        {"name": "KC-API-SIGN", "value": "{sign}"},
+        {"name": "KC-API-TIMESTAMP", "value": "{timestamp}"},
+        {"name": "KC-API-PASSPHRASE", "value": "{signedPassphrase}"},
+        {"name": "KC-API-KEY-VERSION", "value": "2"},
+    ],
+}
+
+KRAKEN: dict[str, Any] = {
+    "url": "https://api.example/0/private/GetWebSocketsToken",
+    "values": {"apiKey": {"value": API_KEY}, "secret": {"value": KRAKEN_SECRET}},
+    "timestamp": "milliseconds",
+    "contentType": "application/x-www-form-urlencoded",
+    "body": "nonce={timestamp}",
+    "signatures": {
+        "apiSign": {
+            "algorithm": "hmacSha512",
+            "encoding": "base64",
+            "key": "secret",
+            "keyEncoding": "base64",
+            "payload": "/0/private/GetWebSocketsToken",
+            "sha256Of": "{timestamp}nonce={timestamp}",
+        }
+    },
+    "headers": [
+        {"name": "API-Key", "value": "{apiKey}"},
+        {"name": "API-Sign", "value": "{apiSign}"},
+    ],
+}
+
+
+def b64_hmac(key: bytes, payload: bytes, digest: Any = hashlib.sha256) -> str:
+    return base64.b64encode(hmac.new(key, payload, digest).digest()).decode()
+
+
+def test_a_kucoin_private_bullet_request_is_signed_with_its_timestamp_and_passphrase() -> None:
+    request = rendered(TokenRequestSpec.model_validate(KUCOIN_PRIVATE), "bullet", None)
+    stamp = "1704876947123"
+    assert dict(request.headers) == {
+        "KC-API-KEY": API_KEY,
+        "KC-API-SIGN": b64_hmac(SECRET.encode(), f"{stamp}POST/api/v1/bullet-private".encode()),
+        "KC-API-TIMESTAMP": stamp,
+        "KC-API-PASSPHRASE": b64_hmac(SECRET.encode(), PASSPHRASE.encode()),
+        "KC-API-KEY-VERSION": "2",
+    }
+    shown = request.scrub(" ".join(value for _, value in request.headers))
+    assert shown == f"*** *** {stamp} *** 2"  # the key, both signatures: never shown
+    assert all(value not in repr(request) for value in (API_KEY, SECRET, PASSPHRASE))
+
+
+def test_a_kraken_token_request_signs_its_path_and_the_digest_of_nonce_and_body() -> None:
+    request = rendered(TokenRequestSpec.model_validate(KRAKEN), "ws", None)
+    nonce = "1704876947123"
+    assert request.body == f"nonce={nonce}".encode()
+    digest = hashlib.sha256(f"{nonce}nonce={nonce}".encode()).digest()
+    key = base64.b64decode(KRAKEN_SECRET)
+    expected = b64_hmac(key, b"/0/private/GetWebSocketsToken" + digest, hashlib.sha512)
+    assert dict(request.headers)["API-Sign"] == expected
+    assert request.scrub(expected) == "***"
+
+
+def test_every_request_is_signed_anew() -> None:
+    spec = TokenRequestSpec.model_validate(KUCOIN_PRIVATE)
+    first = render_request(spec, "bullet", None, now=NOW, nonce="a")
+    later = render_request(spec, "bullet", None, now=NOW + 0.001, nonce="b")
+    assert dict(first.headers)["KC-API-SIGN"] != dict(later.headers)["KC-API-SIGN"]
+
+
+def test_a_value_that_holds_braces_is_sent_as_it_is() -> None:
+    spec = TokenRequestSpec.model_validate(
+        {
+            "url": "https://api.example/t",
+            "values": {"apiKey": {"value": "{timestamp}"}},
+            "headers": [{"name": "X-Key", "value": "{apiKey}"}],
+        }
+    )
+    assert rendered(spec, "t", None).headers == (("X-Key", "{timestamp}"),)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {"headers": [{"name": "X-Secret", "value": "{secret}"}]},
+            "header X-Secret: the signing key {secret} may not be sent",
+        ),
+        ({"body": "s={secret}"}, "body: the signing key {secret} may not be sent"),
+        (
+            {"headers": [{"name": "X", "value": "{unknown}"}]},
+            "header X: {unknown} is neither a value nor computed here",
+        ),
+        (
+            {"signatures": {"sign": {"key": "missing", "payload": "p"}}},
+            "signature sign: key must name one of values",
+        ),
+        (
+            {"signatures": {"apiKey": {"key": "secret", "payload": "p"}}},
+            "signature apiKey is named like a value",
+        ),
+        (
+            {
+                "signatures": {
+                    **KUCOIN_PRIVATE["signatures"],
+                    "sign": {"key": "secret", "payload": "{signedPassphrase}"},
+                }
+            },
+            "signature sign: {signedPassphrase} is neither a value nor computed here",
+        ),
+        (
+            {"values": {"nonce": {"value": "n"}, "secret": {"value": "s"}}},
+            "nonce is computed by the bridge",
+        ),
+    ],
+)
+def test_a_signed_request_that_cannot_work_is_refused(change: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        TokenRequestSpec.model_validate({**KUCOIN_PRIVATE, **change})
+
+
 def test_the_answer_gives_the_token_its_endpoint_ping_interval_and_expiry() -> None:
     spec = token_spec(KUCOIN)
-    request = render_request(spec.request, "bullet", None)
+    request = rendered(spec.request, "bullet", None)
     answer = {
         "code": "200000",
         "data": {
@@ -132,7 +286,7 @@ def test_the_answer_gives_the_token_its_endpoint_ping_interval_and_expiry() -> N
 
 def test_expires_in_from_the_answer_wins_over_the_lifetime() -> None:
     spec = token_spec({**BINANCE, "expiresIn": "/expires", "expiresInUnit": "ms"})
-    request = render_request(spec.request, "listenKey", None)
+    request = rendered(spec.request, "listenKey", None)
     token = read_token(spec, request, 200, b'{"listenKey":"k","expires":90000}', now=10.0)
     assert token.expires_at == 100.0
 
@@ -155,7 +309,7 @@ def test_a_refused_fetch_says_why_in_the_servers_words_without_a_secret(
     status: int, body: bytes, message: str, authentication: bool
 ) -> None:
     spec = token_spec(BINANCE)
-    request = render_request(spec.request, "listenKey", None)
+    request = rendered(spec.request, "listenKey", None)
     with pytest.raises(TokenRefused) as refused:
         read_token(spec, request, status, body, now=0.0)
     assert (refused.value.message, refused.value.authentication) == (message, authentication)
@@ -163,7 +317,7 @@ def test_a_refused_fetch_says_why_in_the_servers_words_without_a_secret(
 
 def test_an_endpoint_that_is_no_websocket_url_is_refused() -> None:
     spec = token_spec(KUCOIN)
-    request = render_request(spec.request, "bullet", None)
+    request = rendered(spec.request, "bullet", None)
     body = b'{"data":{"token":"t","instanceServers":[{"endpoint":"https://x"}]}}'
     with pytest.raises(TokenRefused, match="no ws"):
         read_token(spec, request, 200, body, now=0.0)
@@ -171,7 +325,7 @@ def test_an_endpoint_that_is_no_websocket_url_is_refused() -> None:
 
 def test_a_keep_alive_is_accepted_by_any_2xx() -> None:
     spec = token_spec(BINANCE)
-    request = render_request(spec.request, "listenKey", None)
+    request = rendered(spec.request, "listenKey", None)
     read_keep_alive(spec, request, 200, b"{}")
     with pytest.raises(TokenRefused, match="This listenKey does not exist"):
         read_keep_alive(
@@ -292,7 +446,7 @@ def test_no_tokens_place_nothing() -> None:
         ),
         (
             {"tokens": [{**KUCOIN, "request": {"url": "https://x/", "body": "{missing}"}}]},
-            "body: {missing} is not a value of values",
+            "body: {missing} is neither a value nor computed here",
         ),
         ({"url": "http://x/"}, "must start with ws:// or wss://"),
     ],

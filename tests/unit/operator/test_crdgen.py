@@ -453,6 +453,11 @@ def secret_refs(spec: WebSocketSourceSpec) -> list[config.SecretKeyRef]:
         *(spec.login.values.values() if spec.login else ()),
         *spec.kafka.secret_properties.values(),
     ]
+    for token in spec.tokens:
+        keep_alive = token.keep_alive
+        for request in [token.request, *([keep_alive.request] if keep_alive else [])]:
+            values += [*request.values.values(), *(h.value_from for h in request.headers)]
+            values += [parameter.value_from for parameter in request.query]
     return [value.secret_key_ref for value in values if value and value.secret_key_ref]
 
 
