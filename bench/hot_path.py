@@ -239,6 +239,9 @@ class AcknowledgingSink:
     def produce_control(self, topic: str | None, record: Record, on_delivery: Any) -> bool:
         return True
 
+    def set_sasl_credentials(self, username: str, password: str) -> None:
+        """The benchmark's spec has no SASL secret to rotate."""
+
     async def close(self) -> None:
         """Nothing to flush."""
 

@@ -49,6 +49,8 @@ class Sink(Protocol):
         on_delivery: Callable[[KafkaError | None, Any], None],
     ) -> bool: ...
 
+    def set_sasl_credentials(self, username: str, password: str) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -126,6 +128,10 @@ class Pipeline:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sink.start(loop)
+
+    def set_sasl_credentials(self, username: str, password: str) -> None:
+        """A rotated SASL credential: the producer's next authentication uses it."""
+        self._sink.set_sasl_credentials(username, password)
 
     # -- once per burst -----------------------------------------------------------------
 

@@ -5,19 +5,22 @@ which the kubelet updates in place when the Secret changes (a rotated API key); 
 config may name files too (``file:``). A value from ``env`` or ``value`` never changes in a
 running process, so only files are watched. The connection's secrets (headers, ``auth``,
 ``query``, ``login``...) are taken up by a make-before-break rotation: the new connection
-opens with them before the old one closes. The producer's (``kafka.secretProperties``) are
-fixed for the producer's life: a change is reported, and applies from the next start.
+opens with them before the old one closes. Of the producer's (``kafka.secretProperties``),
+the SASL username and password are handed to the running producer (librdkafka's
+``set_sasl_credentials``: its next authentication to a broker, a reconnect or a KIP-368
+re-authentication, uses them); any other is fixed for the producer's life: its change is
+reported, and applies from the next start.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Final
 
 from pydantic import BaseModel
 
-from .config import SecretValue, WebSocketSourceSpec
+from .config import KafkaSinkSpec, SecretValue, WebSocketSourceSpec
 from .errors import ConfigError
 
 #: How often a bridge reads its secret files again (the kubelet's own update takes longer).
@@ -40,42 +43,63 @@ def file_secrets(node: Any) -> Iterator[SecretValue]:
             yield from file_secrets(item)
 
 
-class SecretWatch:
-    """The fingerprint of some secrets as last read, and whether it changed since."""
+#: The ``kafka.secretProperties`` a running producer takes anew (``set_sasl_credentials``).
+LIVE_PRODUCER_SECRETS: Final = frozenset({"sasl.username", "sasl.password"})
 
-    def __init__(self, secrets: list[SecretValue]) -> None:
+
+class SecretWatch:
+    """The fingerprints of some named secrets as last read, and which changed since."""
+
+    def __init__(self, secrets: Mapping[str, SecretValue]) -> None:
         self._secrets = secrets
-        self._seen = self._fingerprint()
+        self._seen = self._fingerprints()
 
     @classmethod
     def of_connection(cls, spec: WebSocketSourceSpec) -> SecretWatch:
         """The secrets a connection is opened with: all but the producer's."""
         fields = (name for name in type(spec).model_fields if name != "kafka")
-        return cls([secret for name in fields for secret in file_secrets(getattr(spec, name))])
+        found = [secret for name in fields for secret in file_secrets(getattr(spec, name))]
+        return cls({str(index): secret for index, secret in enumerate(found)})
 
     @classmethod
     def of_producer(cls, spec: WebSocketSourceSpec) -> SecretWatch:
-        return cls(list(file_secrets(spec.kafka)))
+        """The producer's secrets, by property name."""
+        properties = spec.kafka.secret_properties.items()
+        return cls({name: secret for name, secret in properties if secret.file is not None})
 
     @property
     def watching(self) -> bool:
         """Whether there is any file to watch."""
         return bool(self._secrets)
 
-    def changed(self) -> bool:
-        """Whether a secret differs from the last look (reads the files: off the loop). A
-        file that cannot be read right now (the kubelet swapping it) counts as unchanged."""
-        current = self._fingerprint()
-        if current is None or current == self._seen:
-            return False
+    def changed(self) -> list[str]:
+        """The names of the secrets that differ from the last look (reads the files: off the
+        loop). While a file cannot be read (the kubelet swapping it), nothing changed."""
+        current, seen = self._fingerprints(), self._seen
+        if current is None or current == seen:
+            return []
+        changed = [
+            name for name, digest in current.items() if seen is None or seen.get(name) != digest
+        ]
         self._seen = current
-        return True
+        return changed
 
-    def _fingerprint(self) -> str | None:
-        digest = hashlib.sha256()
-        for secret in self._secrets:
+    def _fingerprints(self) -> dict[str, str] | None:
+        digests = {}
+        for name, secret in self._secrets.items():
             try:
-                digest.update(secret.resolve().encode() + b"\0")
+                digests[name] = hashlib.sha256(secret.resolve().encode()).hexdigest()
             except ConfigError:
                 return None
-        return digest.hexdigest()
+        return digests
+
+
+def sasl_credentials(spec: KafkaSinkSpec) -> tuple[str, str] | None:
+    """The SASL username and password as they are now (reads the files: off the loop), or
+    None when the spec names no username or no password."""
+    values = dict(spec.properties)
+    values.update({name: secret.resolve() for name, secret in spec.secret_properties.items()})
+    username, password = values.get("sasl.username"), values.get("sasl.password")
+    if username is None or password is None:
+        return None
+    return username, password

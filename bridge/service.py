@@ -44,7 +44,12 @@ from .reporting import (
 )
 from .routing import TopicRouter
 from .runstate import RunState, UncleanExit
-from .secret_watch import SECRET_CHECK_SECONDS, SecretWatch
+from .secret_watch import (
+    LIVE_PRODUCER_SECRETS,
+    SECRET_CHECK_SECONDS,
+    SecretWatch,
+    sasl_credentials,
+)
 from .sequence import FrameChecks, SequenceGap
 from .session import SessionContext
 from .source import Opener, SourceConnection, open_connection
@@ -405,12 +410,31 @@ class Bridge:
                         link.secrets_changed()
                 except ConfigError as exc:  # a file swapped again meanwhile: next look
                     log.warning("%s: cannot read the changed secrets: %s", self.name, exc)
-            if await asyncio.to_thread(producer.changed):
-                log.warning(
-                    "%s: a secret of kafka.secretProperties changed: the producer keeps the "
-                    "old value until the bridge restarts",
-                    self.name,
-                )
+            changed = await asyncio.to_thread(producer.changed)
+            if changed:
+                await self._producer_secrets_changed(changed)
+
+    async def _producer_secrets_changed(self, names: list[str]) -> None:
+        """Hand a rotated SASL username or password to the running producer; any other
+        changed property waits for the next start."""
+        live = [name for name in names if name in LIVE_PRODUCER_SECRETS]
+        credentials = await asyncio.to_thread(sasl_credentials, self.spec.kafka) if live else None
+        if credentials is not None:
+            self._pipeline.set_sasl_credentials(*credentials)
+            log.info(
+                "%s: kafka.secretProperties %s changed: the producer authenticates with the "
+                "new value from its next connection to a broker",
+                self.name,
+                ", ".join(live),
+            )
+        fixed = [name for name in names if credentials is None or name not in live]
+        if fixed:
+            log.warning(
+                "%s: kafka.secretProperties %s changed: the producer keeps the old value "
+                "until the bridge restarts",
+                self.name,
+                ", ".join(fixed),
+            )
 
     async def _persist_forever(self) -> None:
         """Leave a trace every second, so a killed run is reported as a gap by the next."""

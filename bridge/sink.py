@@ -156,6 +156,10 @@ class KafkaSink:
             return False
         return True
 
+    def set_sasl_credentials(self, username: str, password: str) -> None:
+        """librdkafka uses them from the next authentication to a broker (thread-safe)."""
+        self._producer.set_sasl_credentials(username, password)
+
     async def close(self) -> None:
         """Stop polling, then purge what librdkafka still holds.
 

@@ -170,6 +170,8 @@ class RecordingSink:
         self.holding = holding
         self.fail = fail
         self.closed = False
+        self.sasl_credentials: list[tuple[str, str]] = []
+        """Every SASL credential handed to the producer while it ran, in order."""
         self._waiting: list[Record] = []
         self._pipeline: Pipeline | None = None
         self._stats: BridgeStats | None = None
@@ -225,6 +227,9 @@ class RecordingSink:
     def fatal(self, message: str) -> None:
         assert self._pipeline is not None
         self._pipeline.on_fatal_error(message)
+
+    def set_sasl_credentials(self, username: str, password: str) -> None:
+        self.sasl_credentials.append((username, password))
 
     async def close(self) -> None:
         self.closed = True

@@ -4,7 +4,9 @@ TLS, and ACLs enforced by KRaft's ``StandardAuthorizer``.
 Listeners, all on loopback:
 
 - ``SASL_SSL``: TLS with a certificate from a test CA (``devstack.pki``), then SCRAM-SHA-512;
-  the SCRAM users are created when the storage is formatted (``--add-scram``);
+  the first SCRAM user is created when the storage is formatted (``--add-scram``), others
+  (and new passwords) through the admin API; a connection re-authenticates every
+  :data:`REAUTHENTICATION_MS` (KIP-368);
 - ``SSL``: mutual TLS, a client certificate from the same CA required; its ``CN`` is the
   principal (``ssl.principal.mapping.rules``);
 - ``PLAINTEXT``: for the test itself (readiness, topics, ACLs, reading back). Its principal,
@@ -28,6 +30,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
 )
 
 from .kafka import KafkaBroker, assemble_kafka, new_cluster_id
@@ -36,6 +41,8 @@ from .processes import free_port
 
 _ADMIN_TIMEOUT: Final = 30.0
 _KEYSTORE_PASSWORD: Final = "ws2kafka-keystore"
+#: How long a SASL connection lives before the broker wants it to re-authenticate.
+REAUTHENTICATION_MS: Final = 3000
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,16 @@ class SecuredKafka:
     def log_path(self) -> Path:
         return self.broker.log_path
 
+    def set_password(self, user: ScramUser) -> None:
+        """Create ``user``, or give it a new password (the old one is refused from now on)."""
+        admin = AdminClient({"bootstrap.servers": self.broker.bootstrap_servers})
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+        upsert = UserScramCredentialUpsertion(user.name, info, user.password.encode())
+        for future in admin.alter_user_scram_credentials(
+            [upsert], request_timeout=_ADMIN_TIMEOUT
+        ).values():
+            future.result(timeout=_ADMIN_TIMEOUT)
+
     def allow_writes(self, principal: str, topic_prefix: str) -> None:
         """Let ``principal`` write to (and describe) the topics whose names start with
         ``topic_prefix``, and nothing else."""
@@ -149,6 +166,9 @@ def _security_settings(keystore: Path, ca: Path) -> dict[str, str]:
         "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
             "org.apache.kafka.common.security.scram.ScramLoginModule required;"
         ),
+        # SASL clients re-authenticate every few seconds (KIP-368), as a cluster that
+        # enforces credential rotation makes them: a rotated password must be used then
+        "connections.max.reauth.ms": str(REAUTHENTICATION_MS),
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "super.users": "User:ANONYMOUS",
         "allow.everyone.if.no.acl.found": "false",

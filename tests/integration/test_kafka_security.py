@@ -2,14 +2,15 @@
 which the bridge's principal may write only its own topics (``devstack.kafka_secured``).
 
 Credentials reach the bridge as ``secretProperties`` (an environment variable or a file here;
-``secretKeyRef`` in a cluster, which the operator turns into an environment variable). A
-refused credential or certificate must not flood the log with an ERROR per retry, and a record
+``secretKeyRef`` in a cluster, which the operator mounts as a file). A rotated password is
+used by the running producer from its next re-authentication. A refused credential or certificate must not flood the log with an ERROR per retry, and a record
 the broker refused is never counted as produced. The last tests pin down what librdkafka
 reports in each case, which ``bridge.kafka_errors.classify`` turns into a status reason.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -32,9 +33,10 @@ from ws2kafka.bridge.service import Bridge, ExitCode
 from ws2kafka.bridge.stats import ConnectionState
 from ws2kafka.devstack.feeds import SequenceFeed
 from ws2kafka.devstack.harness import bridge_spec, record_count, run_until, seqs
-from ws2kafka.devstack.kafka_secured import SecuredKafka
+from ws2kafka.devstack.kafka_secured import REAUTHENTICATION_MS, ScramUser, SecuredKafka
 from ws2kafka.devstack.pki import Pki
 from ws2kafka.devstack.processes import free_port
+from ws2kafka.devstack.waiting import until
 
 pytestmark = pytest.mark.kafka
 
@@ -108,6 +110,43 @@ async def test_data_flows_over_sasl_ssl_with_the_password_from_a_secret(
     assert (summary.exit_code, summary.received, summary.delivered) == (ExitCode.OK, 500, 500)
     assert seqs(secured.broker, topic, 500) == list(range(1, 501))
     assert record_count(secured.broker, topic) == 500
+
+
+async def test_a_rotated_sasl_password_is_used_at_the_next_authentication_without_a_restart(
+    secured: SecuredKafka, tmp_path: Path
+) -> None:
+    """The broker gets a new password for the bridge's user and the Secret's file the same;
+    the broker makes every connection re-authenticate within seconds: the running producer
+    does so with the new password, and every record arrives."""
+    user = ScramUser(f"rotating-{uuid.uuid4().hex[:8]}", "first-password-4b1d")
+    secured.set_password(user)
+    secured.allow_writes(user.principal, OWN)
+    password = tmp_path / "sasl-password"
+    password.write_text(f"{user.password}\n")
+    topic = topic_of(secured, OWN)
+    kafka = sasl(secured)
+    kafka["properties"]["sasl.username"] = user.name
+    kafka["secretProperties"]["sasl.password"] = {"file": str(password)}
+    total = 2000
+    # 10 s of data: the rotation after 1 s, then more than two re-authentications
+    async with SequenceFeed(count=total, rate=200) as feed:
+        spec = bridge_spec(secured.sasl_ssl_servers, feed.url, topic, kafka=kafka)
+        bridge = Bridge(spec, name="sasl-rotated", secret_check_interval=0.1)
+        task = asyncio.create_task(bridge.run())
+        try:
+            await until(lambda: bridge.stats.delivered >= 200, 30, "200 records")
+            rotated = ScramUser(user.name, "second-password-93ac")
+            secured.set_password(rotated)
+            password.write_text(f"{rotated.password}\n")
+            rotated_at = time.monotonic()
+            await until(lambda: bridge.stats.delivered == total, 60, f"{total} records")
+            assert time.monotonic() - rotated_at > 2 * REAUTHENTICATION_MS / 1000
+        finally:
+            bridge.stop()
+            summary = await task
+    assert (summary.exit_code, summary.delivered, summary.undelivered) == (ExitCode.OK, total, 0)
+    assert seqs(secured.broker, topic, total) == list(range(1, total + 1))
+    assert record_count(secured.broker, topic) == total
 
 
 async def test_data_flows_over_mutual_tls_as_the_certificate_s_principal(

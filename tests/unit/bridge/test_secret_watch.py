@@ -1,11 +1,16 @@
 """Which secrets a bridge watches, and when it says they changed (files only)."""
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ws2kafka.bridge.config import WebSocketSourceSpec
-from ws2kafka.bridge.secret_watch import SecretWatch, file_secrets
-from ws2kafka.devstack.harness import bridge_spec
+from ws2kafka.bridge.secret_watch import SecretWatch, file_secrets, sasl_credentials
+from ws2kafka.bridge.service import Bridge
+from ws2kafka.devstack.harness import RecordingSink, ScriptedConnection, bridge_spec
+from ws2kafka.devstack.waiting import until
 
 
 def spec_with_files(tmp_path: Path, **fields: Any) -> tuple[WebSocketSourceSpec, Path, Path]:
@@ -55,3 +60,68 @@ def test_a_file_being_swapped_counts_as_unchanged(tmp_path: Path) -> None:
     assert not watch.changed()
     token.write_text("new\n")
     assert watch.changed()
+
+
+def test_the_producer_s_watch_names_the_properties_that_changed(tmp_path: Path) -> None:
+    spec, _, password = spec_with_files(tmp_path)
+    producer = SecretWatch.of_producer(spec)
+    password.write_text("kafka-2\n")
+    assert producer.changed() == ["sasl.password"]
+    assert producer.changed() == []
+
+
+def test_sasl_credentials_come_from_properties_and_secrets_as_they_are_now(
+    tmp_path: Path,
+) -> None:
+    password = tmp_path / "password"
+    password.write_text("kafka-1\n")
+    secrets = {"sasl.password": {"file": str(password)}}
+    without_user = bridge_spec("127.0.0.1:9", "ws://f/ws", "t", kafka={"secretProperties": secrets})
+    assert sasl_credentials(without_user.kafka) is None  # nothing to hand over
+    kafka = {"properties": {"sasl.username": "bridge"}, "secretProperties": secrets}
+    spec = bridge_spec("127.0.0.1:9", "ws://f/ws", "t", kafka=kafka)
+    password.write_text("kafka-2\n")
+    assert sasl_credentials(spec.kafka) == ("bridge", "kafka-2")
+
+
+async def test_a_rotated_sasl_password_reaches_the_running_producer_and_others_wait(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """sasl.password is handed to the producer (its next authentication uses it); a changed
+    ssl.key.password cannot be, and says so."""
+    password, key_password = tmp_path / "password", tmp_path / "key-password"
+    password.write_text("kafka-1\n")
+    key_password.write_text("key-1\n")
+    kafka = {
+        "properties": {"sasl.username": "bridge"},
+        "secretProperties": {
+            "sasl.password": {"file": str(password)},
+            "ssl.key.password": {"file": str(key_password)},
+        },
+    }
+    spec = bridge_spec("127.0.0.1:9", "ws://feed/ws", "t", kafka=kafka)
+    sink = RecordingSink()
+
+    async def scripted(*_: object) -> ScriptedConnection:
+        return ScriptedConnection(["a"])
+
+    bridge = Bridge(
+        spec,
+        name="rotated",
+        opener=scripted,
+        sink_factory=sink.attach,
+        secret_check_interval=0.02,
+    )
+    task = asyncio.create_task(bridge.run())
+    try:
+        await until(lambda: bridge.stats.delivered == 1, 10, "the frame")
+        password.write_text("kafka-2\n")
+        await until(lambda: sink.sasl_credentials == [("bridge", "kafka-2")], 10, "handed over")
+        key_password.write_text("key-2\n")
+        await until(lambda: "until the bridge restarts" in caplog.text, 10, "the warning")
+    finally:
+        bridge.stop()
+        await task
+    assert sink.sasl_credentials == [("bridge", "kafka-2")]
+    assert "kafka.secretProperties ssl.key.password changed" in caplog.text
+    assert "kafka-2" not in caplog.text
