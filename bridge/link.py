@@ -136,13 +136,13 @@ class Link:
         return resolve_credentials(login) if login is not None else None
 
     def reshare(self, share: Share) -> None:
-        """Carry ``share`` from now on: the connection is replaced make-before-break (the new
-        one open and subscribed before the old one closes; tried again until it is), and every
-        later connection carries the new share."""
+        """Carry ``share`` from now on (other streams, or new secret values): the connection
+        is replaced make-before-break (the new one open and subscribed before the old one
+        closes; tried again until it is), and every later connection carries the new share."""
         self.share = share
         self.spec = share.spec
         self._context = replace(self._context, spec=share.spec)
-        self._endpoint = build_endpoint(self.spec)
+        self._read_secrets()
         self._supervisor.reshared(share.streams)
         if self.session is not None:
             self.session.rotate(until_done=True)

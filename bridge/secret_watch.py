@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import BaseModel
@@ -103,3 +104,26 @@ def sasl_credentials(spec: KafkaSinkSpec) -> tuple[str, str] | None:
     if username is None or password is None:
         return None
     return username, password
+
+
+@dataclass(frozen=True)
+class Rekeyed:
+    """Which secret values differ between two specs that are alike otherwise."""
+
+    connection: bool
+    """A secret the connections use (headers, query, auth, login, tokens, TLS material)."""
+    producer: list[str]
+    """The ``kafka.secretProperties`` that differ, by name."""
+
+
+def rekeyed(old: WebSocketSourceSpec, new: WebSocketSourceSpec) -> Rekeyed | None:
+    """What changed between ``old`` and ``new`` if only secret values did (inline mode reads
+    its Secrets again: a rotated key comes as a new value); None when nothing did, or
+    anything else did too. Secret values dump as ``**********``, so the dumps are equal
+    exactly when all else is."""
+    if old == new or old.model_dump(mode="json") != new.model_dump(mode="json"):
+        return None
+    fields = [name for name in type(old).model_fields if name != "kafka"]
+    connection = any(getattr(old, name) != getattr(new, name) for name in fields)
+    before, after = old.kafka.secret_properties, new.kafka.secret_properties
+    return Rekeyed(connection, [name for name in after if before.get(name) != after[name]])

@@ -48,6 +48,7 @@ from .secret_watch import (
     LIVE_PRODUCER_SECRETS,
     SECRET_CHECK_SECONDS,
     SecretWatch,
+    rekeyed,
     sasl_credentials,
 )
 from .sequence import FrameChecks, SequenceGap
@@ -333,6 +334,27 @@ class Bridge:
             len(set(new) - changed),
         )
         self._set_state(self._worst_state())
+        return True
+
+    async def rekey(self, spec: WebSocketSourceSpec) -> bool:
+        """Apply ``spec`` while running if it differs in secret values only (inline mode read
+        its Secrets again; False: no such change). Every connection is replaced
+        make-before-break with the new values, and a new SASL credential reaches the
+        producer, as when a pod's secret file changes."""
+        change = None if self._stopping.is_set() else rekeyed(self.spec, spec)
+        if change is None:
+            return False
+        self.spec = spec
+        if self.tokens is not None:
+            self.tokens.rekey(spec)
+        if change.connection:
+            log.info("%s: a secret changed: rotating the connections to use it", self.name)
+            assignment = {link.share.index: link.share.streams for link in self.links}
+            renewed = {share.index: share for share in shares(spec, assignment)}
+            for link in self.links:
+                link.reshare(renewed[link.share.index])
+        if change.producer:
+            await self._producer_secrets_changed(change.producer)
         return True
 
     def paused(self) -> bool:

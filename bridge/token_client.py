@@ -65,6 +65,15 @@ class TokenKeeper:
         self._session: aiohttp.ClientSession | None = None
         self._ssl: ssl.SSLContext | None = None
 
+    def rekey(self, spec: WebSocketSourceSpec) -> None:
+        """New secret values (inline mode read its Secrets again): the next requests use
+        them; the tokens held stay until they are due."""
+        self._spec = spec
+        providers = {token.name: token for token in spec.tokens}
+        for book in self.books:
+            book.spec = providers[book.name]
+        self._ssl = None
+
     async def tokens(self) -> tuple[dict[str, Token], bool]:
         """The current tokens, each one that is due fetched now; and whether any was
         fetched now (a refusal of a fresh token is no expiry). Raises

@@ -3,12 +3,14 @@
 The same bridge library and the same status reporting as a bridge pod; Secrets (and the
 ConfigMap keys of TLS material) are read by the operator and handed to the bridge in memory
 only. A change of ``streams.names`` alone is applied to the running bridge
-(:meth:`~ws2kafka.bridge.service.Bridge.reshare`: only the connections whose share changed
-are replaced). Any other spec change or a restart request (``ws2kafka.dev/restart``) stops
-the bridge (it drains) and starts a new one, unless reconciliation is paused; a bridge that
-gave up waits for the next spec change or restart request, or, with ``spec.autoRestart``, is
-started again after a growing delay (:mod:`.autorestart`, counted in ``status.autoRestart``);
-one whose Kafka producer failed fatally is started again (with a new producer) after a pause.
+(:meth:`~ws2kafka.bridge.service.Bridge.reshare`: only the connections whose share changed are
+replaced), and so is a rotated Secret, read again every ``secret_check_seconds``
+(:meth:`~ws2kafka.bridge.service.Bridge.rekey`: every connection replaced make-before-break).
+Any other spec change or a restart request (``ws2kafka.dev/restart``) stops the bridge (it
+drains) and starts a new one, unless reconciliation is paused; a bridge that gave up waits for
+the next spec change or restart request, or, with ``spec.autoRestart``, is started again after a
+growing delay (:mod:`.autorestart`, counted in ``status.autoRestart``); one whose Kafka producer
+failed fatally is started again (with a new producer) after a pause.
 """
 
 from __future__ import annotations
@@ -152,18 +154,23 @@ async def run_inline(
             continue
         bridges.running[key] = bridge
         task = asyncio.create_task(bridge.run(), name=f"bridge {key}")
+        secrets_read_at = time.monotonic()
         try:
             while not task.done() and not stopped.is_set():
                 if _changed(body, spec, fingerprint):
                     changed = dict(spec)
                     if await apply_live(bridge, changed, namespace, reader):
-                        fingerprint = spec_fingerprint(changed)
+                        current, fingerprint = changed, spec_fingerprint(changed)
                         continue
                     log.info("%s: spec changed: restarting the bridge", key)
                     break
                 if restart_request(body["metadata"]) is not None:
                     log.info("%s: restart requested: stopping the bridge", key)
                     break
+                check = settings.secret_check_seconds
+                if check and time.monotonic() - secrets_read_at >= check:
+                    await rekey(bridge, current, namespace, reader)
+                    secrets_read_at = time.monotonic()
                 await asyncio.wait({task}, timeout=POLL_SECONDS)
         finally:
             bridge.stop()
@@ -273,6 +280,23 @@ async def apply_live(
     any other change, or one that does not parse: the daemon restarts the bridge)."""
     parsed = await _parse(spec, namespace, reader)
     return parsed is not None and bridge.reshare(parsed)
+
+
+async def rekey(bridge: Bridge, spec: dict[str, Any], namespace: str, reader: SecretReader) -> bool:
+    """Read the running spec's Secrets again and hand changed values to the bridge
+    (:meth:`~ws2kafka.bridge.service.Bridge.rekey`: make-before-break). A Secret that cannot
+    be read now leaves the bridge with the values it has (logged)."""
+    try:
+        resolved = await asyncio.to_thread(resolve_secrets, spec, namespace, reader)
+        parsed = parse_spec(resolved)
+    except ConfigError as exc:
+        problems = "; ".join(exc.problems)
+        log.warning("%s: cannot read the Secrets again: %s", bridge.name, problems)
+        return False
+    except kubernetes.client.exceptions.ApiException as exc:
+        log.warning("%s: cannot read the Secrets again: %s", bridge.name, exc.reason)
+        return False
+    return await bridge.rekey(parsed)
 
 
 def _changed(body: Any, spec: Any, fingerprint: str) -> bool:

@@ -64,6 +64,10 @@ class OperatorSettings(BaseModel):
     """How often a bridge reports its counters (state changes are reported at once)."""
     condition_interval_seconds: float = Field(default=5.0, gt=0)
     """How often the operator re-derives conditions from the facts."""
+    secret_check_seconds: float = Field(default=30.0, ge=0)
+    """How often an inline bridge's Secrets are read again, so that a rotated one is taken up
+    without a restart (0: only when the bridge starts). Bridge pods watch their mounted
+    Secret files themselves."""
     event_interval_seconds: float = Field(default=60.0, ge=0)
     """At most one Event per resource and reason in this many seconds."""
     bridge_pod: BridgePod = Field(default_factory=BridgePod)

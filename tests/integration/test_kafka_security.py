@@ -2,10 +2,11 @@
 which the bridge's principal may write only its own topics (``devstack.kafka_secured``).
 
 Credentials reach the bridge as ``secretProperties`` (an environment variable or a file here;
-``secretKeyRef`` in a cluster, which the operator mounts as a file). A rotated password is
-used by the running producer from its next re-authentication. A refused credential or certificate must not flood the log with an ERROR per retry, and a record
-the broker refused is never counted as produced. The last tests pin down what librdkafka
-reports in each case, which ``bridge.kafka_errors.classify`` turns into a status reason.
+``secretKeyRef`` in a cluster, which the operator mounts as a file). A rotated password is used
+by the running producer from its next re-authentication. A refused credential or certificate
+must not flood the log with an ERROR per retry, and a record the broker refused is never counted
+as produced. The last tests pin down what librdkafka reports in each case, which
+``bridge.kafka_errors.classify`` turns into a status reason.
 """
 
 from __future__ import annotations

@@ -80,6 +80,7 @@ def start_operator(kube: ControlPlane, workdir: Path, mode: str, pattern: str) -
             **kube.env(),
             "WS2KAFKA_OPERATOR_CONDITION_INTERVAL_SECONDS": "1",
             "WS2KAFKA_OPERATOR_REPORT_INTERVAL_SECONDS": "1",
+            "WS2KAFKA_OPERATOR_SECRET_CHECK_SECONDS": "1",
             "WS2KAFKA_OPERATOR_BRIDGE_POD": json.dumps(BRIDGE_POD),
         },
     )
@@ -908,6 +909,54 @@ async def test_inline_restart_pause_and_the_topics_a_source_writes(
             "the gap topic no longer written",
         )
         kube.kubectl("-n", ns, "delete", "wss", "ctl", "--timeout=60s")
+
+
+async def test_inline_a_rotated_secret_is_taken_up_make_before_break_without_a_restart(
+    kube: ControlPlane, kafka: KafkaBroker, inline_operator: ManagedProcess
+) -> None:
+    """``kubectl create secret ... --dry-run | kubectl apply``: the operator reads the Secret
+    again (every second here, 30 s by default), the bridge opens a connection with the new
+    token before it closes the old one (1000), no gap, and the bridge is not restarted."""
+    ns = new_namespace(kube, "op-inline")
+    topic = f"inline-{uuid.uuid4().hex[:8]}"
+    kafka.create_topic(topic)
+
+    def apply_secret(token: str) -> None:
+        secret = kube.kubectl(
+            "-n", ns, "create", "secret", "generic", "feed", f"--from-literal=token={token}",
+            "--dry-run=client", "-o", "yaml",
+        ).stdout  # fmt: skip
+        kube.kubectl("-n", ns, "apply", "-f", "-", input=secret)
+
+    apply_secret("first-token-6d2e")
+    async with SequenceFeed(rate=50) as feed:
+        manifest = source_manifest(
+            "rekeyed", feed.url, topic, kafka.bootstrap_servers,
+            auth={"bearerToken": {"secretKeyRef": {"name": "feed", "key": "token"}}},
+        )  # fmt: skip
+        kube.kubectl("-n", ns, "apply", "-f", "-", input=manifest)
+
+        def connected() -> bool:
+            return condition(kube.get_json(ns, "wss", "rekeyed"), "Connected").get("status") == (
+                "True"
+            )
+
+        await until(connected, 60, "the inline bridge connected")
+        apply_secret("second-token-91ab")
+        await until(lambda: len(feed.connections) == 2, 30, "a connection with the new token")
+        await until(lambda: feed.connections[0].close_code is not None, 30, "the old one closed")
+        tokens = [conn.headers["Authorization"] for conn in feed.connections]
+        assert tokens == ["Bearer first-token-6d2e", "Bearer second-token-91ab"]
+        assert feed.connections[0].close_code == 1000
+        await asyncio.sleep(3)  # three more looks at the unchanged Secret: nothing more
+        assert len(feed.connections) == 2
+        status = kube.get_json(ns, "wss", "rekeyed")["status"]
+        assert "lastGap" not in status  # make-before-break
+        log = inline_operator.log_path.read_text()
+        assert f"{ns}/rekeyed: a secret changed: rotating the connections" in log
+        assert f"{ns}/rekeyed: spec changed" not in log
+        assert [token for token in ("first-token-6d2e", "second-token-91ab") if token in log] == []
+        kube.kubectl("-n", ns, "delete", "wss", "rekeyed", "--timeout=60s")
 
 
 def auto_restart_status(kube: ControlPlane, ns: str, name: str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Which secrets a bridge watches, and when it says they changed (files only)."""
+"""Which secrets a bridge watches, and when it says they changed (files only); and how a
+running bridge takes new secret values (inline mode's re-read Secrets, a pod's files)."""
 
 import asyncio
 from pathlib import Path
@@ -7,7 +8,13 @@ from typing import Any
 import pytest
 
 from ws2kafka.bridge.config import WebSocketSourceSpec
-from ws2kafka.bridge.secret_watch import SecretWatch, file_secrets, sasl_credentials
+from ws2kafka.bridge.secret_watch import (
+    Rekeyed,
+    SecretWatch,
+    file_secrets,
+    rekeyed,
+    sasl_credentials,
+)
 from ws2kafka.bridge.service import Bridge
 from ws2kafka.devstack.harness import RecordingSink, ScriptedConnection, bridge_spec
 from ws2kafka.devstack.waiting import until
@@ -125,3 +132,48 @@ async def test_a_rotated_sasl_password_reaches_the_running_producer_and_others_w
     assert sink.sasl_credentials == [("bridge", "kafka-2")]
     assert "kafka.secretProperties ssl.key.password changed" in caplog.text
     assert "kafka-2" not in caplog.text
+
+
+def inline_spec(token: str, password: str, **fields: Any) -> WebSocketSourceSpec:
+    """A spec as inline mode builds it: the Secrets' values in it."""
+    kafka = {
+        "properties": {"sasl.username": "bridge"},
+        "secretProperties": {"sasl.password": {"value": password}},
+    }
+    auth = {"bearerToken": {"value": token}}
+    return bridge_spec("127.0.0.1:9", "ws://feed/ws", "t", kafka=kafka, auth=auth, **fields)
+
+
+def test_rekeyed_tells_a_change_of_secret_values_only() -> None:
+    spec = inline_spec("first", "kafka-1")
+    assert rekeyed(spec, inline_spec("first", "kafka-1")) is None  # nothing changed
+    assert rekeyed(spec, inline_spec("second", "kafka-1")) == Rekeyed(True, [])
+    assert rekeyed(spec, inline_spec("first", "kafka-2")) == Rekeyed(False, ["sasl.password"])
+    assert rekeyed(spec, inline_spec("second", "kafka-1", subscribe=["s"])) is None  # more
+
+
+async def test_a_running_bridge_takes_new_secret_values_make_before_break() -> None:
+    """Inline mode's rotation: the connection is replaced by one opened with the new token,
+    and the producer gets the new SASL password; the bridge goes on."""
+    opened: list[str | None] = []
+
+    async def scripted(spec: WebSocketSourceSpec, *_: object) -> ScriptedConnection:
+        token = spec.auth.bearer_token
+        opened.append(token.resolve() if token is not None else None)
+        return ScriptedConnection(["a"])
+
+    sink = RecordingSink()
+    bridge = Bridge(inline_spec("first", "kafka-1"), name="inline", opener=scripted,
+                    sink_factory=sink.attach)  # fmt: skip
+    task = asyncio.create_task(bridge.run())
+    try:
+        await until(lambda: bridge.stats.delivered == 1, 10, "the first frame")
+        assert not await bridge.rekey(inline_spec("first", "kafka-1"))
+        assert await bridge.rekey(inline_spec("second", "kafka-2"))
+        await until(lambda: bridge.stats.rotations == 1, 10, "the rotation")
+    finally:
+        bridge.stop()
+        summary = await task
+    assert opened == ["first", "second"]
+    assert sink.sasl_credentials == [("bridge", "kafka-2")]
+    assert (summary.delivered, summary.reconnects, bridge.stats.gaps) == (2, 0, 0)
