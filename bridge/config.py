@@ -867,7 +867,8 @@ class TokenRequestSpec(Model):
     """One HTTP request of a token provider: the fetch, or its keep-alive.
 
     It goes out with the same TLS settings (``spec.tls``: CA, client certificate) and the same
-    proxy (``HTTPS_PROXY``, ``HTTP_PROXY``, ``NO_PROXY`` in the environment) as the WebSocket.
+    proxy as the WebSocket to the same host (``NO_PROXY``, ``WSS_PROXY``, ``SOCKS_PROXY``,
+    ``HTTPS_PROXY``, ``HTTP_PROXY`` in the environment).
     ``{name.token}`` in ``url``, a query or header value, or ``body`` is the provider's current
     token (a keep-alive's ``?listenKey=``). ``{key}`` in ``body`` or a query or header value
     is a value of ``values``, a signature of ``signatures``, or computed for every request:

@@ -38,12 +38,10 @@ from picows.websockets.exceptions import ConnectionClosed as PicowsConnectionClo
 from picows.websockets.exceptions import ConnectionClosedOK as PicowsConnectionClosedOK
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError, ConnectionClosedOK
 from websockets.frames import Close
-from websockets.proxy import get_proxy
-from websockets.uri import parse_uri
 
 from .config import WebSocketSourceSpec
 from .picows_listener import FrameListener
-from .source import FrameConsumer, RedactHeaderValues, handshake_rejected
+from .source import FrameConsumer, RedactHeaderValues, environment_proxy, handshake_rejected
 
 #: The logger of the picows client (handshake, connection, picows itself): like
 #: ``source.CLIENT_LOG`` for websockets, its records never carry header secrets.
@@ -242,7 +240,7 @@ async def open_picows(spec: WebSocketSourceSpec, kwargs: dict[str, Any]) -> Pico
                 enable_auto_pong=True,
                 max_frame_size=max_size,
                 extra_headers=headers,
-                proxy=_proxy(spec.url),
+                proxy=environment_proxy(spec.url),
                 logger_name=PICOWS_LOG,
             )
     except WSInvalidStatusError as exc:
@@ -281,13 +279,3 @@ def _unlisted_status(raw_header: bytes | None) -> tuple[int, str | None] | None:
         if name.strip().lower() == b"retry-after":
             retry_after = value.strip().decode("latin-1")
     return int(match[1]), retry_after
-
-
-def _proxy(url: str) -> str | None:
-    """The proxy from the environment, picked by ``websockets``' own rule (``proxy=True``).
-
-    That rule honours ``no_proxy`` and prefers ``ws(s)_proxy``, then SOCKS, then
-    ``https_proxy`` (even for ``ws://``), then ``http_proxy``: in a cluster behind a proxy,
-    the same feeds go through it whichever client is selected.
-    """
-    return get_proxy(parse_uri(url))

@@ -20,6 +20,8 @@ from urllib.parse import quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close, Frame, Opcode
+from websockets.proxy import get_proxy
+from websockets.uri import parse_uri
 
 from .config import ConnectionSpec, PemSource, TlsSpec, WebSocketSourceSpec
 from .errors import AuthenticationFailed, ConfigError, HandshakeFailed
@@ -442,3 +444,18 @@ def _initiating_close(exc: ConnectionClosed) -> Close | None:
     if exc.rcvd is not None and (exc.sent is None or exc.rcvd_then_sent):
         return exc.rcvd
     return exc.sent
+
+
+def environment_proxy(url: str) -> str | None:
+    """The proxy from the environment for ``url`` (``ws(s)://``, or a token request's
+    ``http(s)://``, looked up as the ``ws(s)://`` URL of the same host), picked by
+    ``websockets``' own rule (its ``proxy=True``).
+
+    That rule honours ``no_proxy`` and prefers ``ws(s)_proxy``, then SOCKS (``socks_proxy``),
+    then ``https_proxy`` (even for ``ws://``), then ``http_proxy``: in a cluster behind a
+    proxy, the same hosts go through it whichever client is selected, and a feed's token
+    requests take the path its WebSocket does.
+    """
+    if url.startswith("http"):
+        url = "ws" + url.removeprefix("http")
+    return get_proxy(parse_uri(url))

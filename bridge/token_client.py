@@ -5,9 +5,11 @@ links ask it for the tokens before each connect (:meth:`TokenKeeper.tokens`: a f
 one due, one at a time, so several connections share one fetch) and tell it when the server
 refused one (:meth:`TokenKeeper.expired`); :meth:`TokenKeeper.keep_alive` runs the keep-alive
 requests on their timers. The requests go out through aiohttp with the WebSocket's TLS
-settings and the proxy from the environment (``trust_env``: ``HTTPS_PROXY``, ``HTTP_PROXY``,
-``NO_PROXY``). Outcomes are counted in :class:`~.stats.BridgeStats`; every message is
-scrubbed of secrets before it is logged or reported.
+settings and through the proxy the WebSocket takes to the same host
+(:func:`~.source.environment_proxy`: ``NO_PROXY``, ``WSS_PROXY``, ``SOCKS_PROXY`` through
+aiohttp-socks, ``HTTPS_PROXY``, ``HTTP_PROXY``). Outcomes are counted in
+:class:`~.stats.BridgeStats`; every message is scrubbed of secrets before it is logged or
+reported.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+from aiohttp_socks import ProxyConnector
 
 from .config import TokenRequestSpec, WebSocketSourceSpec
 from .login import LoginState
-from .source import build_ssl_context
+from .source import build_ssl_context, environment_proxy
 from .stats import BridgeStats
 from .tokens import (
     HttpRequest,
@@ -62,7 +65,7 @@ class TokenKeeper:
         self.books = [TokenBook(token) for token in spec.tokens]
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[str | None, aiohttp.ClientSession] = {}
         self._ssl: ssl.SSLContext | None = None
 
     def rekey(self, spec: WebSocketSourceSpec) -> None:
@@ -126,7 +129,8 @@ class TokenKeeper:
 
     async def _send(self, request: HttpRequest) -> tuple[int, bytes]:
         """One request; every client failure is a :class:`TokenRefused`, scrubbed."""
-        session = self._client()
+        proxy = environment_proxy(request.url)
+        session = self._client(proxy)
         timeout = aiohttp.ClientTimeout(total=request.timeout)
         ssl_context = self._ssl_context() if request.url.startswith("https://") else None
         try:
@@ -137,6 +141,7 @@ class TokenKeeper:
                 data=request.body,
                 timeout=timeout,
                 ssl=ssl_context or True,
+                proxy=None if proxy is None or proxy.startswith("socks") else proxy,
             ) as response:
                 return response.status, await response.read()
         except TimeoutError:
@@ -147,10 +152,16 @@ class TokenKeeper:
             detail = request.scrub(str(exc) or type(exc).__name__)
             raise TokenRefused(f"{request.shown}: {type(exc).__name__}: {detail}") from None
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(trust_env=True)
-        return self._session
+    def _client(self, proxy: str | None) -> aiohttp.ClientSession:
+        """One session per proxy: a SOCKS proxy is its session's connector."""
+        session = self._sessions.get(proxy)
+        if session is None:
+            if proxy is not None and proxy.startswith("socks"):
+                session = aiohttp.ClientSession(connector=ProxyConnector.from_url(proxy))
+            else:
+                session = aiohttp.ClientSession()
+            self._sessions[proxy] = session
+        return session
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
@@ -220,6 +231,6 @@ class TokenKeeper:
         self._on_change()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions, self._sessions = self._sessions, {}
+        for session in sessions.values():
+            await session.close()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from picows.websockets.exceptions import ConnectionClosedError as PicowsClosedError
 from picows.websockets.exceptions import ConnectionClosedOK as PicowsClosedOK
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
 
-from ws2kafka.bridge.picows_client import _proxy, _unlisted_status, closed_to_websockets
+from ws2kafka.bridge.picows_client import _unlisted_status, closed_to_websockets
 from ws2kafka.bridge.source import describe_failure
 
 
@@ -20,27 +19,6 @@ def test_a_connection_closed_without_close_frames_is_a_1006_error() -> None:
 
 def test_the_ok_or_error_kind_is_kept() -> None:
     assert isinstance(closed_to_websockets(PicowsClosedOK(None, None, None)), ConnectionClosedOK)
-
-
-def test_the_proxy_comes_from_the_environment_like_websockets(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    for name in ("http", "https", "ws", "wss", "all", "socks", "no"):
-        monkeypatch.delenv(f"{name}_proxy", raising=False)
-        monkeypatch.delenv(f"{name.upper()}_PROXY", raising=False)
-    assert _proxy("ws://feed") is None
-    monkeypatch.setenv("http_proxy", "http://plain:3128")
-    assert _proxy("ws://feed") == "http://plain:3128"
-    assert _proxy("wss://feed") is None
-    monkeypatch.setenv("https_proxy", "http://proxy:3128")
-    assert _proxy("wss://feed") == "http://proxy:3128"
-    assert _proxy("ws://feed") == "http://proxy:3128"  # preferred for ws:// too
-    monkeypatch.setenv("wss_proxy", "socks5h://socks:1080")
-    assert _proxy("wss://feed") == "socks5h://socks:1080"
-    monkeypatch.setenv("no_proxy", "feed,.cluster.local")
-    assert _proxy("wss://feed") is None
-    assert _proxy("ws://kafka.svc.cluster.local:9000") is None
-    assert _proxy("ws://elsewhere") == "http://proxy:3128"
 
 
 def test_a_status_picows_cannot_parse_is_read_from_the_raw_response() -> None:

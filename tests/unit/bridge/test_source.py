@@ -1,4 +1,5 @@
-"""How connection failures are classified and which close code they are counted under."""
+"""How connection failures are classified and which close code they are counted under; which
+proxy of the environment a host is reached through."""
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK
@@ -6,7 +7,7 @@ from websockets.frames import Close
 
 from ws2kafka.bridge.config import TlsSpec
 from ws2kafka.bridge.errors import AuthenticationFailed, ConfigError, HandshakeFailed
-from ws2kafka.bridge.source import build_ssl_context, describe_failure
+from ws2kafka.bridge.source import build_ssl_context, describe_failure, environment_proxy
 
 
 @pytest.mark.parametrize(
@@ -62,3 +63,28 @@ def test_unusable_tls_material_is_a_config_error_naming_the_field(
         build_ssl_context(TlsSpec.model_validate(tls))
     [line] = raised.value.problems
     assert line.startswith(problem), line
+
+
+def test_the_proxy_comes_from_the_environment_like_websockets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http", "https", "ws", "wss", "all", "socks", "no"):
+        monkeypatch.delenv(f"{name}_proxy", raising=False)
+        monkeypatch.delenv(f"{name.upper()}_PROXY", raising=False)
+    assert environment_proxy("ws://feed") is None
+    monkeypatch.setenv("http_proxy", "http://plain:3128")
+    assert environment_proxy("ws://feed") == "http://plain:3128"
+    assert environment_proxy("wss://feed") is None
+    monkeypatch.setenv("https_proxy", "http://proxy:3128")
+    assert environment_proxy("wss://feed") == "http://proxy:3128"
+    assert environment_proxy("ws://feed") == "http://proxy:3128"  # preferred for ws:// too
+    monkeypatch.setenv("wss_proxy", "socks5h://socks:1080")
+    assert environment_proxy("wss://feed") == "socks5h://socks:1080"
+    monkeypatch.setenv("no_proxy", "feed,.cluster.local")
+    assert environment_proxy("wss://feed") is None
+    assert environment_proxy("ws://kafka.svc.cluster.local:9000") is None
+    assert environment_proxy("ws://elsewhere") == "http://proxy:3128"
+    # a token request to a host takes the proxy a WebSocket to that host would
+    assert environment_proxy("https://api.elsewhere/token") == "socks5h://socks:1080"
+    assert environment_proxy("http://api.elsewhere/token") == "http://proxy:3128"
+    assert environment_proxy("https://feed/token") is None
