@@ -1,5 +1,5 @@
-"""Local feeds that speak the private-stream logins of OKX and Bybit, and the token flows of
-Binance (listenKey) and KuCoin (bullet).
+"""Local feeds that speak the private-stream logins of OKX, Bybit and Deribit, and the token
+flows of Binance (listenKey), KuCoin (bullet) and Kraken (GetWebSocketsToken).
 
 Like the public feeds of :mod:`.exchange_feeds` (whose machinery they share: keepalive,
 forced disconnects, the record of every data frame), but a client must log in before it may
@@ -32,7 +32,15 @@ from typing import Any, Self
 
 from aiohttp import WSMsgType, web
 
-from .exchange_feeds import BybitFeed, ExchangeConnection, Frame, OkxFeed, _parse, _stamp
+from .exchange_feeds import (
+    BybitFeed,
+    DeribitFeed,
+    ExchangeConnection,
+    Frame,
+    OkxFeed,
+    _parse,
+    _stamp,
+)
 
 
 @dataclass(frozen=True)
@@ -188,6 +196,64 @@ class BybitPrivateFeed(BybitFeed):
             "creationTime": _stamp(number),
             "data": [order],
         }
+
+
+class DeribitPrivateFeed(DeribitFeed):
+    """Deribit v2 private: ``public/auth`` with ``grant_type: client_signature``, its
+    ``client_id``, ``timestamp`` (epoch ms, within ``window`` of the server's clock), ``nonce``,
+    ``data`` and ``signature`` = hex(HMAC-SHA256(timestamp + "\\n" + nonce + "\\n" + data,
+    client secret)), answered with an ``access_token`` or an ``error`` (``invalid_credentials``;
+    ``invalid_timestamp`` for a stale one); ``private/subscribe`` to ``user.trades.*`` only
+    after it, the account's trades as ``subscription`` notifications."""
+
+    def __init__(self, account: Account, *, window: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.account = account
+        self.window = window
+
+    def answer(self, conn: ExchangeConnection, message: str) -> list[Frame]:
+        request = _parse(message)
+        method = request.get("method") if isinstance(request, dict) else None
+        if method == "public/auth":
+            assert isinstance(request, dict)
+            return [self._auth(conn, request.get("id"), request.get("params") or {})]
+        if method == "private/subscribe":
+            assert isinstance(request, dict)
+            return [self._subscribe(conn, request.get("id"), request.get("params") or {})]
+        return super().answer(conn, message)
+
+    def _auth(self, conn: ExchangeConnection, rpc_id: object, params: dict[str, Any]) -> Frame:
+        stamp, nonce = str(params.get("timestamp")), str(params.get("nonce", ""))
+        conn.logins.append(stamp)
+        moment = _number(stamp)
+        if moment is None or abs(time.time() * 1000 - moment) > self.window * 1000:
+            return self._error(rpc_id, 13004, "invalid_timestamp")
+        payload = f"{stamp}\n{nonce}\n{params.get('data', '')}"
+        signature = _hmac(self.account.secret, payload).hex()
+        given = (params.get("grant_type"), params.get("client_id"), params.get("signature"))
+        if given != ("client_signature", self.account.api_key, signature):
+            return self._error(rpc_id, 13004, "invalid_credentials")
+        conn.authenticated = True
+        token = {"access_token": secrets.token_urlsafe(16), "expires_in": 900, "scope": "trade"}
+        return {"jsonrpc": "2.0", "id": rpc_id, "result": {**token, "token_type": "bearer"}}
+
+    def _subscribe(self, conn: ExchangeConnection, rpc_id: object, params: dict[str, Any]) -> Frame:
+        if not conn.authenticated:
+            conn.unexpected.append("private/subscribe before public/auth")
+            return self._error(rpc_id, 13009, "unauthorized")
+        channels = [str(channel) for channel in params.get("channels") or []]
+        parts = [channel.split(".") for channel in channels]
+        symbols = [part[2] for part in parts if len(part) == 4 and part[:2] == ["user", "trades"]]
+        if len(symbols) != len(channels) or self.unknown(symbols):
+            self.refuse(conn, "Invalid params")
+            return self._error(rpc_id, -32602, "Invalid params")
+        self.accept(conn, symbols)
+        return {"jsonrpc": "2.0", "id": rpc_id, "result": channels}
+
+    def data(self, conn: ExchangeConnection, symbol: str) -> Frame:
+        frame = super().data(conn, symbol)
+        frame["params"]["channel"] = f"user.trades.{symbol}.raw"
+        return frame
 
 
 @dataclass

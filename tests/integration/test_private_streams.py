@@ -1,7 +1,8 @@
 """Private streams: the login and token examples (``examples/okx-orders.yaml``,
-``examples/bybit-orders.yaml``) run, unchanged but for their URL, broker, topic, secrets and
-scaled-down timings, against local feeds that check the exchange's exact signature and its
-timestamp window (``devstack/private_feeds.py``), into the real broker.
+``examples/bybit-orders.yaml``, ``examples/deribit-user-trades.yaml``) run, unchanged but for
+their URL, broker, topic, secrets and scaled-down timings, against local feeds that check the
+exchange's exact signature and its timestamp window (``devstack/private_feeds.py``), into the
+real broker.
 
 Data flows after the login with both clients, and every reconnect logs in anew (a feed whose
 window is shorter than a connection's life refuses a reused timestamp); a wrong secret shows
@@ -48,6 +49,7 @@ from ws2kafka.devstack.private_feeds import (
     Account,
     BinanceUserDataFeed,
     BybitPrivateFeed,
+    DeribitPrivateFeed,
     KrakenTokenFeed,
     KucoinBulletFeed,
     KucoinPrivateBulletFeed,
@@ -79,6 +81,10 @@ class Private:
     """The exchange's words for a wrong signature."""
     values: dict[str, str]
     """The example's login values (its Secret's keys) and what the account holds for them."""
+    secret: str = "secret"
+    """The value that keys the signature."""
+    milliseconds: bool = False
+    """The login's timestamp (or expiry) is in epoch milliseconds."""
 
     @property
     def name(self) -> str:
@@ -97,6 +103,15 @@ PRIVATE = [
         BybitPrivateFeed,
         "error sign!",
         {"apiKey": ACCOUNT.api_key, "secret": ACCOUNT.secret},
+        milliseconds=True,
+    ),
+    Private(
+        "deribit-user-trades.yaml",
+        DeribitPrivateFeed,
+        "invalid_credentials",
+        {"clientId": ACCOUNT.api_key, "clientSecret": ACCOUNT.secret},
+        secret="clientSecret",
+        milliseconds=True,
     ),
 ]
 
@@ -108,14 +123,16 @@ def private_spec(
     documents = list(yaml.safe_load_all((EXAMPLES / private.example).read_text()))
     [source] = [doc for doc in documents if doc.get("kind") == "WebSocketSource"]
     spec: dict[str, Any] = source["spec"]
-    values = {**private.values, "secret": secret}
+    values = {**private.values, private.secret: secret}
     login = spec["login"]
     if "expiresAfterMs" in login:
         login["expiresAfterMs"] = 1000  # scaled down like the heartbeat: within the window
     assert set(login["values"]) == set(values)
     login["values"] = {name: {"value": value} for name, value in values.items()}
-    spec["connection"].update(client=client, heartbeat={**spec["connection"]["heartbeat"]})
-    spec["connection"]["heartbeat"]["intervalSeconds"] = 0.1
+    connection = spec.setdefault("connection", {})
+    connection["client"] = client
+    if "heartbeat" in connection:  # the client's own heartbeat (OKX, Bybit), scaled down
+        connection["heartbeat"] = {**connection["heartbeat"], "intervalSeconds": 0.1}
     spec["kafka"].update(bootstrapServers=kafka.bootstrap_servers, topic=topic)
     spec.update(
         url=url,
@@ -131,12 +148,20 @@ def assert_once_in_order(kafka: KafkaBroker, topic: str, expected: list[bytes]) 
     assert record_count(kafka, topic) == len(expected)
 
 
-def expected_records(frames: list[str]) -> list[bytes]:
-    """One record per order: each frame's ``data`` array, split."""
+def expected_records(frames: list[str], split: str = "/data") -> list[bytes]:
+    """One record per order: each frame's array at ``split`` (a JSON pointer), split."""
+
+    def elements(frame: str) -> list[Any]:
+        node = json.loads(frame)
+        for key in split.strip("/").split("/"):
+            node = node[key]
+        assert isinstance(node, list)
+        return node
+
     return [
         json.dumps(order, separators=(",", ":")).encode()
         for frame in frames
-        for order in json.loads(frame)["data"]
+        for order in elements(frame)
     ]
 
 
@@ -151,13 +176,15 @@ async def test_data_flows_after_the_login_and_every_reconnect_logs_in_anew(
     async with feed:
         spec = private_spec(private, feed.url, kafka, topic, client=client, secret=ACCOUNT.secret)
         bridge = Bridge(spec, name=private.name)
+        assert spec.kafka.split is not None
+        split = spec.kafka.split.pointer
 
         def streamed() -> bool:
             conns = feed.connections
             return (
                 len(conns) > feed.disconnects
                 and conns[-1].data_sent == feed.frames_per_connection
-                and bridge.stats.delivered >= len(expected_records(feed.data_frames))
+                and bridge.stats.delivered >= len(expected_records(feed.data_frames, split))
             )
 
         summary = await run_until(bridge, streamed, "every order delivered", timeout=40)
@@ -168,11 +195,11 @@ async def test_data_flows_after_the_login_and_every_reconnect_logs_in_anew(
         assert conn.missed is None, conn.missed
         assert len(conn.logins) == 1
     first, second = (conn.logins[0] for conn in feed.connections)
-    assert float(second) - float(first) >= 2.0 * (1000 if private.name.startswith("bybit") else 1)
+    assert float(second) - float(first) >= 2.0 * (1000 if private.milliseconds else 1)
     assert (summary.exit_code, summary.reconnects) == (ExitCode.OK, 1)
     assert bridge.stats.logins == {LoginState.AUTHENTICATED: 2}
     assert bridge.stats.authentication == LoginState.AUTHENTICATED
-    assert_once_in_order(kafka, topic, expected_records(feed.data_frames))
+    assert_once_in_order(kafka, topic, expected_records(feed.data_frames, split))
 
 
 @pytest.mark.parametrize("private", PRIVATE, ids=[private.name for private in PRIVATE])
