@@ -17,6 +17,9 @@ MANAGED_BY = "ws2kafka-operator"
 
 #: Pod-template annotation with the hash of the rendered config: a spec change rolls the pod.
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
+#: Deployment annotation: the hash of every child of the source as last applied. An operator
+#: that resumes (a restart) applies nothing where it would apply the same children again.
+ANNOTATION_CHILDREN_HASH = f"{GROUP}/children-hash"
 #: Set to "true" on a source: the operator leaves its bridge as it is (spec changes wait).
 ANNOTATION_PAUSE = f"{GROUP}/pause-reconciliation"
 #: Set (any value) on a source: its bridge is restarted once, then the annotation removed.

@@ -194,8 +194,27 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             verdict = pod_verdict(name, meta.get("creationTimestamp"), status)
             return {(namespace or "", source): verdict}
 
-        def apply_spec(body: Any, spec: dict[str, Any], namespace: str, name: str) -> None:
-            reconcile_source(body, spec, name, namespace, settings, events, rejections)
+        @kopf.index(
+            "apps",
+            "v1",
+            "deployments",
+            id="applied_children",
+            labels={c.LABEL_MANAGED_BY: c.MANAGED_BY},
+            registry=registry,
+        )
+        async def applied_children(
+            *, namespace: str | None, labels: kopf.Labels, annotations: kopf.Annotations, **_: Any
+        ) -> dict[Source, str]:
+            # kopf fills its indexes before the first handler runs: a resume finds them
+            source = labels.get(c.LABEL_INSTANCE, "")
+            return {(namespace or "", source): annotations.get(c.ANNOTATION_CHILDREN_HASH, "")}
+
+        def apply_spec(
+            body: Any, spec: dict[str, Any], namespace: str, name: str, applied: str | None = None
+        ) -> None:
+            reconcile_source(
+                body, spec, name, namespace, settings, events, rejections, applied=applied
+            )
 
         controls = PodControls(apply_spec)
 
@@ -223,10 +242,15 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             namespace: str | None,
             reason: str,
             patch: kopf.Patch,
+            applied_children: kopf.Index[Source, str] | None = None,
             **_: Any,
         ) -> None:
             assert namespace is not None
-            apply_spec(body, dict(spec), namespace, name)
+            # a resume (an operator restart) applies only children that would change
+            recorded = None
+            if reason == kopf.Reason.RESUME and applied_children is not None:
+                recorded = next(iter(applied_children.get((namespace, name), [])), None)
+            apply_spec(body, dict(spec), namespace, name, recorded)
             reset = streak_reset(status) if reason == kopf.Reason.UPDATE else None
             if reset is not None:  # a spec change starts a new streak of automatic restarts
                 patch.status["autoRestart"] = reset
