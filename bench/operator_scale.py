@@ -64,13 +64,13 @@ from ws2kafka.devstack.loadfeed import (
 from ws2kafka.devstack.machine import cpu_seconds, describe, emit
 from ws2kafka.devstack.processes import ManagedProcess
 from ws2kafka.devstack.waiting import wait_until
-from ws2kafka.operator.constants import GROUP, PLURAL, VERSION
+from ws2kafka.operator.constants import GROUP, HANDLER_RECONCILE, PLURAL, VERSION
 
 REPO = Path(__file__).resolve().parents[1]
 CRD = REPO / "crds" / "websocketsource.yaml"
-WARMUP_NAMESPACE = "scale-warmup"
-POD_NAMESPACE = "scale-pod"
-INLINE_NAMESPACE = "scale-inline"
+#: Threads creating sources at once.
+CREATE_THREADS = 8
+RECONCILE_RESUME = f"{HANDLER_RECONCILE}-resume"
 
 #: (quick, full) sizes.
 POD_SOURCES = (20, 200)
@@ -188,6 +188,7 @@ class Cluster:
 
     def __init__(self, plane: ControlPlane) -> None:
         api = plane.api_client()
+        api.user_agent = BENCH_AGENT  # not counted as the operator's requests
         self._apps = client.AppsV1Api(api)
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
@@ -206,6 +207,23 @@ class Cluster:
         ]
         return {name: components.count(name) for name in sorted(set(components))}
 
+    def create_sources(self, namespace: str, names: list[str]) -> None:
+        """Create one source per name (topic = name; a feed nothing listens on, so no bridge
+        runs), from a few threads, as a GitOps tool syncing many at once does."""
+        dead = "ws://127.0.0.1:9/feed"  # the discard port
+
+        def create(name: str) -> None:
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "WebSocketSource",
+                "metadata": {"name": name},
+                "spec": {"url": dead, "kafka": {"bootstrapServers": "kafka:9092", "topic": name}},
+            }
+            self._custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+        with ThreadPoolExecutor(CREATE_THREADS) as pool:
+            list(pool.map(create, names))
+
     def sources(self, namespace: str) -> list[dict[str, Any]]:
         listed: Any = self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
         items: list[dict[str, Any]] = listed["items"]
@@ -215,92 +233,142 @@ class Cluster:
 # -- pod mode ----------------------------------------------------------------------------------
 
 
+#: The operator's user agents: kopf's own client, and the kubernetes client's (its applies).
+OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")
+BENCH_AGENT = "ws2kafka-operator-scale"
+
+
 def pod_mode(plane: ControlPlane, workdir: Path, count: int, idle_seconds: float) -> dict[str, Any]:
-    """``count`` sources applied at once to a running operator, its idle cost, their deletion;
-    then the same sources applied while no operator runs, and its catch-up when it starts."""
+    """``count`` sources created at once for a running operator, its idle cost, a restart of
+    the operator with every source and Deployment in place, their deletion; then the same
+    sources created while no operator runs, and its catch-up when it starts."""
     cluster = Cluster(plane)
-    for namespace in (WARMUP_NAMESPACE, POD_NAMESPACE):
-        plane.kubectl("create", "namespace", namespace)
-    dead = "ws://127.0.0.1:9/feed"  # the discard port: nothing listens, and no bridge runs
+    namespace, warmup_namespace = f"scale-pod-{count}", f"scale-warmup-{count}"
+    for created in (warmup_namespace, namespace):
+        plane.kubectl("create", "namespace", created)
     names = [f"src-{index:04d}" for index in range(count)]
-    manifests = workdir / "pod-sources.yaml"
-    manifests.write_text(source_manifests(names, lambda _: dead, "kafka:9092"))
-    apply = ("-n", POD_NAMESPACE, "apply", "-f", str(manifests))
-    watched = [WARMUP_NAMESPACE, POD_NAMESPACE]
-    with running_operator(plane, workdir / "operator-pod.log", "pod", watched) as operator:
-        # one source first, so the timed apply finds the operator watching, past its startup
-        warmup = source_manifests(["warmup"], lambda _: dead, "kafka:9092")
-        plane.kubectl("-n", WARMUP_NAMESPACE, "apply", "-f", "-", input=warmup)
-        wait_until(lambda: cluster.deployments(WARMUP_NAMESPACE) == 1, 60, "the warm-up Deployment")
+    watched = [warmup_namespace, namespace]
+    log_path = workdir / f"operator-pod-{count}.log"
+    with running_operator(plane, log_path, "pod", watched) as operator:
+        # one source first, so the timed burst finds the operator watching, past its startup
+        cluster.create_sources(warmup_namespace, ["warmup"])
+        wait_until(lambda: cluster.deployments(warmup_namespace) == 1, 60, "the warm-up Deployment")
         before = Usage.of(operator.pid)
-        say(f"pod mode: applying {count} sources")
-        # kubectl creates the sources one by one: the operator starts on the first at once
-        applied: list[float] = []
-        with ThreadPoolExecutor(1) as pool:
-            started = time.monotonic()
-            applying = pool.submit(plane.kubectl, *apply)
-            applying.add_done_callback(lambda _: applied.append(time.monotonic() - started))
-            burst = _await_rollout(cluster, count, started)
-            applying.result()
+        say(f"pod mode: creating {count} sources")
+        burst, created_seconds = _timed_creation(cluster, namespace, names)
         rolled_out = Usage.of(operator.pid)
-        events = cluster.events(POD_NAMESPACE)
+        events = cluster.events(namespace)
         say(f"pod mode: {json.dumps(burst)}; idle for {idle_seconds:g} s")
         time.sleep(idle_seconds)
         idle = Usage.of(operator.pid)
-        deletion = _delete_all(plane, cluster)
-        first_run = Usage.of(operator.pid)
         first_log = log_levels(operator.log_path)
-    say("pod mode: applying the sources with no operator running, then starting it")
+    restart = _restart(plane, cluster, workdir, count, watched, idle)
+    say(f"pod mode: restarted {json.dumps(restart)}")
+    deletion = _delete_all(plane, cluster, namespace)
+    say("pod mode: creating the sources with no operator running, then starting it")
     started = time.monotonic()
-    plane.kubectl(*apply)
-    applied_alone = time.monotonic() - started
+    cluster.create_sources(namespace, names)
+    created_alone = time.monotonic() - started
+    mark = plane.audit.mark() if plane.audit else 0
     started = time.monotonic()
-    restart_log = workdir / "operator-pod-restart.log"
-    with running_operator(plane, restart_log, "pod", watched) as operator:
-        catch_up = _await_rollout(cluster, count, started)
+    catch_up_log = workdir / f"operator-pod-{count}-catch-up.log"
+    with running_operator(plane, catch_up_log, "pod", watched) as operator:
+        catch_up = _await_rollout(cluster, namespace, count, started)
         caught_up = Usage.of(operator.pid)
         say(f"pod mode: caught up {json.dumps(catch_up)}")
-        # while it runs (its finalizers), and waited for, so no collection overlaps inline mode
-        deleted_again = _delete_all(plane, cluster)
+        requests = plane.audit.requests(mark, OPERATOR_AGENTS) if plane.audit else {}
+    # waited for, so no collection overlaps the next run
+    deleted_again = _delete_all(plane, cluster, namespace)
     return {
         "sources": count,
         "burst": {
-            "apply_seconds": round(applied[0], 2),
+            "create_seconds": round(created_seconds, 2),
             **burst,
-            "last_deployment_after_apply_returned_seconds": round(
-                burst["to_all_deployments_seconds"] - applied[0], 2
-            ),
             "operator_cpu_seconds": round(rolled_out.cpu_seconds - before.cpu_seconds, 2),
             "events": events,
         },
         "idle": {
             "seconds": idle_seconds,
             "operator_cpu_cores": round(idle.cores_since(rolled_out), 3),
+            "operator": idle.brief(),
         },
-        "delete": deletion,
         "operator_after_warmup": before.brief(),
         "operator_after_burst": rolled_out.brief(),
-        "operator_end": first_run.brief(),
         "operator_log": first_log,
-        "restart": {
-            "apply_seconds_without_operator": round(applied_alone, 2),
+        "restart": restart,
+        "delete": deletion,
+        "catch_up_from_nothing": {
+            "create_seconds_without_operator": round(created_alone, 2),
             **{
                 key.replace("to_", "operator_start_to_", 1): value
                 for key, value in catch_up.items()
             },
             "operator": caught_up.brief(),
+            "operator_api_requests": sum(requests.values()),
+            "operator_api_requests_by_kind": requests,
             "delete": deleted_again,
         },
     }
 
 
-def _delete_all(plane: ControlPlane, cluster: Cluster) -> dict[str, float]:
-    """``kubectl delete --all``: seconds until the operator released every source (its
-    finalizer) and until the garbage collector removed every Deployment."""
+def _timed_creation(
+    cluster: Cluster, namespace: str, names: list[str]
+) -> tuple[dict[str, float], float]:
+    """Create the sources (in the background) and time the operator's rollout from the first."""
+    created: list[float] = []
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        creating = pool.submit(cluster.create_sources, namespace, names)
+        creating.add_done_callback(lambda _: created.append(time.monotonic() - started))
+        burst = _await_rollout(cluster, namespace, len(names), started)
+        creating.result()
+    burst["last_deployment_after_creation_returned_seconds"] = round(
+        burst["to_all_deployments_seconds"] - created[0], 2
+    )
+    return burst, created[0]
+
+
+def _restart(
+    plane: ControlPlane,
+    cluster: Cluster,
+    workdir: Path,
+    count: int,
+    watched: list[str],
+    steady: Usage,
+) -> dict[str, Any]:
+    """The operator started again with every source and Deployment in place (an upgrade, a
+    crash): until it resumed each source, its peak memory against the steady state before
+    the restart, and the API requests it made meanwhile."""
+    mark = plane.audit.mark() if plane.audit else 0
     started = time.monotonic()
-    plane.kubectl("-n", POD_NAMESPACE, "delete", "websocketsources", "--all", "--wait=false")
-    released = _seconds_until(lambda: not cluster.sources(POD_NAMESPACE), started)
-    collected = _seconds_until(lambda: cluster.deployments(POD_NAMESPACE) == 0, started)
+    with running_operator(
+        plane, workdir / f"operator-pod-{count}-restart.log", "pod", watched
+    ) as operator:
+        resumed = f"Handler '{RECONCILE_RESUME}' succeeded."
+
+        def all_resumed() -> bool:
+            return operator.log_path.read_text(errors="replace").count(resumed) >= count + 1
+
+        wait_until(all_resumed, PHASE_TIMEOUT, "every source resumed", interval=POLL_SECONDS)
+        resumed_seconds = time.monotonic() - started
+        usage = Usage.of(operator.pid)
+        requests = plane.audit.requests(mark, OPERATOR_AGENTS) if plane.audit else {}
+    return {
+        "to_all_resumed_seconds": round(resumed_seconds, 2),
+        "operator": usage.brief(),
+        "peak_rss_over_steady_rss": round(usage.peak_rss_mb / steady.rss_mb, 2),
+        "operator_api_requests": sum(requests.values()),
+        "operator_api_requests_by_kind": requests,
+    }
+
+
+def _delete_all(plane: ControlPlane, cluster: Cluster, namespace: str) -> dict[str, float]:
+    """``kubectl delete --all``: seconds until every source is gone and until the garbage
+    collector removed every Deployment."""
+    started = time.monotonic()
+    plane.kubectl("-n", namespace, "delete", "websocketsources", "--all", "--wait=false")
+    released = _seconds_until(lambda: not cluster.sources(namespace), started)
+    collected = _seconds_until(lambda: cluster.deployments(namespace) == 0, started)
     say(f"pod mode: sources released in {released:.1f} s, Deployments gone {collected:.1f} s")
     return {
         "to_sources_released_seconds": round(released, 2),
@@ -308,7 +376,9 @@ def _delete_all(plane: ControlPlane, cluster: Cluster) -> dict[str, float]:
     }
 
 
-def _await_rollout(cluster: Cluster, count: int, started: float) -> dict[str, float]:
+def _await_rollout(
+    cluster: Cluster, namespace: str, count: int, started: float
+) -> dict[str, float]:
     """Seconds from the apply to the first, half and all Deployments, and to all statuses."""
     milestones: dict[str, float] = {}
     deadline = started + PHASE_TIMEOUT
@@ -317,10 +387,10 @@ def _await_rollout(cluster: Cluster, count: int, started: float) -> dict[str, fl
     ):
         if time.monotonic() > deadline:
             raise AssertionError(f"pod mode did not finish within {PHASE_TIMEOUT} s: {milestones}")
-        deployments = cluster.deployments(POD_NAMESPACE)
+        deployments = cluster.deployments(namespace)
         statuses = sum(
             "observedGeneration" in source.get("status", {})
-            for source in cluster.sources(POD_NAMESPACE)
+            for source in cluster.sources(namespace)
         )
         elapsed = round(time.monotonic() - started, 2)
         for key, reached in (
@@ -411,8 +481,9 @@ def inline_mode(
 ) -> dict[str, Any]:
     """``count`` bridges in the operator, each fed ``frames`` frames flat out."""
     cluster = Cluster(plane)
-    plane.kubectl("create", "namespace", INLINE_NAMESPACE)
-    names = [f"feed-{index:03d}" for index in range(count)]
+    namespace = f"scale-inline-{count}"
+    plane.kubectl("create", "namespace", namespace)
+    names = [f"feed-{count}-{index:04d}" for index in range(count)]
     for name in names:
         broker.create_topic(name)
     spawn = multiprocessing.get_context("spawn")
@@ -429,11 +500,11 @@ def inline_mode(
             broker.bootstrap_servers,
             connection={"pingIntervalSeconds": 0, "client": client},
         )
-        log_path = workdir / "operator-inline.log"
-        with running_operator(plane, log_path, "inline", [INLINE_NAMESPACE]) as operator:
+        log_path = workdir / f"operator-inline-{count}.log"
+        with running_operator(plane, log_path, "inline", [namespace]) as operator:
             say(f"inline mode: applying {count} sources")
             started = time.monotonic()
-            plane.kubectl("-n", INLINE_NAMESPACE, "apply", "-f", "-", input=manifests)
+            plane.kubectl("-n", namespace, "apply", "-f", "-", input=manifests)
             if not pipe.poll(PHASE_TIMEOUT):
                 raise AssertionError(f"not all {count} bridges connected; see {operator.log_path}")
             pipe.recv()
@@ -444,7 +515,7 @@ def inline_mode(
             samples = _watch_offsets(broker, names, count * frames, operator)
             end = Usage.of(operator.pid)
             served: dict[str, Any] = pipe.recv()
-            statuses = _await_statuses(cluster, frames)
+            statuses = _await_statuses(cluster, namespace, frames)
             exact = all(_exactly_once(broker, name, frames) for name in names)
             logged = log_levels(operator.log_path)  # before the feeds close on purpose
             pipe.send("stop")
@@ -524,13 +595,13 @@ def _throughput(samples: list[Sample], expected: int) -> dict[str, Any]:
     }
 
 
-def _await_statuses(cluster: Cluster, frames: int) -> bool:
+def _await_statuses(cluster: Cluster, namespace: str, frames: int) -> bool:
     """Whether every source's status reports all its frames produced within a minute."""
 
     def all_reported() -> bool:
         return all(
             source.get("status", {}).get("connection", {}).get("messagesProduced") == frames
-            for source in cluster.sources(INLINE_NAMESPACE)
+            for source in cluster.sources(namespace)
         )
 
     try:
@@ -573,6 +644,17 @@ def versions() -> dict[str, str]:
     }
 
 
+def counts(text: str) -> list[int]:
+    """``200,1000,5000`` -> ``[200, 1000, 5000]``."""
+    try:
+        found = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of counts: {text!r}") from None
+    if any(count < 0 for count in found):
+        raise argparse.ArgumentTypeError("counts are 0 or more")
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__,
@@ -588,6 +670,17 @@ def main() -> None:
         f"default {POD_SOURCES[1]} and {INLINE_SOURCES[1]}, {FRAMES_PER_SOURCE[1]} frames each",
     )
     parser.add_argument(
+        "--pod-sources",
+        type=counts,
+        help="pod-mode source counts, comma-separated, each a run of its own "
+        "(e.g. 200,1000,5000; 0: no pod-mode run)",
+    )
+    parser.add_argument(
+        "--inline-sources",
+        type=counts,
+        help="inline source counts, comma-separated (e.g. 50,100,200; 0: no inline run)",
+    )
+    parser.add_argument(
         "--client",
         choices=[client.value for client in Client],
         default=ConnectionSpec.model_fields["client"].default.value,
@@ -596,6 +689,10 @@ def main() -> None:
     parser.add_argument("--output", type=Path, help="write the JSON here too")
     args = parser.parse_args()
     size = 0 if args.quick else 1
+    pod_counts = args.pod_sources if args.pod_sources is not None else [POD_SOURCES[size]]
+    inline_counts = (
+        args.inline_sources if args.inline_sources is not None else [INLINE_SOURCES[size]]
+    )
     report: dict[str, Any] = {
         "machine": describe(),
         "versions": versions(),
@@ -603,21 +700,23 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="ws2kafka-scale-") as folder:
         workdir = Path(folder)
-        say("starting the control plane")
-        with ControlPlane.start(workdir / "kube") as plane:
+        say("starting the control plane (with an audit log: the operator's requests counted)")
+        with ControlPlane.start(workdir / "kube", audit=True) as plane:
             plane.kubectl("apply", "-f", str(CRD))
             plane.kubectl("wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
-            report["pod_mode"] = pod_mode(plane, workdir, POD_SOURCES[size], IDLE_SECONDS[size])
-            say("starting the Kafka broker")
-            with KafkaBroker.start(workdir / "kafka") as broker:
-                report["inline_mode"] = inline_mode(
-                    plane,
-                    broker,
-                    workdir,
-                    INLINE_SOURCES[size],
-                    FRAMES_PER_SOURCE[size],
-                    args.client,
-                )
+            report["pod_mode"] = [
+                pod_mode(plane, workdir, count, IDLE_SECONDS[size]) for count in pod_counts if count
+            ]
+            if any(inline_counts):
+                say("starting the Kafka broker")
+                with KafkaBroker.start(workdir / "kafka") as broker:
+                    report["inline_mode"] = [
+                        inline_mode(
+                            plane, broker, workdir, count, FRAMES_PER_SOURCE[size], args.client
+                        )
+                        for count in inline_counts
+                        if count
+                    ]
     emit(report, args.output)
 
 

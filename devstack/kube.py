@@ -164,10 +164,14 @@ class ControlPlane:
         }
         self._stack = contextlib.ExitStack()
         self._scheduler: ManagedProcess | None = None
+        self.audit: AuditLog | None = None
+        """Every request the apiserver served, when started with ``audit``."""
 
     @classmethod
-    def start(cls, workdir: Path) -> ControlPlane:
-        """Start the three servers on free loopback ports, with all state under ``workdir``."""
+    def start(cls, workdir: Path, *, audit: bool = False) -> ControlPlane:
+        """Start the three servers on free loopback ports, with all state under ``workdir``;
+        with ``audit``, the apiserver logs every request (:attr:`audit`, for benchmarks that
+        count a client's requests)."""
         bin_dir = build_control_plane()
         workdir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
@@ -178,6 +182,7 @@ class ControlPlane:
             server=f"https://127.0.0.1:{port}",
             token=secrets.token_urlsafe(32),
         )
+        plane.audit = AuditLog(workdir / "audit.log") if audit else None
         try:
             plane._launch(port)
         except BaseException:
@@ -261,10 +266,24 @@ class ControlPlane:
             f"--service-account-signing-key-file={self.workdir / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
             "--endpoint-reconciler-type=none",
+            *self._audit_flags(),
         )
         apiserver.wait_until(
             lambda: self._api_ok("/readyz", b"ok"), timeout=_READY_TIMEOUT, what="/readyz ok"
         )
+
+    def _audit_flags(self) -> list[str]:
+        if self.audit is None:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(_AUDIT_POLICY)
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit.path}",
+            "--audit-log-format=json",
+            "--audit-log-maxbackup=0",
+            "--audit-log-maxsize=0",
+        ]
 
     @property
     def _ca_path(self) -> Path:
@@ -462,3 +481,38 @@ def _http_ok(
             return response.status == 200 and expected in response.read()
     except OSError:
         return False
+
+
+#: One line per request, when it completed: who (user agent), what (verb, resource).
+_AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+  - level: Metadata
+"""
+
+
+class AuditLog:
+    """The apiserver's audit log: the requests of each client, counted between two moments."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mark(self) -> int:
+        """Where the log ends now: count the requests after it with :meth:`requests`."""
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def requests(self, since: int, agent_prefixes: tuple[str, ...]) -> dict[str, int]:
+        """Requests completed after ``since`` by clients whose user agent starts with one of
+        ``agent_prefixes``, by ``verb resource`` (watches count once, when they end)."""
+        counts: dict[str, int] = {}
+        with self.path.open("rb") as log_file:
+            log_file.seek(since)
+            for line in log_file:
+                event = json.loads(line)
+                if not str(event.get("userAgent", "")).startswith(agent_prefixes):
+                    continue
+                resource = (event.get("objectRef") or {}).get("resource", "-")
+                key = f"{event.get('verb', '?')} {resource}"
+                counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items()))
