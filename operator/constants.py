@@ -17,7 +17,7 @@ MANAGED_BY = "ws2kafka-operator"
 
 #: Pod-template annotation with the hash of the rendered config: a spec change rolls the pod.
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
-#: Deployment annotation: the hash of every child of the source as last applied. An operator
+#: Source annotation: the hash of every child of the source as last applied. An operator
 #: that resumes (a restart) applies nothing where it would apply the same children again.
 ANNOTATION_CHILDREN_HASH = f"{GROUP}/children-hash"
 #: Set to "true" on a source: the operator leaves its bridge as it is (spec changes wait).

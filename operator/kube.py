@@ -93,6 +93,13 @@ def pod_warning_events(namespace: str, pod: str) -> list[dict[str, Any]]:
     return [api_client().sanitize_for_serialization(event) for event in found.items]
 
 
+def annotate(namespace: str, name: str, key: str, value: str) -> None:
+    """Set one annotation of a WebSocketSource (a merge patch)."""
+    custom = kubernetes.client.CustomObjectsApi(api_client())
+    body = {"metadata": {"annotations": {key: value}}}
+    custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, name, body)
+
+
 def remove_annotation(namespace: str, name: str, key: str, value: str) -> bool:
     """Remove an annotation of a WebSocketSource if it still has ``value``; True when this
     call removed it. A JSON patch that tests the value first makes the removal a claim: a

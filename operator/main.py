@@ -194,29 +194,20 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             verdict = pod_verdict(name, meta.get("creationTimestamp"), status)
             return {(namespace or "", source): verdict}
 
-        @kopf.index(
-            "apps",
-            "v1",
-            "deployments",
-            id="applied_children",
-            labels={c.LABEL_MANAGED_BY: c.MANAGED_BY},
-            registry=registry,
-        )
-        async def applied_children(
-            *, namespace: str | None, labels: kopf.Labels, annotations: kopf.Annotations, **_: Any
-        ) -> dict[Source, str]:
-            # kopf fills its indexes before the first handler runs: a resume finds them
-            source = labels.get(c.LABEL_INSTANCE, "")
-            return {(namespace or "", source): annotations.get(c.ANNOTATION_CHILDREN_HASH, "")}
-
         def apply_spec(
             body: Any, spec: dict[str, Any], namespace: str, name: str, applied: str | None = None
-        ) -> None:
-            reconcile_source(
+        ) -> str | None:
+            return reconcile_source(
                 body, spec, name, namespace, settings, events, rejections, applied=applied
             )
 
-        controls = PodControls(apply_spec)
+        def apply_and_record(body: Any, spec: dict[str, Any], namespace: str, name: str) -> None:
+            """A resumed pause applies the spec outside a handler: it records the hash itself."""
+            digest = apply_spec(body, spec, namespace, name)
+            if digest is not None:
+                kube.annotate(namespace, name, c.ANNOTATION_CHILDREN_HASH, digest)
+
+        controls = PodControls(apply_and_record)
 
         # paused: the handlers skip the source, and the first event after the pause applies
         # the spec as it is then (PodControls)
@@ -242,15 +233,17 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             namespace: str | None,
             reason: str,
             patch: kopf.Patch,
-            applied_children: kopf.Index[Source, str] | None = None,
+            annotations: kopf.Annotations,
             **_: Any,
         ) -> None:
             assert namespace is not None
-            # a resume (an operator restart) applies only children that would change
-            recorded = None
-            if reason == kopf.Reason.RESUME and applied_children is not None:
-                recorded = next(iter(applied_children.get((namespace, name), [])), None)
-            apply_spec(body, dict(spec), namespace, name, recorded)
+            # a resume (an operator restart) applies only children that would change; the
+            # hash is recorded with kopf's own patch after the handler, so only once applied
+            resuming = reason == kopf.Reason.RESUME
+            recorded = annotations.get(c.ANNOTATION_CHILDREN_HASH) if resuming else None
+            digest = apply_spec(body, dict(spec), namespace, name, recorded)
+            if digest is not None:
+                patch.metadata.annotations[c.ANNOTATION_CHILDREN_HASH] = digest
             reset = streak_reset(status) if reason == kopf.Reason.UPDATE else None
             if reset is not None:  # a spec change starts a new streak of automatic restarts
                 patch.status["autoRestart"] = reset

@@ -19,7 +19,6 @@ from kubernetes.client.exceptions import ApiException
 from ws2kafka.bridge.config import parse_spec
 from ws2kafka.bridge.errors import ConfigError
 
-from . import constants as c
 from . import kube
 from .events import EventLimiter
 from .resources import (
@@ -75,12 +74,13 @@ def reconcile_source(
     rejections: Rejections,
     *,
     applied: str | None = None,
-) -> None:
-    """Apply the children of one source; raises PermanentError for an invalid spec.
+) -> str | None:
+    """Apply the children of one source and return their hash (to record on the source);
+    raises PermanentError for an invalid spec.
 
-    ``applied`` is the children hash the Deployment records (a resume passes it): when the
-    children would be the same, nothing is applied. An operator restarted with thousands of
-    sources waiting thus makes no API request for them, instead of five applies each at once.
+    ``applied`` is the hash the source records (a resume passes it): when the children would
+    be the same, nothing is applied and None returned. An operator restarted with thousands
+    of sources waiting thus makes no API request for them, instead of five applies each.
 
     The outcome is logged and posted as an Event, not returned: kopf would store a handler's
     result in ``status.<handler id>``, a field the CRD's schema prunes (and kopf then warns
@@ -103,8 +103,7 @@ def reconcile_source(
     digest = children_hash(manifests)
     if digest == applied:
         log.debug("%s/%s: children up to date (%s)", namespace, name, digest)
-        return
-    manifests[-1]["metadata"].setdefault("annotations", {})[c.ANNOTATION_CHILDREN_HASH] = digest
+        return None
     too_large = oversized(parse_spec(spec), bridge_cpu(settings, rendered.template))
     if too_large is not None:  # a rule of thumb: said, not enforced
         log.warning("%s/%s: oversized: %s", namespace, name, too_large)
@@ -125,3 +124,4 @@ def reconcile_source(
     outcome = "suspended" if suspended else f"config {rendered.spec_hash} rolled out"
     events.post(body, reason="Suspended" if suspended else "RolledOut", message=outcome)
     log.info("%s/%s: %s", namespace, name, outcome)
+    return digest

@@ -32,19 +32,15 @@ def test_a_deleted_source_stops_matching() -> None:
     assert not still_known(namespace="ns", name="gone", known_sources=index)
 
 
-def test_the_timer_and_the_reconcile_read_the_indexes_by_their_ids() -> None:
+def test_the_timer_reads_the_indexes_by_their_ids() -> None:
     """kopf passes an index to handlers as the keyword named by its id: without an explicit
-    id, the timer's (or the reconcile's) argument would silently stay None."""
+    id, the timer's argument would silently stay None."""
     registry = build_registry(OperatorSettings(mode=Mode.POD), InlineBridges())
     ids = {handler.id for handler in registry._indexing.get_all_handlers()}
-    assert ids == {"known_sources", "bridge_deployments", "bridge_pods", "applied_children"}
+    assert ids == {"known_sources", "bridge_deployments", "bridge_pods"}
     [timer] = registry._spawning.get_all_handlers()
     parameters = inspect.signature(timer.fn).parameters
     assert {"bridge_deployments", "bridge_pods"} <= parameters.keys()
-    reconciles = [h for h in registry._changing.get_all_handlers() if "reconcile" in h.id]
-    assert reconciles
-    for handler in reconciles:
-        assert "applied_children" in inspect.signature(handler.fn).parameters
 
 
 def test_an_inline_bridge_gets_its_whole_drain_before_kopf_cancels_it() -> None:
