@@ -383,6 +383,10 @@ class KafkaBroker:
             "num.partitions": "1",
             "auto.create.topics.enable": "true",
             "group.initial.rebalance.delay.ms": "0",
+            # Records keep the feeds' own event times (the imitated exchanges stamp theirs
+            # from a fixed epoch): no time-based retention, or the broker's check, every five
+            # minutes, deletes whatever is stamped more than a week ago before a test reads it.
+            "log.retention.ms": "-1",
             "offsets.topic.replication.factor": "1",
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",
