@@ -24,9 +24,11 @@ from ws2kafka.bridge.health import HealthServer
 from ws2kafka.bridge.metrics import BridgeCollector
 from ws2kafka.bridge.service import ExitCode
 
+from . import kube
 from .inline import InlineBridges
 from .leadership import Leadership
 from .main import RoutineSuccesses, build_registry
+from .ratelimit import RateLimitCollector
 from .readiness import Readiness
 from .reporter import KubeStatusReporter
 from .settings import Mode, OperatorSettings
@@ -108,6 +110,7 @@ STOP_AFTER_LOSS_SECONDS = 30.0
 
 async def run_operator(settings: OperatorSettings, metrics_port: int) -> int:
     """Run until stopped (0), or until this replica loses the Lease (:data:`LOST_LEADERSHIP`)."""
+    kube.limit_requests(settings.api_qps, settings.api_burst)
     bridges = InlineBridges()
     registry = build_registry(settings, bridges)
     logging.getLogger("kopf.objects").addFilter(RoutineSuccesses())
@@ -117,6 +120,7 @@ async def run_operator(settings: OperatorSettings, metrics_port: int) -> int:
     metrics = CollectorRegistry()
     if metrics_port >= 0:
         metrics.register(BridgeCollector(bridges.stats))
+        metrics.register(RateLimitCollector(lambda: kube.LIMIT))
         health = HealthServer(metrics, lambda: readiness.ready, "0.0.0.0", metrics_port)
         await health.start()
     log.info(

@@ -3,14 +3,16 @@
 Children are written with server-side apply (field manager ``ws2kafka-operator``), which
 makes the reconcile idempotent: applying the same manifests twice changes nothing. The calls
 are synchronous (the ``kubernetes`` client); async callers run them with ``asyncio.to_thread``.
+Every call but the Lease's waits for a token of a client-side rate limit (:mod:`.ratelimit`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import kubernetes
 from kubernetes.client import ApiClient
@@ -18,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from . import constants as c
+from .ratelimit import DEFAULT_BURST, DEFAULT_QPS, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,29 @@ FIELD_MANAGER = "ws2kafka-operator"
 RESTART_FIELD_MANAGER = "ws2kafka-operator-restart"
 
 Manifest = dict[str, Any]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+#: The operator's requests, bounded (:mod:`.ratelimit`); set from the settings at startup.
+LIMIT = TokenBucket(DEFAULT_QPS, DEFAULT_BURST)
+
+
+def limit_requests(rate: float, burst: int) -> None:
+    """Bound the requests of this module to ``rate`` a second after a ``burst`` (0: none)."""
+    global LIMIT
+    LIMIT = TokenBucket(rate, burst)
+
+
+def limited(call: Callable[P, R]) -> Callable[P, R]:
+    """``call`` waits for a token of :data:`LIMIT` first."""
+
+    @functools.wraps(call)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        LIMIT.take()
+        return call(*args, **kwargs)
+
+    return wrapper
 
 
 @functools.cache
@@ -44,6 +70,7 @@ def _dynamic() -> DynamicClient:
     return DynamicClient(api_client())
 
 
+@limited
 def apply(manifest: Manifest) -> None:
     """Create or update one object to match ``manifest`` (server-side apply)."""
     resource = _dynamic().resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
@@ -56,6 +83,7 @@ def apply(manifest: Manifest) -> None:
     )
 
 
+@limited
 def patch_status(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
     """Merge-patch the status subresource of a WebSocketSource; returns the whole object."""
     custom = kubernetes.client.CustomObjectsApi(api_client())
@@ -65,6 +93,7 @@ def patch_status(namespace: str, name: str, status: dict[str, Any]) -> dict[str,
     return patched if isinstance(patched, dict) else {}
 
 
+@limited
 def read_status(namespace: str, name: str) -> dict[str, Any]:
     """The status of a WebSocketSource (a bridge's Role allows reading its own)."""
     custom = kubernetes.client.CustomObjectsApi(api_client())
@@ -85,6 +114,7 @@ def list_sources(namespace: str | None) -> None:
         custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, limit=1)
 
 
+@limited
 def pod_warning_events(namespace: str, pod: str) -> list[dict[str, Any]]:
     """The Warning Events of one pod (the kubelet's ``FailedMount``...), as plain dicts."""
     core = kubernetes.client.CoreV1Api(api_client())
@@ -93,6 +123,7 @@ def pod_warning_events(namespace: str, pod: str) -> list[dict[str, Any]]:
     return [api_client().sanitize_for_serialization(event) for event in found.items]
 
 
+@limited
 def annotate(namespace: str, name: str, key: str, value: str) -> None:
     """Set one annotation of a WebSocketSource (a merge patch)."""
     custom = kubernetes.client.CustomObjectsApi(api_client())
@@ -100,6 +131,7 @@ def annotate(namespace: str, name: str, key: str, value: str) -> None:
     custom.patch_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL, name, body)
 
 
+@limited
 def remove_annotation(namespace: str, name: str, key: str, value: str) -> bool:
     """Remove an annotation of a WebSocketSource if it still has ``value``; True when this
     call removed it. A JSON patch that tests the value first makes the removal a claim: a
@@ -119,6 +151,7 @@ def remove_annotation(namespace: str, name: str, key: str, value: str) -> bool:
     return True
 
 
+@limited
 def restart_deployment(namespace: str, name: str, at: str) -> bool:
     """Roll a Deployment's pods by setting the pod-template annotation ``restarted-at``;
     False when there is no such Deployment."""

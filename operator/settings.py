@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 from ws2kafka.bridge.podtemplate import BridgeTemplate
 
 from .election import Timings
+from .ratelimit import DEFAULT_BURST, DEFAULT_QPS
 
 
 class Mode(StrEnum):
@@ -64,6 +65,11 @@ class OperatorSettings(BaseModel):
     """How often a bridge reports its counters (state changes are reported at once)."""
     condition_interval_seconds: float = Field(default=5.0, gt=0)
     """How often the operator re-derives conditions from the facts."""
+    api_qps: float = Field(default=DEFAULT_QPS, ge=0)
+    """The operator's own API requests a second (applies, status patches), after a burst of
+    ``api_burst``: a catch-up of thousands of sources does not flood the API server (0: no
+    limit). The Lease requests of leader election are not limited."""
+    api_burst: int = Field(default=DEFAULT_BURST, ge=1)
     secret_check_seconds: float = Field(default=30.0, ge=0)
     """How often an inline bridge's Secrets are read again, so that a rotated one is taken up
     without a restart (0: only when the bridge starts). Bridge pods watch their mounted

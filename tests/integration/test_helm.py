@@ -464,6 +464,8 @@ def test_operator_pod_is_hardened_and_runs_a_valid_command(
         "report_interval_seconds": 5.0,
         "condition_interval_seconds": 5.0,
         "event_interval_seconds": 60.0,
+        "api_qps": 100.0,
+        "api_burst": 200,
         "secret_check_seconds": 30.0,
         "bridge_pod": BridgePod(
             image_pull_secrets=["registry"],
