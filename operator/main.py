@@ -23,7 +23,13 @@ from .conditions import PodCreating, PodProblem, pod_verdict
 from .controls import PodControls, is_paused
 from .events import EventLimiter
 from .inline import InlineBridges, run_inline
-from .observe import PodEvents, is_available, pod_problem_of, refresh_conditions
+from .observe import (
+    ConditionWrites,
+    PodEvents,
+    is_available,
+    pod_problem_of,
+    refresh_conditions,
+)
 from .pod_autorestart import act_on_give_up
 from .reconcile import Rejections, reconcile_source
 from .settings import Mode, OperatorSettings
@@ -71,6 +77,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
     events = EventLimiter(settings.event_interval_seconds)
     rejections: Rejections = {}
     pod_events = PodEvents(kube.pod_warning_events)
+    writes = ConditionWrites()
 
     @kopf.on.startup(registry=registry)
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -120,6 +127,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
             events,
             rejections,
             bridge_deployments,
+            writes,
             problem,
         )
 
@@ -147,6 +155,7 @@ def build_registry(settings: OperatorSettings, bridges: InlineBridges) -> kopf.O
         if type == "DELETED":
             events.forget(namespace or "", name)
             rejections.pop((namespace or "", name), None)
+            writes.forget((namespace or "", name))
             if controls is not None:
                 controls.forget(namespace or "", name)
             return

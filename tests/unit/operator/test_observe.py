@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from ws2kafka.operator.conditions import PodCreating, PodProblem
+from ws2kafka.operator.events import EventLimiter
 from ws2kafka.operator.observe import (
+    ConditionWrites,
     DeploymentIndex,
     PodEvents,
     PodIndex,
@@ -18,6 +20,7 @@ from ws2kafka.operator.observe import (
     gather_facts,
     is_available,
     pod_problem_of,
+    refresh_conditions,
 )
 from ws2kafka.operator.settings import Mode, OperatorSettings
 
@@ -183,3 +186,33 @@ def test_a_login_or_a_token_makes_authentication_a_fact(
     meta = {"name": "s", "generation": 1}
     found = gather_facts(spec, {}, meta, OperatorSettings(), datetime.now(UTC), None, None)
     assert found.authentication_checked is checked
+
+
+class Patch:
+    def __init__(self) -> None:
+        self.status: dict[str, Any] = {}
+
+
+def test_conditions_just_patched_are_not_patched_again_from_a_lagging_view() -> None:
+    """kopf's view of the status lags behind the timer's own patch under load: the next
+    check, still seeing the old status, patches nothing (and posts no Event again); once
+    the record is old, the view decides again."""
+    now = [0.0]
+    writes = ConditionWrites(trust_seconds=60.0, clock=lambda: now[0])
+    spec = {"url": "ws://feed/ws", "kafka": {"bootstrapServers": "k:9092", "topic": "t"}}
+    meta = {"generation": 1, "namespace": "ns", "name": "s"}
+
+    def check(status: dict[str, Any]) -> dict[str, Any]:
+        patch = Patch()
+        refresh_conditions(
+            {}, spec, status, meta, "ns", "s", patch, OperatorSettings(mode=Mode.POD),
+            EventLimiter(0), {}, {}, writes,
+        )  # fmt: skip
+        return patch.status
+
+    first = check({})
+    assert first["observedGeneration"] == 1
+    assert check({}) == {}, "the view still shows no conditions: the patch is not repeated"
+    now[0] = 61.0
+    assert check({})["conditions"] == first["conditions"], "an old record: the view decides"
+    assert check(dict(first)) == {}, "the view shows them"
