@@ -1,17 +1,22 @@
 """ws2kafka operator scale: many WebSocketSources against a real API server, in both modes.
 
 Run from the repository root:
-``.venv/bin/python bench/operator_scale.py [--quick] [--output FILE]``.
+``.venv/bin/python bench/operator_scale.py [--quick] [--pod-sources 200,1000,5000]
+[--inline-sources 50,100,200] [--output FILE]``.
 
-Everything is real: etcd, kube-apiserver and kube-controller-manager (devstack ControlPlane),
-the CRD from ``crds/``, the operator as its own process (``ws2kafka-operator run``, default
-settings), and for inline mode a Kafka broker (devstack KafkaBroker).
+Everything is real: etcd, kube-apiserver (with an audit log, from which the operator's own
+API requests are counted) and kube-controller-manager (devstack ControlPlane), the CRD from
+``crds/``, the operator as its own process (``ws2kafka-operator run``, default settings), and
+for inline mode a Kafka broker (devstack KafkaBroker).
 
-Pod mode: N sources (pointing at a closed port: no kubelet runs, so no bridge does) are applied
-with one ``kubectl apply -f`` of a multi-document file. Measured from the apply: every
+Pod mode, for each count N: N sources (pointing at a closed port: no kubelet runs, so no
+bridge does) are created from 8 threads, as a GitOps sync does. Measured from the first: every
 Deployment existing and every source having a status written by the operator (its conditions
-timer sets ``status.observedGeneration``), then the operator's CPU while it only keeps 200
-conditions fresh, then ``kubectl delete --all``: sources released and Deployments collected.
+timer sets ``status.observedGeneration``); the operator's CPU while it only keeps the
+conditions fresh; a restart of the operator with every source and Deployment in place (until
+it resumed each: its peak RSS against the steady RSS before, and its API requests); then
+``kubectl delete --all``; then the N sources created while no operator runs, and its catch-up
+when it starts (the Deployments, the statuses, its API requests by verb and resource).
 
 Inline mode: every bridge runs inside the operator process. A load server (its own process)
 accepts one connection per source, waits until all are connected, then sends each connection

@@ -63,7 +63,17 @@ def _number(value: object) -> float | None:
         return None
 
 
-class OkxPrivateFeed(OkxFeed):
+class LoginChecks:
+    """What a private feed checks a login against: the account, and how far from the
+    server's clock a login's timestamp (or expiry) may be, in seconds."""
+
+    def __init__(self, account: Account, *, window: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.account = account
+        self.window = window
+
+
+class OkxPrivateFeed(LoginChecks, OkxFeed):
     """OKX v5 private (``/ws/v5/private``): ``{"op":"login","args":[{apiKey, passphrase,
     timestamp, sign}]}`` with sign = Base64(HMAC-SHA256(timestamp + "GET" +
     "/users/self/verify", secret)) and the timestamp in seconds, answered with
@@ -71,11 +81,6 @@ class OkxPrivateFeed(OkxFeed):
     failed."}`` (``60006`` for an expired timestamp); the ``orders`` channel only after it."""
 
     path = "/ws/v5/private"
-
-    def __init__(self, account: Account, *, window: float = 30.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.account = account
-        self.window = window
 
     def answer(self, conn: ExchangeConnection, message: str) -> list[Frame]:
         request = _parse(message)
@@ -127,7 +132,7 @@ class OkxPrivateFeed(OkxFeed):
         return {"arg": {"channel": "orders", "instType": symbol, "uid": "77"}, "data": [order]}
 
 
-class BybitPrivateFeed(BybitFeed):
+class BybitPrivateFeed(LoginChecks, BybitFeed):
     """Bybit v5 private (``/v5/private``): ``{"op":"auth","args":[apiKey, expires,
     signature]}`` with signature = hex(HMAC-SHA256("GET/realtime" + expires, secret)) and
     expires in epoch milliseconds (in the future, at most ``window`` ahead), answered with
@@ -135,11 +140,6 @@ class BybitPrivateFeed(BybitFeed):
     topic only after it."""
 
     path = "/v5/private"
-
-    def __init__(self, account: Account, *, window: float = 30.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.account = account
-        self.window = window
 
     def answer(self, conn: ExchangeConnection, message: str) -> list[Frame]:
         request = _parse(message)
@@ -198,18 +198,13 @@ class BybitPrivateFeed(BybitFeed):
         }
 
 
-class DeribitPrivateFeed(DeribitFeed):
+class DeribitPrivateFeed(LoginChecks, DeribitFeed):
     """Deribit v2 private: ``public/auth`` with ``grant_type: client_signature``, its
     ``client_id``, ``timestamp`` (epoch ms, within ``window`` of the server's clock), ``nonce``,
     ``data`` and ``signature`` = hex(HMAC-SHA256(timestamp + "\\n" + nonce + "\\n" + data,
     client secret)), answered with an ``access_token`` or an ``error`` (``invalid_credentials``;
     ``invalid_timestamp`` for a stale one); ``private/subscribe`` to ``user.trades.*`` only
     after it, the account's trades as ``subscription`` notifications."""
-
-    def __init__(self, account: Account, *, window: float = 30.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.account = account
-        self.window = window
 
     def answer(self, conn: ExchangeConnection, message: str) -> list[Frame]:
         request = _parse(message)

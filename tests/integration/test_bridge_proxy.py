@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from types import TracebackType
+from typing import Self
 
 import pytest
 
@@ -22,8 +22,11 @@ from ws2kafka.devstack.private_feeds import KucoinBulletFeed
 pytestmark = pytest.mark.kafka
 
 
-class ConnectProxy:
-    """A minimal HTTP ``CONNECT`` proxy on 127.0.0.1 that records the targets it tunnels to."""
+class LocalProxy:
+    """A proxy on 127.0.0.1 that records the targets it tunnels to; the subclasses speak
+    the protocols (``_tunnel``)."""
+
+    scheme = ""
 
     def __init__(self) -> None:
         self.targets: list[str] = []
@@ -32,20 +35,24 @@ class ConnectProxy:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return f"{self.scheme}://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
-    async def __aenter__(self) -> ConnectProxy:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._tunnel, "127.0.0.1", 0)
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
         self._server.close()
+
+    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class ConnectProxy(LocalProxy):
+    """A minimal HTTP ``CONNECT`` proxy."""
+
+    scheme = "http"
 
     async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         request = await reader.readuntil(b"\r\n\r\n")
@@ -58,26 +65,10 @@ class ConnectProxy:
         await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
 
 
-class Socks5Proxy:
-    """A minimal SOCKS5 proxy (RFC 1928: no authentication, ``CONNECT``) on 127.0.0.1 that
-    records the targets it tunnels to."""
+class Socks5Proxy(LocalProxy):
+    """A minimal SOCKS5 proxy (RFC 1928: no authentication, ``CONNECT``)."""
 
-    def __init__(self) -> None:
-        self.targets: list[str] = []
-        self._server: asyncio.Server | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"socks5://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def __aenter__(self) -> Socks5Proxy:
-        self._server = await asyncio.start_server(self._tunnel, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
+    scheme = "socks5"
 
     async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         version, methods = await reader.readexactly(2)
