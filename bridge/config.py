@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Collection, Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final, Self
@@ -760,6 +761,20 @@ LOGIN_PLACEHOLDER: Final = r"\{([A-Za-z][A-Za-z0-9_]{0,62})\}"
 COMPUTED_LOGIN_VALUES: Final = ("timestamp", "expires", "nonce", "signature")
 
 
+def _check_placeholder_name(what: str, name: str) -> None:
+    """A name that ``{name}`` in a template can stand for (:data:`LOGIN_PLACEHOLDER`)."""
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name) is None:
+        raise ValueError(f"{what} {name!r}: letters, digits and _, a letter first")
+
+
+def _check_value_names(names: Iterable[str], computed: Collection[str]) -> None:
+    """The names of secret values: placeholder names, none of them a computed one."""
+    for name in names:
+        _check_placeholder_name("value name", name)
+        if name in computed:
+            raise ValueError(f"{name} is computed by the bridge: name the value otherwise")
+
+
 class Signature(Model):
     """An HMAC of ``payload`` keyed with one of the secret ``values``: a login's
     ``{signature}``, or a token request's named signature (``{sign}``)."""
@@ -818,11 +833,7 @@ class LoginSpec(Model):
 
     @model_validator(mode="after")
     def _value_names(self) -> Self:
-        for name in self.values:
-            if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name) is None:
-                raise ValueError(f"value name {name!r}: letters, digits and _, a letter first")
-            if name in COMPUTED_LOGIN_VALUES:
-                raise ValueError(f"{name} is computed by the bridge: name the value otherwise")
+        _check_value_names(self.values, COMPUTED_LOGIN_VALUES)
         return self
 
     @model_validator(mode="after")
@@ -907,18 +918,13 @@ class TokenRequestSpec(Model):
 
     @model_validator(mode="after")
     def _value_names(self) -> Self:
-        for name in self.values:
-            if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name) is None:
-                raise ValueError(f"value name {name!r}: letters, digits and _, a letter first")
-            if name in COMPUTED_REQUEST_VALUES:
-                raise ValueError(f"{name} is computed by the bridge: name the value otherwise")
+        _check_value_names(self.values, COMPUTED_REQUEST_VALUES)
         return self
 
     @model_validator(mode="after")
     def _signatures(self) -> Self:
         for name, signature in self.signatures.items():
-            if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", name) is None:
-                raise ValueError(f"signature name {name!r}: letters, digits and _, a letter first")
+            _check_placeholder_name("signature name", name)
             if name in self.values or name in COMPUTED_REQUEST_VALUES:
                 raise ValueError(f"signature {name} is named like a value: name it otherwise")
             if signature.key not in self.values:

@@ -98,9 +98,10 @@ class SecretWatch:
 def sasl_credentials(spec: KafkaSinkSpec) -> tuple[str, str] | None:
     """The SASL username and password as they are now (reads the files: off the loop), or
     None when the spec names no username or no password."""
-    values = dict(spec.properties)
-    values.update({name: secret.resolve() for name, secret in spec.secret_properties.items()})
-    username, password = values.get("sasl.username"), values.get("sasl.password")
+    secrets = spec.secret_properties
+    values = {name: spec.properties.get(name) for name in ("sasl.username", "sasl.password")}
+    values.update({name: secrets[name].resolve() for name in values if name in secrets})
+    username, password = values["sasl.username"], values["sasl.password"]
     if username is None or password is None:
         return None
     return username, password

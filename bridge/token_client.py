@@ -129,8 +129,7 @@ class TokenKeeper:
 
     async def _send(self, request: HttpRequest) -> tuple[int, bytes]:
         """One request; every client failure is a :class:`TokenRefused`, scrubbed."""
-        proxy = environment_proxy(request.url)
-        session = self._client(proxy)
+        session, proxy = self._client(environment_proxy(request.url))
         timeout = aiohttp.ClientTimeout(total=request.timeout)
         ssl_context = self._ssl_context() if request.url.startswith("https://") else None
         try:
@@ -141,7 +140,7 @@ class TokenKeeper:
                 data=request.body,
                 timeout=timeout,
                 ssl=ssl_context or True,
-                proxy=None if proxy is None or proxy.startswith("socks") else proxy,
+                proxy=proxy,
             ) as response:
                 return response.status, await response.read()
         except TimeoutError:
@@ -152,16 +151,17 @@ class TokenKeeper:
             detail = request.scrub(str(exc) or type(exc).__name__)
             raise TokenRefused(f"{request.shown}: {type(exc).__name__}: {detail}") from None
 
-    def _client(self, proxy: str | None) -> aiohttp.ClientSession:
-        """One session per proxy: a SOCKS proxy is its session's connector."""
+    def _client(self, proxy: str | None) -> tuple[aiohttp.ClientSession, str | None]:
+        """The session for requests through ``proxy`` (one per proxy), and the proxy each of
+        its requests names: an HTTP proxy is named per request, a SOCKS proxy is the
+        session's connector."""
+        socks = proxy is not None and proxy.startswith("socks")
         session = self._sessions.get(proxy)
         if session is None:
-            if proxy is not None and proxy.startswith("socks"):
-                session = aiohttp.ClientSession(connector=ProxyConnector.from_url(proxy))
-            else:
-                session = aiohttp.ClientSession()
+            connector = ProxyConnector.from_url(proxy) if socks and proxy else None
+            session = aiohttp.ClientSession(connector=connector)
             self._sessions[proxy] = session
-        return session
+        return session, None if socks else proxy
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
