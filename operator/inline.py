@@ -55,9 +55,7 @@ RETRY_SECONDS = 10.0
 
 def read_secret(namespace: str, name: str, key: str) -> str:
     """One key of a Secret, decoded."""
-    core = kubernetes.client.CoreV1Api(kube.api_client())
-    secret = core.read_namespaced_secret(name, namespace)
-    data = secret.data or {}
+    data = kube.secret_data(namespace, name)
     if key not in data:
         raise ConfigError([f"Secret {namespace}/{name} has no key {key}"])
     return base64.b64decode(data[key]).decode()
@@ -65,8 +63,7 @@ def read_secret(namespace: str, name: str, key: str) -> str:
 
 def read_config_map(namespace: str, name: str, key: str) -> str:
     """One key of a ConfigMap (TLS material such as a CA bundle)."""
-    core = kubernetes.client.CoreV1Api(kube.api_client())
-    data = core.read_namespaced_config_map(name, namespace).data or {}
+    data = kube.config_map_data(namespace, name)
     if key not in data:
         raise ConfigError([f"ConfigMap {namespace}/{name} has no key {key}"])
     return str(data[key])

@@ -115,6 +115,20 @@ def list_sources(namespace: str | None) -> None:
 
 
 @limited
+def secret_data(namespace: str, name: str) -> dict[str, str | bytes]:
+    """A Secret's data, each value Base64-encoded as the API returns it."""
+    core = kubernetes.client.CoreV1Api(api_client())
+    return dict(core.read_namespaced_secret(name, namespace).data or {})
+
+
+@limited
+def config_map_data(namespace: str, name: str) -> dict[str, str]:
+    """A ConfigMap's data."""
+    core = kubernetes.client.CoreV1Api(api_client())
+    return dict(core.read_namespaced_config_map(name, namespace).data or {})
+
+
+@limited
 def pod_warning_events(namespace: str, pod: str) -> list[dict[str, Any]]:
     """The Warning Events of one pod (the kubelet's ``FailedMount``...), as plain dicts."""
     core = kubernetes.client.CoreV1Api(api_client())

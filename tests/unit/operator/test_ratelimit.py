@@ -1,5 +1,10 @@
 """The client-side limit of the operator's API requests: a burst at once, then the rate."""
 
+from collections.abc import Callable
+
+import pytest
+
+from ws2kafka.operator import kube
 from ws2kafka.operator.ratelimit import RateLimitCollector, TokenBucket
 
 
@@ -49,3 +54,19 @@ def test_the_wait_is_a_counter_of_the_operator() -> None:
     [family] = RateLimitCollector(lambda: bucket).collect()
     assert family.name == "ws2kafka_operator_api_rate_limited_seconds"
     assert [sample.value for sample in family.samples] == [1.0]
+
+
+class Refusing(TokenBucket):
+    """A bucket that stops the request it was asked for, so no API server is reached."""
+
+    def take(self) -> float:
+        raise LookupError("rate limited")
+
+
+@pytest.mark.parametrize("read", [kube.secret_data, kube.config_map_data])
+def test_inline_reads_of_secrets_and_config_maps_wait_for_the_limit(
+    read: Callable[[str, str], object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kube, "LIMIT", Refusing(1.0, 1))
+    with pytest.raises(LookupError, match="rate limited"):
+        read("default", "kafka-credentials")
