@@ -75,7 +75,9 @@ class SecretWatch:
 
     def changed(self) -> list[str]:
         """The names of the secrets that differ from the last look (reads the files: off the
-        loop). While a file cannot be read (the kubelet swapping it), nothing changed."""
+        loop). While a file cannot be read (the kubelet swapping it) or is empty (an editor
+        or ``echo >`` rewriting it in place: truncated, not yet written), nothing changed;
+        else a rotation would start with the empty value and a second follow with the new."""
         current, seen = self._fingerprints(), self._seen
         if current is None or current == seen:
             return []
@@ -89,9 +91,12 @@ class SecretWatch:
         digests = {}
         for name, secret in self._secrets.items():
             try:
-                digests[name] = hashlib.sha256(secret.resolve().encode()).hexdigest()
+                value = secret.resolve()
             except ConfigError:
                 return None
+            if not value:
+                return None
+            digests[name] = hashlib.sha256(value.encode()).hexdigest()
         return digests
 
 

@@ -10,9 +10,11 @@ Toxiproxy proxy, so a test can cut one node off the network completely (:meth:`i
 
 - each node advertises its broker listener through a proxy of its own; clients and the
   other nodes' replica fetchers reach it only there;
-- each node reaches each other node's controller listener through a proxy for that one
-  direction (its own ``controller.quorum.voters`` names them), so an isolated node can neither
-  vote nor send the heartbeats that keep it unfenced.
+- each node reaches each other node's controller through a proxy for that one direction, at
+  a controller listener of its own on that node (``_listener_settings``: the quorum's leader
+  is reached where it advertises itself, not at ``controller.quorum.voters``), so an
+  isolated node can neither vote, nor lead the quorum, nor send the heartbeats that keep
+  it unfenced.
 
 Topics default to replication factor 3 and ``min.insync.replicas=2``.
 """
@@ -105,7 +107,8 @@ class KafkaCluster:
         their data and remove the proxies, whatever the body raised."""
         libs = assemble_kafka()
         ports = {node: free_port() for node in NODES}
-        controller_ports = {node: free_port() for node in NODES}
+        #: node's controller listener for peer: where peer's connections to node arrive
+        controller_ports = {(node, peer): free_port() for node in NODES for peer in NODES}
         tag = uuid.uuid4().hex[:6]
         broker_proxies: dict[int, Proxy] = {}
         controller_proxies: dict[tuple[int, int], Proxy] = {}
@@ -119,22 +122,25 @@ class KafkaCluster:
                     if peer != node:
                         controller_proxies[node, peer] = toxiproxy.create_proxy(
                             f"controller{node}to{peer}-{tag}",
-                            f"127.0.0.1:{controller_ports[peer]}",
+                            f"127.0.0.1:{controller_ports[peer, node]}",
                         )
             for node in NODES:
-                # its own controller directly, the others through the proxies of this node
-                voter_ports = {
-                    peer: controller_proxies[node, peer].port for peer in NODES if peer != node
-                } | {node: controller_ports[node]}
-                voters = ",".join(f"{peer}@127.0.0.1:{voter_ports[peer]}" for peer in NODES)
                 nodes[node] = KafkaBroker(
                     workdir / f"node{node}",
                     libs,
                     ports[node],
                     advertised_port=broker_proxies[node].port,
                     node_id=node,
-                    controller_port=controller_ports[node],
-                    overrides={**_CLUSTER_SETTINGS, "controller.quorum.voters": voters},
+                    controller_port=controller_ports[node, node],
+                    overrides={
+                        **_CLUSTER_SETTINGS,
+                        **_listener_settings(
+                            node,
+                            (ports[node], broker_proxies[node].port),
+                            controller_ports,
+                            controller_proxies,
+                        ),
+                    },
                     jvm_options=_JVM_OPTIONS,
                     name=f"kafka node {node}",
                 )
@@ -304,3 +310,44 @@ class KafkaCluster:
             self._broker_proxies[node],
             *(proxy for pair, proxy in self._controller_proxies.items() if node in pair),
         ]
+
+
+def _listener_settings(
+    node: int,
+    broker_ports: tuple[int, int],
+    controller_ports: dict[tuple[int, int], int],
+    controller_proxies: dict[tuple[int, int], Proxy],
+) -> dict[str, str]:
+    """The listeners and quorum of one node, with a controller listener per peer.
+    ``broker_ports``: where its broker listens, and its proxy.
+
+    A follower fetches from the controller quorum's leader at the address the leader
+    advertises for the follower's first controller listener name, not at the one in its
+    ``controller.quorum.voters``. With a single controller listener, every node would learn
+    the leader's direct port and bypass the proxies, and an isolated active controller would
+    go on leading (and fence the others). So node N has a listener ``CONTROLLER_M`` for each
+    node M, advertised as the proxy from M to N (its own directly), and connects to the
+    others by the name ``CONTROLLER_N``: every connection between two controllers, and from
+    a broker to its controller, crosses the proxy of that one direction.
+    """
+
+    def address(source: int, target: int) -> str:
+        """Where ``source`` reaches the controller of ``target``: its own directly, another's
+        through the proxy of that direction."""
+        if source == target:
+            return f"127.0.0.1:{controller_ports[target, target]}"
+        return f"127.0.0.1:{controller_proxies[source, target].port}"
+
+    port, advertised_port = broker_ports
+    names = [f"CONTROLLER_{peer}" for peer in (node, *(p for p in NODES if p != node))]
+    listeners = [f"CONTROLLER_{peer}://127.0.0.1:{controller_ports[node, peer]}" for peer in NODES]
+    advertised = [f"CONTROLLER_{peer}://{address(peer, node)}" for peer in NODES]
+    return {
+        "controller.quorum.voters": ",".join(f"{peer}@{address(node, peer)}" for peer in NODES),
+        "controller.listener.names": ",".join(names),
+        "listeners": ",".join([f"PLAINTEXT://127.0.0.1:{port}", *listeners]),
+        "advertised.listeners": ",".join([f"PLAINTEXT://127.0.0.1:{advertised_port}", *advertised]),
+        "listener.security.protocol.map": ",".join(
+            ["PLAINTEXT:PLAINTEXT", *(f"{name}:PLAINTEXT" for name in names)]
+        ),
+    }

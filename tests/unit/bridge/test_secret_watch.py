@@ -69,6 +69,18 @@ def test_a_file_being_swapped_counts_as_unchanged(tmp_path: Path) -> None:
     assert watch.changed()
 
 
+def test_a_file_rewritten_in_place_is_one_change_not_two(tmp_path: Path) -> None:
+    """Truncated, then written: the empty file in between is no change of its own (it would
+    rotate to an empty token, then again to the new one)."""
+    spec, token, _ = spec_with_files(tmp_path)
+    watch = SecretWatch.of_connection(spec)
+    token.write_text("")
+    assert not watch.changed()
+    token.write_text("second\n")
+    assert watch.changed()
+    assert not watch.changed()
+
+
 def test_the_producer_s_watch_names_the_properties_that_changed(tmp_path: Path) -> None:
     spec, _, password = spec_with_files(tmp_path)
     producer = SecretWatch.of_producer(spec)
