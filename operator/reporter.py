@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 #: Change this annotation's value (e.g. to a timestamp) to rotate the connection now:
 #: make-before-break, no frame lost.
 ROTATE_ANNOTATION = "ws2kafka.dev/rotate"
+
+#: A bridge's last report (it ended) is its last word until another pod reports: tried this
+#: many times, the retries after 0.5 s, 1 s, ... (a pod that stays after giving up sends
+#: nothing more, and ``spec.autoRestart`` acts on that report).
+LAST_WORD_ATTEMPTS = 4
+LAST_WORD_RETRY_SECONDS = 0.5
 
 Patch = Callable[[str, str, dict[str, Any]], dict[str, Any]]
 Read = Callable[[str, str], dict[str, Any]]
@@ -126,6 +133,9 @@ class KubeStatusReporter:
         self._rotate_request: str | None = None
         self._baseline_taken = False
         self._failures = RateLimitedLog(log, "status reports failed", interval=60.0)
+        self._issued = 0
+        self._applied = 0
+        self._in_order = threading.Lock()
 
     def previous_unclean_exit(self) -> UncleanExit | None:
         """How the previous bridge of this source ended, read before this one reports; an
@@ -172,13 +182,34 @@ class KubeStatusReporter:
         status = {"connection": connection, **snapshot.to_gap_status()}
         if snapshot.topics:
             status["topics"] = list(snapshot.topics)
-        try:
-            patched = await asyncio.to_thread(self._patch, self.namespace, self.name, status)
-        except Exception as exc:  # the API server being away must not stop the data path
-            self._failures.add(f"{type(exc).__name__}: {exc}")
-            self._failures.flush()
-            return None
-        return Requests(rotate=self._rotation_requested(patched))
+        self._issued += 1
+        number = self._issued
+        attempts = LAST_WORD_ATTEMPTS if snapshot.state in FINISHED else 1
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(LAST_WORD_RETRY_SECONDS * 2 ** (attempt - 1))
+            try:
+                patched = await asyncio.to_thread(self._patch_in_order, number, status)
+            except Exception as exc:  # the API server being away must not stop the data path
+                self._failures.add(f"{type(exc).__name__}: {exc}")
+                self._failures.flush()
+                continue
+            return None if patched is None else Requests(rotate=self._rotation_requested(patched))
+        return None
+
+    def _patch_in_order(self, number: int, status: dict[str, Any]) -> dict[str, Any] | None:
+        """Patch report ``number`` unless a later one is applied already (None then).
+
+        Runs in a worker thread, one patch at a time: cancelling a report's task does not
+        stop its thread, so a routine report cancelled at the bridge's end could otherwise
+        land after the final one and leave an old state as the bridge's last word.
+        """
+        with self._in_order:
+            if number < self._applied:
+                return None
+            patched = self._patch(self.namespace, self.name, status)
+            self._applied = number
+            return patched
 
     def _rotation_requested(self, resource: dict[str, Any]) -> bool:
         """An on-demand rotation is asked for by setting or changing the annotation's value.

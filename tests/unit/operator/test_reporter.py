@@ -1,12 +1,15 @@
 """The operator's status reporter: what it patches, and rotation requests it relays."""
 
+import asyncio
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from ws2kafka.bridge.reporting import StatusSnapshot
-from ws2kafka.bridge.stats import BridgeStats
+from ws2kafka.bridge.stats import BridgeStats, ConnectionState
+from ws2kafka.operator import reporter as reporter_module
 from ws2kafka.operator.reporter import (
     ROTATE_ANNOTATION,
     KubeStatusReporter,
@@ -63,6 +66,54 @@ async def test_a_failing_api_is_not_fatal() -> None:
 
     reporter = KubeStatusReporter("ns", "src", pod_name=None, interval=5, patch=broken)
     assert await reporter.report(StatusSnapshot.of(BridgeStats(), None, 0.0)) is None
+
+
+def _snapshot(state: ConnectionState) -> StatusSnapshot:
+    stats = BridgeStats()
+    stats.set_state(state)
+    return StatusSnapshot.of(stats, "c1", 0.0)
+
+
+async def test_a_cancelled_report_still_in_flight_cannot_overwrite_the_last_word() -> None:
+    """The bridge cancels its routine report task at its end, but the task's thread goes on:
+    its patch must not land after the final report's."""
+    api = FakeApi()
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_first(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        if not inside.is_set():
+            inside.set()
+            release.wait(5)
+        return api.patch(namespace, name, status)
+
+    reporter = KubeStatusReporter("ns", "src", pod_name=None, interval=5, patch=slow_first)
+    routine = asyncio.create_task(reporter.report(_snapshot(ConnectionState.BACKOFF)))
+    await asyncio.to_thread(inside.wait, 5)
+    routine.cancel()
+    final = asyncio.create_task(reporter.report(_snapshot(ConnectionState.GAVE_UP)))
+    await asyncio.sleep(0.05)
+    release.set()
+    await final
+    states = [patch["connection"]["state"] for patch in api.patches]
+    assert states == ["Backoff", "GaveUp"]
+
+
+async def test_the_last_word_is_retried_and_a_routine_report_is_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reporter_module, "LAST_WORD_RETRY_SECONDS", 0.0)
+    api, refusals = FakeApi(), [ConnectionResetError("away"), TimeoutError("slow")]
+
+    def flaky(namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        if refusals:
+            raise refusals.pop(0)
+        return api.patch(namespace, name, status)
+
+    reporter = KubeStatusReporter("ns", "src", pod_name=None, interval=5, patch=flaky)
+    assert await reporter.report(_snapshot(ConnectionState.CONNECTED)) is None
+    assert await reporter.report(_snapshot(ConnectionState.GAVE_UP)) is not None
+    assert [patch["connection"]["state"] for patch in api.patches] == ["GaveUp"]
+    assert not refusals
 
 
 KILLED = {
