@@ -272,6 +272,12 @@ def _post_transitions(
     before = {cond["type"]: cond for cond in previous}
     for cond in current:
         old = before.get(cond["type"], {})
+        if cond["type"] == "Connected" and cond["reason"] == ConnectionState.GAVE_UP:
+            # Connected was False already while the bridge backed off: the give-up is a
+            # change of reason, not of status
+            if old.get("reason") != ConnectionState.GAVE_UP:
+                events.post(body, reason="GaveUp", message=cond["message"], warning=True)
+            continue
         if old.get("status") == cond["status"]:
             continue
         if cond["type"] in ("Subscribed", "Authenticated") and cond["status"] == "False":
@@ -280,7 +286,5 @@ def _post_transitions(
             continue
         if cond["status"] == "True":
             events.post(body, reason="Connected", message=cond["message"])
-        elif cond["reason"] == ConnectionState.GAVE_UP:
-            events.post(body, reason="GaveUp", message=cond["message"], warning=True)
         elif old:
             events.post(body, reason="Disconnected", message=cond["message"], warning=True)

@@ -216,3 +216,36 @@ def test_conditions_just_patched_are_not_patched_again_from_a_lagging_view() -> 
     now[0] = 61.0
     assert check({})["conditions"] == first["conditions"], "an old record: the view decides"
     assert check(dict(first)) == {}, "the view shows them"
+
+
+class PostedEvents(EventLimiter):
+    """The reasons of the Events the conditions timer posts, in order."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.reasons: list[str] = []
+
+    def post(self, body: Any, *, reason: str, message: str, warning: bool = False) -> bool:
+        self.reasons.append(reason)
+        return True
+
+
+def test_a_bridge_that_gives_up_after_backing_off_gets_one_gave_up_event() -> None:
+    """Connected is False while the bridge backs off and once it gave up: only the reason
+    changes, and that change is the give-up users must be told of (once)."""
+    events, writes = PostedEvents(), ConditionWrites(trust_seconds=0.0)
+    spec = {"url": "ws://feed/ws", "kafka": {"bootstrapServers": "k:9092", "topic": "t"}}
+    meta = {"generation": 1, "namespace": "ns", "name": "s"}
+    status: dict[str, Any] = {}
+    for state in ("Backoff", "GaveUp", "GaveUp"):
+        beat = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        status["connection"] = {"state": state, "heartbeatTime": beat, "lastError": "refused"}
+        patch = Patch()
+        refresh_conditions(
+            {}, spec, status, meta, "ns", "s", patch, OperatorSettings(mode=Mode.POD),
+            events, {}, {}, writes,
+        )  # fmt: skip
+        status = {**status, **patch.status}
+    connected = {c["type"]: c for c in status["conditions"]}["Connected"]
+    assert (connected["status"], connected["reason"]) == ("False", "GaveUp")
+    assert events.reasons.count("GaveUp") == 1
