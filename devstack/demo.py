@@ -107,12 +107,14 @@ async def show(kube: ControlPlane, consumer: Consumer, topic: str, until: float)
 
 
 async def run_demo(workdir: Path, kafka_port: int | None, feed_port: int, duration: float) -> int:
-    with (
-        KafkaBroker.start(workdir / "kafka", port=kafka_port) as broker,
-        ControlPlane.start(workdir / "kube") as kube,
-    ):
-        feed = await TradeFeed(port=feed_port).start()
-        try:
+    # the feed's port is bound first: a port that is taken fails at once, and the stack's
+    # own free ports cannot take it meanwhile
+    feed = await TradeFeed(port=feed_port).start()
+    try:
+        with (
+            KafkaBroker.start(workdir / "kafka", port=kafka_port) as broker,
+            ControlPlane.start(workdir / "kube") as kube,
+        ):
             kube.kubectl("apply", "-f", "-", input=render_crd())
             kube.wait_established("crd/websocketsources.ws2kafka.dev")
             with operator_process(kube, workdir):
@@ -124,8 +126,8 @@ async def run_demo(workdir: Path, kafka_port: int | None, feed_port: int, durati
                 print(f"  logs: {workdir}   (Ctrl-C stops everything)")
                 with kafka_tail(broker.bootstrap_servers, topic) as consumer:
                     total = await show(kube, consumer, topic, time.monotonic() + duration)
-        finally:
-            await feed.stop()
+    finally:
+        await feed.stop()
     return total
 
 
@@ -133,14 +135,14 @@ async def run_node_demo(
     workdir: Path, kafka_port: int | None, feed_port: int, duration: float
 ) -> int:
     """The demo with the operator and its bridge as pods on the devstack's node."""
-    name = await asyncio.to_thread(image.build, DEMO_MANIFEST.parent.parent)
-    with (
-        KafkaBroker.start(workdir / "kafka", port=kafka_port) as broker,
-        ControlPlane.start(workdir / "kube") as kube,
-        Node.start(workdir / "node", kube, name) as node,
-    ):
-        feed = await TradeFeed(port=feed_port).start()
-        try:
+    feed = await TradeFeed(port=feed_port).start()  # first, as in :func:`run_demo`
+    try:
+        name = await asyncio.to_thread(image.build, DEMO_MANIFEST.parent.parent)
+        with (
+            KafkaBroker.start(workdir / "kafka", port=kafka_port) as broker,
+            ControlPlane.start(workdir / "kube") as kube,
+            Node.start(workdir / "node", kube, name) as node,
+        ):
             await asyncio.to_thread(release.install, kube, node, "ws2kafka", "default")
             resource = demo_resource(broker.bootstrap_servers, feed.url)
             topic = resource["spec"]["kafka"]["topic"]
@@ -150,8 +152,8 @@ async def run_node_demo(
             print(f"  logs: {workdir}   (Ctrl-C stops everything)")
             with kafka_tail(broker.bootstrap_servers, topic) as consumer:
                 total = await show(kube, consumer, topic, time.monotonic() + duration)
-        finally:
-            await feed.stop()
+    finally:
+        await feed.stop()
     return total
 
 
