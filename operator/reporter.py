@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from ws2kafka.bridge.backoff import delay_bound
 from ws2kafka.bridge.gaps import rfc3339
 from ws2kafka.bridge.ratelog import RateLimitedLog
 from ws2kafka.bridge.reporting import Requests, StatusSnapshot
@@ -32,10 +33,11 @@ log = logging.getLogger(__name__)
 ROTATE_ANNOTATION = "ws2kafka.dev/rotate"
 
 #: A bridge's last report (it ended) is its last word until another pod reports: tried this
-#: many times, the retries after 0.5 s, 1 s, ... (a pod that stays after giving up sends
+#: many times, the retries after 0.5 s, 1 s and 2 s (a pod that stays after giving up sends
 #: nothing more, and ``spec.autoRestart`` acts on that report).
 LAST_WORD_ATTEMPTS = 4
 LAST_WORD_RETRY_SECONDS = 0.5
+LAST_WORD_MAX_RETRY_SECONDS = 2.0
 
 Patch = Callable[[str, str, dict[str, Any]], dict[str, Any]]
 Read = Callable[[str, str], dict[str, Any]]
@@ -187,7 +189,8 @@ class KubeStatusReporter:
         attempts = LAST_WORD_ATTEMPTS if snapshot.state in FINISHED else 1
         for attempt in range(attempts):
             if attempt:
-                await asyncio.sleep(LAST_WORD_RETRY_SECONDS * 2 ** (attempt - 1))
+                delay = delay_bound(attempt, LAST_WORD_RETRY_SECONDS, LAST_WORD_MAX_RETRY_SECONDS)
+                await asyncio.sleep(delay)
             try:
                 patched = await asyncio.to_thread(self._patch_in_order, number, status)
             except Exception as exc:  # the API server being away must not stop the data path

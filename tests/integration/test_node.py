@@ -410,10 +410,7 @@ def test_auto_restart_rolls_a_bridge_pod_that_gave_up_and_stops_at_the_limit(
     first = wait_for(lambda: _live_bridge_pods(install, "hopeless"), 120, "a bridge pod")
     limit = "no more automatic restarts: maxRestarts (1) reached"
 
-    last: dict[str, Any] = {}
-
     def limit_reached() -> dict[str, Any]:
-        last.update(install.get("wss", "hopeless").get("status", {}))
         status = _ready_with(install, "hopeless", "GaveUp")()
         return (
             status if limit in status.get("byType", {}).get("Ready", {}).get("message", "") else {}
@@ -422,7 +419,8 @@ def test_auto_restart_rolls_a_bridge_pod_that_gave_up_and_stops_at_the_limit(
     try:
         status = wait_for(limit_reached, 180, "a restart, then the limit")
     except AssertionError as exc:  # what the operator saw tells which step did not happen
-        raise AssertionError(f"{exc}; the last status: {last}") from None
+        status = install.get("wss", "hopeless").get("status", {})
+        raise AssertionError(f"{exc}; the status then: {status}") from None
     assert status["autoRestart"]["count"] == 1
     assert status["autoRestart"]["lastRestartTime"]
     [pod] = _live_bridge_pods(install, "hopeless")
